@@ -1,0 +1,175 @@
+"""Estimate: every configured estimate, overall and by domains, into tidy ``estimates.csv``.
+
+The design (weights, strata, clusters, fpc, lonely-PSU policy) comes from the config's
+``design`` section; the statistics from :mod:`pipeline.survey`. Domains are estimated by zero
+weights inside the full design, never by dropping rows.
+
+Denominators. For ``denominator: all`` the don't-know and refused answers stay in the base
+(they count as "not in the levels"), as the published figures of the demo study do; for
+``denominator: valid`` they are left out. Rows with no answer at all (system missing: skipped
+by the questionnaire's logic, or set missing as out of range) are never in the base. Each row's
+``denominator`` column says which base it used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import ConfigError
+from pipeline.stages import StageContext, StageOutput
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from pipeline.config import DesignConfig, EstimateSpec, StudyConfig, TablesConfig
+    from pipeline.io import Codebook
+
+#: estimates.csv columns, in the order of the DESIGN.md section 5 contract; more may follow.
+COLUMNS = (
+    "wave", "estimate_id", "statistic", "variable", "level", "by", "domain", "n",
+    "estimate", "se", "ci_low", "ci_high", "ci_method", "conf_level", "df", "deff", "flag",
+)
+EXTRA_COLUMNS = ("denominator", "title")
+
+
+def build_design(frame: pl.DataFrame, config: DesignConfig) -> Any:
+    """The survey design of the config's ``design`` section."""
+    from pipeline.survey.design import Design
+
+    missing = [c for c in (config.weights, *config.strata, *config.ids, *config.fpc) if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"design: variable(s) {', '.join(missing)} are not in the weighted data")
+    return Design.from_frame(
+        frame,
+        weights=config.weights,
+        ids=list(config.ids),
+        strata=list(config.strata) or None,
+        fpc=list(config.fpc),
+        nest=config.nest,
+        lonely_psu=config.lonely_psu,
+    )
+
+
+def _indicator_frame(frame: pl.DataFrame, spec: EstimateSpec, codebook: Codebook) -> tuple[pl.DataFrame, str, list[Any]]:
+    """Add the analysis column for a spec; return (frame, column, levels to report)."""
+    import polars as pl
+
+    var = spec.proportion
+    info = codebook.get(var)
+    missing = sorted(info.missing_values, key=str)
+    col = f"__{spec.id}"
+    x = pl.col(var)
+    if spec.levels is not None:
+        in_levels = x.is_in(list(spec.levels))
+        if spec.denominator == "all":
+            expr = pl.when(x.is_null()).then(None).otherwise(in_levels.cast(pl.Int64))
+        else:
+            expr = pl.when(x.is_null() | x.is_in(missing)).then(None).otherwise(in_levels.cast(pl.Int64))
+        return frame.with_columns(expr.alias(col)), col, [1]
+    expr = x if spec.denominator == "all" else pl.when(x.is_in(missing)).then(None).otherwise(x)
+    return frame.with_columns(expr.alias(col)), col, []
+
+
+def estimate_all(
+    frame: pl.DataFrame,
+    codebook: Codebook,
+    specs: Sequence[EstimateSpec],
+    design_config: DesignConfig,
+    tables: TablesConfig,
+    *,
+    wave: str,
+) -> pl.DataFrame:
+    """Tidy estimates (DESIGN.md section 5 schema) for every spec and domain list."""
+    import polars as pl
+
+    from pipeline.survey.estimators import proportion
+
+    problems = []
+    for i, spec in enumerate(specs):
+        if spec.proportion not in frame.columns:
+            problems.append(f"estimates[{i}].proportion: {spec.proportion} is not in the weighted data")
+        for by in spec.by:
+            problems += [f"estimates[{i}].by: {b} is not in the weighted data" for b in by if b not in frame.columns]
+    if problems:
+        raise ConfigError(f"estimates: {len(problems)} problem(s):", problems=problems)
+
+    rows: list[pl.DataFrame] = []
+    for spec in specs:
+        work, col, levels = _indicator_frame(frame, spec, codebook)
+        design = build_design(work, design_config)
+        method = spec.ci_method or design_config.ci_method
+        for by in spec.by:
+            res = proportion(
+                design, col, by=list(by), levels=levels or None, ci_method=method, conf_level=design_config.conf_level, na_rm=True
+            )
+            if by:
+                res = res.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
+            rows.append(_tidy(res, spec, list(by), codebook, wave=wave, method=method, conf_level=design_config.conf_level, tables=tables))
+    if not rows:
+        return pl.DataFrame(schema={c: pl.String for c in (*COLUMNS, *EXTRA_COLUMNS)})
+    return pl.concat(rows, how="vertical_relaxed")
+
+
+def _tidy(
+    res: pl.DataFrame,
+    spec: EstimateSpec,
+    by: list[str],
+    codebook: Codebook,
+    *,
+    wave: str,
+    method: str,
+    conf_level: float,
+    tables: TablesConfig,
+) -> pl.DataFrame:
+    import polars as pl
+
+    var = spec.proportion
+    if spec.levels is not None:
+        labels = [codebook.label_of(var, c) for c in spec.levels]
+        level_text = spec.level_label or " or ".join(labels)
+        level = pl.lit(level_text)
+    else:
+        level = pl.col("level").map_elements(lambda c: codebook.label_of(var, c), return_dtype=pl.String)
+    if by:
+        domain = pl.concat_str(
+            [pl.col(b).map_elements(lambda c, b=b: codebook.label_of(b, c), return_dtype=pl.String) for b in by], separator="*"
+        )
+    else:
+        domain = pl.lit("All")
+    flag = pl.when(pl.col("n") < tables.min_n).then(pl.lit(f"n<{tables.min_n}")).otherwise(pl.lit(""))
+    return res.select(
+        pl.lit(wave).alias("wave"),
+        pl.lit(spec.id).alias("estimate_id"),
+        pl.lit("proportion").alias("statistic"),
+        pl.lit(var).alias("variable"),
+        level.alias("level"),
+        pl.lit("*".join(by)).alias("by"),
+        domain.alias("domain"),
+        pl.col("n").cast(pl.Int64),
+        pl.col("estimate").cast(pl.Float64),
+        pl.col("se").cast(pl.Float64),
+        pl.col("ci_low").cast(pl.Float64),
+        pl.col("ci_high").cast(pl.Float64),
+        pl.lit(method).alias("ci_method"),
+        pl.lit(conf_level).alias("conf_level"),
+        pl.col("df").cast(pl.Float64),
+        pl.col("deff").cast(pl.Float64),
+        flag.alias("flag"),
+        pl.lit(spec.denominator).alias("denominator"),
+        pl.lit(spec.title or codebook.get(var).label or var).alias("title"),
+    )
+
+
+def run(ctx: StageContext) -> StageOutput:
+    from pipeline.io import Codebook
+
+    frame = ctx.read_frame("weight/data.parquet")
+    codebook = Codebook.from_json(ctx.path("weight/codebook.json").read_text(encoding="utf-8"))
+    config: StudyConfig = ctx.config
+    est = estimate_all(frame, codebook, config.estimates, config.design, config.tables, wave=ctx.wave.id)
+    return StageOutput(
+        files={"estimates.csv": est, "estimate/codebook.json": codebook.to_json()},
+        diagnostics={"estimates": est.height, "flagged": int((est.get_column("flag") != "").sum()) if est.height else 0},
+        rows=est.height,
+    )
