@@ -1,0 +1,1109 @@
+"""Weighting: post-stratification, raking, calibration, trimming, diagnostics.
+
+This module owns every step that turns base weights into final weights, and
+the record each step leaves for the variance. Inputs are a polars frame (one
+row per respondent: base weight, grouping columns, weighting variables) and a
+tidy target table; outputs are frozen :class:`WeightingResult` values. No
+files, no config objects.
+
+Targets are population **totals**, one row per group, variable and category::
+
+    *by, variable, category, target
+
+(:func:`targets_from_shares` converts shares plus a per-group population).
+A crossed margin such as sex x age is a pre-crossed variable. Calibration also
+takes numeric variables: a single row per group with a null ``category`` and
+the population total of the variable.
+
+The formulas follow R survey 4.1-1 (Lumley): ``postStratify``, ``rake``,
+``calibrate``/``grake`` and ``trimWeights``; the variance adjustments are
+those of ``svyrecvar`` (see :class:`PostStratAdjustment`,
+:class:`RakingAdjustment`, :class:`GregAdjustment`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import polars as pl
+
+from pipeline.errors import CalibrationError, DataError, TargetsError
+from pipeline.survey._weighting_grake import LINEAR, LOGIT, RAKING, CalibrationDistance, grake
+from pipeline.survey._weighting_ipf import CellMargin, StopRule, ipf
+from pipeline.survey._weighting_prep import Problem, check_weight_array, combine_codes, prepare
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "WEIGHTING_METHODS",
+    "Adjustment",
+    "ChainedAdjustment",
+    "GregAdjustment",
+    "NoAdjustment",
+    "PostStratAdjustment",
+    "RakingAdjustment",
+    "WeightDiagnostics",
+    "WeightingResult",
+    "calibrate",
+    "poststratify",
+    "rake",
+    "targets_from_shares",
+    "trim_weights",
+    "weight_diagnostics",
+]
+
+# Shares of one variable in one group must sum to 1 within this tolerance.
+SHARES_ATOL = 1e-6
+# R survey svyrecvar(): number of passes over the raking margins when
+# residualizing estimating functions for the variance.
+RAKING_VARIANCE_SWEEPS = 10
+# z for the 95% margin of error in weight diagnostics.
+_Z95 = 1.96
+# relative rank tolerance of the calibration projection (R's qr() default tol = 1e-7)
+_QR_RTOL = 1e-7
+
+MARGIN_COLUMNS = (
+    "variable",
+    "category",
+    "target_share",
+    "unweighted_share",
+    "base_share",
+    "achieved_share",
+    "target",
+    "achieved",
+)
+
+
+# --------------------------------------------------------------------------------------
+# Variance adjustments
+# --------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Adjustment(Protocol):
+    """What a weighting step leaves for Taylor linearization.
+
+    The design applies ``residualize`` to the ``(n, k)`` matrix of weighted
+    estimating-function values (computed with the final weights) before
+    summing by PSU, as R survey's ``svyrecvar`` does with ``design$postStrata``.
+    """
+
+    def residualize(self, x: np.ndarray) -> np.ndarray:
+        """Return the residualized copy of ``x`` (same shape; ``x`` is not modified)."""
+        ...
+
+
+def _as_matrix(x: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
+    a = np.array(x, dtype=np.float64, copy=True)
+    was_vector = a.ndim == 1
+    if was_vector:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[0] != n:
+        raise ValueError(f"residualize expects an array with {n} rows; found shape {np.shape(x)}")
+    return a, was_vector
+
+
+def _key_means(index: np.ndarray, z: np.ndarray, n_keys: int, denominator: np.ndarray) -> np.ndarray:
+    sums = np.empty((n_keys, z.shape[1]))
+    for j in range(z.shape[1]):
+        sums[:, j] = np.bincount(index, weights=z[:, j], minlength=n_keys)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator[:, None] > 0, sums / denominator[:, None], 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class NoAdjustment:
+    """No residualization: the step is treated as fixed weights.
+
+    Returned by :func:`trim_weights`. As in R survey's ``trimWeights`` (which
+    keeps ``design$postStrata``), the adjustment of the step before trimming
+    stays in force: a design should keep its earlier adjustments and append
+    this one, which changes nothing.
+    """
+
+    def residualize(self, x: np.ndarray) -> np.ndarray:
+        return np.array(x, dtype=np.float64, copy=True)
+
+
+@dataclass(frozen=True, eq=False)
+class PostStratAdjustment:
+    """Post-stratification residuals (R survey ``svyrecvar``, ordinary post-strata).
+
+    Within post-stratum ``s`` the estimating functions lose
+    ``psw_i * sum_s(x * oldw / psw) / sum_s(oldw)``.
+
+    Attributes
+    ----------
+    index : ndarray of int, shape (n,)
+        Post-stratum of every row (``group x category``).
+    weights : ndarray, shape (n,)
+        Weights after post-stratification (R's ``attr(, "weights")``).
+    old_weights : ndarray, shape (n,)
+        Weights before it (R's ``attr(, "oldweights")``).
+    """
+
+    index: np.ndarray
+    weights: np.ndarray
+    old_weights: np.ndarray
+
+    def residualize(self, x: np.ndarray) -> np.ndarray:
+        a, was_vector = _as_matrix(x, self.index.size)
+        n_keys = int(self.index.max()) + 1
+        denominator = np.bincount(self.index, weights=self.old_weights, minlength=n_keys)
+        means = _key_means(self.index, a * (self.old_weights / self.weights)[:, None], n_keys, denominator)
+        a -= means[self.index] * self.weights[:, None]
+        return a[:, 0] if was_vector else a
+
+
+@dataclass(frozen=True, eq=False)
+class RakingAdjustment:
+    """Raking residuals (R survey ``svyrecvar``, ``raking`` branch).
+
+    Ten passes over the margins; margin ``m`` replaces ``x`` by
+    ``x - psw_m * ave(x / psw_m, margin_m)`` with ``ave`` the unweighted mean
+    within the margin's category and ``psw_m`` the weights right after margin
+    ``m`` was matched in the last raking sweep.
+
+    Attributes
+    ----------
+    index : tuple of ndarray of int
+        Per margin, the ``group x category`` key of every row.
+    weights : tuple of ndarray
+        Per margin, the weights after that margin's step in the last sweep.
+    sweeps : int
+        Passes over the margins (R: 10).
+    """
+
+    index: tuple[np.ndarray, ...]
+    weights: tuple[np.ndarray, ...]
+    sweeps: int = RAKING_VARIANCE_SWEEPS
+
+    def residualize(self, x: np.ndarray) -> np.ndarray:
+        a, was_vector = _as_matrix(x, self.index[0].size)
+        prepared = []
+        for idx in self.index:
+            n_keys = int(idx.max()) + 1
+            prepared.append((idx, n_keys, np.bincount(idx, minlength=n_keys).astype(np.float64)))
+        for _ in range(self.sweeps):
+            for (idx, n_keys, counts), psw in zip(prepared, self.weights):
+                means = _key_means(idx, a / psw[:, None], n_keys, counts)
+                a -= psw[:, None] * means[idx]
+        return a[:, 0] if was_vector else a
+
+
+@dataclass(frozen=True, eq=False)
+class GregAdjustment:
+    """Calibration (GREG) residuals (R survey ``svyrecvar``, ``greg_calibration``).
+
+    ``x`` becomes ``qr.resid(qr(X * sqrt(d)), x / w) * w`` with ``w = g * sqrt(d)``
+    (``d`` base weights, ``g`` g-weights). Calibration within groups uses the
+    block-diagonal model, i.e. one projection per group.
+
+    Attributes
+    ----------
+    blocks : tuple of (ndarray of int or None, ndarray)
+        Per group: its rows (None: all rows) and an orthonormal basis of the
+        column space of ``X_g * sqrt(d_g)``.
+    w : ndarray, shape (n,)
+        ``g * sqrt(d)``.
+    """
+
+    blocks: tuple[tuple[np.ndarray | None, np.ndarray], ...]
+    w: np.ndarray
+
+    def residualize(self, x: np.ndarray) -> np.ndarray:
+        a, was_vector = _as_matrix(x, self.w.size)
+        z = a / self.w[:, None]
+        for rows, basis in self.blocks:
+            if rows is None:
+                z -= basis @ (basis.T @ z)
+            else:
+                zb = z[rows]
+                z[rows] = zb - basis @ (basis.T @ zb)
+        a = z * self.w[:, None]
+        return a[:, 0] if was_vector else a
+
+
+@dataclass(frozen=True, eq=False)
+class ChainedAdjustment:
+    """Several adjustments applied in order (R: the ``design$postStrata`` list)."""
+
+    steps: tuple[Adjustment, ...]
+
+    def residualize(self, x: np.ndarray) -> np.ndarray:
+        a = np.array(x, dtype=np.float64, copy=True)
+        for step in self.steps:
+            a = step.residualize(a)
+        return a
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64, copy=True)
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class WeightDiagnostics:
+    """Summary of a weight vector (Pew's pewmethods vocabulary).
+
+    Attributes
+    ----------
+    n : int
+    sum, min, max, mean : float
+    max_min_ratio : float
+        ``max / min``.
+    cv : float
+        Coefficient of variation with the population standard deviation
+        (``ddof = 0``): ``sd / mean``.
+    kish_deff : float
+        Kish's design effect due to weighting, ``1 + cv**2 = n * sum(w**2) / sum(w)**2``.
+    effective_n : float
+        ``n / kish_deff = sum(w)**2 / sum(w**2)``.
+    margin_of_error : float
+        95% margin of error of a proportion of 0.5: ``1.96 * sqrt(kish_deff * 0.25 / n)``.
+    by : tuple of (key, WeightDiagnostics)
+        The same per group, when ``by`` was given.
+    """
+
+    n: int
+    sum: float
+    min: float
+    max: float
+    max_min_ratio: float
+    mean: float
+    cv: float
+    kish_deff: float
+    effective_n: float
+    margin_of_error: float
+    by: tuple[tuple[Any, WeightDiagnostics], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready); groups under ``"by"`` as ``{"group": key, ...}``."""
+        out: dict[str, Any] = {
+            "n": self.n,
+            "sum": self.sum,
+            "min": self.min,
+            "max": self.max,
+            "max_min_ratio": self.max_min_ratio,
+            "mean": self.mean,
+            "cv": self.cv,
+            "kish_deff": self.kish_deff,
+            "effective_n": self.effective_n,
+            "margin_of_error": self.margin_of_error,
+        }
+        if self.by:
+            out["by"] = [{"group": key, **d.to_dict()} for key, d in self.by]
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class WeightingResult:
+    """The outcome of one weighting step.
+
+    Attributes
+    ----------
+    weights : ndarray, shape (n,)
+        Final weights, aligned with the input rows (read-only).
+    base_weights : ndarray, shape (n,)
+        The weights the step started from (read-only).
+    method : str
+        ``poststratify``, ``rake``, ``calibrate:linear|raking|logit`` or ``trim``.
+    iterations : int
+        Sweeps (raking), Newton steps (calibration), passes (trimming); 1 for
+        post-stratification.
+    converged : bool
+    max_margin_error : float
+        Largest ``|achieved share - target share|`` over groups, categorical
+        variables and categories; for numeric calibration variables R's misfit
+        ``|achieved - target| / (1 + |target|)``. NaN for trimming (no targets).
+    margins : polars.DataFrame
+        ``*by, variable, category, target_share, unweighted_share, base_share,
+        achieved_share, target, achieved``; shares are within the group; for
+        numeric variables the share columns are null and ``target``/``achieved``
+        are totals. Empty for trimming.
+    adjustment : Adjustment
+        For the variance (see :class:`Adjustment`).
+    n_trimmed : int
+        Trimming: rows moved to a bound at least once.
+    redistributed : float
+        Trimming: total weight taken from (positive) or given to (negative)
+        the trimmed rows and spread over the others, summed over passes.
+    """
+
+    weights: np.ndarray
+    base_weights: np.ndarray
+    method: str
+    iterations: int
+    converged: bool
+    max_margin_error: float
+    margins: pl.DataFrame
+    adjustment: Adjustment
+    n_trimmed: int = 0
+    redistributed: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", _frozen(self.weights))
+        object.__setattr__(self, "base_weights", _frozen(self.base_weights))
+
+    @property
+    def g_weights(self) -> np.ndarray:
+        """``weights / base_weights``."""
+        return self.weights / self.base_weights
+
+    def diagnostics(self, *, by: Any = None) -> WeightDiagnostics:
+        """:func:`weight_diagnostics` of the final weights."""
+        return weight_diagnostics(self.weights, by=by)
+
+    def summary(self) -> dict[str, Any]:
+        """Manifest-ready summary: the step and the weight diagnostics."""
+        return {
+            "method": self.method,
+            "iterations": self.iterations,
+            "converged": self.converged,
+            "max_margin_error": self.max_margin_error,
+            "n_trimmed": self.n_trimmed,
+            "redistributed": self.redistributed,
+            **self.diagnostics().to_dict(),
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+
+def _check_control(*, max_iter: int, tolerance: float, name: str = "tolerance") -> None:
+    if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer; found {max_iter!r}")
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance > 0):
+        raise ValueError(f"{name} must be a positive number; found {tolerance!r}")
+
+
+def _margins_report(problem: Problem, weights: np.ndarray) -> tuple[pl.DataFrame, float, str]:
+    """The margins table, the largest margin error and where it is."""
+    gc = problem.groups.codes
+    n_groups = problem.groups.n_groups
+    n_g = np.bincount(gc, minlength=n_groups).astype(np.float64)
+    base_g = np.bincount(gc, weights=problem.base, minlength=n_groups)
+    final_g = np.bincount(gc, weights=weights, minlength=n_groups)
+
+    groups: list[np.ndarray] = []
+    variables: list[str] = []
+    categories: list[Any] = []
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in MARGIN_COLUMNS[2:]}
+    errors: list[np.ndarray] = []
+    for m in problem.margins:
+        rows = m.target_rows
+        g_idx = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        j_idx = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        groups.append(g_idx)
+        variables.extend([m.variable] * len(rows))
+        categories.extend(r[2] for r in rows)
+        if m.kind == "categorical":
+            k = len(m.categories)
+            key = gc * k + m.codes
+            size = n_groups * k
+            count = np.bincount(key, minlength=size).reshape(n_groups, k)[g_idx, j_idx]
+            base_t = np.bincount(key, weights=problem.base, minlength=size).reshape(n_groups, k)[g_idx, j_idx]
+            final_t = np.bincount(key, weights=weights, minlength=size).reshape(n_groups, k)[g_idx, j_idx]
+            target = m.targets[g_idx, j_idx]
+            target_share = target / m.targets.sum(axis=1)[g_idx]
+            achieved_share = final_t / final_g[g_idx]
+            cols["target_share"].append(target_share)
+            cols["unweighted_share"].append(count / n_g[g_idx])
+            cols["base_share"].append(base_t / base_g[g_idx])
+            cols["achieved_share"].append(achieved_share)
+            cols["target"].append(target)
+            cols["achieved"].append(final_t)
+            errors.append(np.abs(achieved_share - target_share))
+        else:
+            final_t = np.bincount(gc, weights=weights * m.values, minlength=n_groups)[g_idx]
+            target = m.targets[g_idx, 0]
+            nan = np.full(len(rows), np.nan)
+            for c in ("target_share", "unweighted_share", "base_share", "achieved_share"):
+                cols[c].append(nan)
+            cols["target"].append(target)
+            cols["achieved"].append(final_t)
+            # R survey grake(): misfit relative to 1 + |total|
+            errors.append(np.abs(final_t - target) / (1.0 + np.abs(target)))
+    g_all = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
+    err = np.concatenate(errors) if errors else np.zeros(0)
+    data: dict[str, pl.Series] = {}
+    for j, (col, dtype) in enumerate(zip(problem.by, problem.by_dtypes)):
+        data[col] = pl.Series(col, [problem.groups.keys[g][j] for g in g_all], dtype=dtype)
+    data["variable"] = pl.Series("variable", variables, dtype=pl.String)
+    data["category"] = pl.Series("category", categories, dtype=problem.category_dtype)
+    for c, parts in cols.items():
+        values = np.concatenate(parts) if parts else np.zeros(0)
+        data[c] = pl.Series(c, values, dtype=pl.Float64, nan_to_null=True)
+    frame = pl.DataFrame(data)
+    if err.size == 0:
+        return frame, 0.0, ""
+    worst = int(np.argmax(err))
+    where = f"variable '{variables[worst]}'"
+    if categories[worst] is not None:
+        where += f", category {categories[worst]!r}"
+    where += f", {problem.groups.label(int(g_all[worst]))}"
+    return frame, float(err[worst]), where
+
+
+def _empty_margins() -> pl.DataFrame:
+    schema: dict[str, pl.DataType] = {"variable": pl.String, "category": pl.Null}
+    schema.update({c: pl.Float64 for c in MARGIN_COLUMNS[2:]})
+    return pl.DataFrame(schema=schema)
+
+
+def _group_rows(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
+    return [order[bounds[g] : bounds[g + 1]] for g in range(n_groups)]
+
+
+# --------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------
+
+
+def targets_from_shares(
+    shares: pl.DataFrame,
+    *,
+    by: Sequence[str] = (),
+    share: str = "share",
+    population: str = "population",
+) -> pl.DataFrame:
+    """Convert target shares into population totals.
+
+    Parameters
+    ----------
+    shares : polars.DataFrame
+        Columns ``*by, variable, category, <share>, <population>``: the share
+        of every category within its group and variable, and the group's
+        population (repeated on every row of the group).
+    by : sequence of str
+        Grouping columns.
+    share, population : str
+        Names of the share and population columns.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``*by, variable, category, target`` with ``target = share * population``.
+
+    Raises
+    ------
+    TargetsError
+        Missing columns or values, negative shares, a population that differs
+        within a group, or shares of a variable in a group that do not sum to
+        1 within 1e-6.
+
+    Examples
+    --------
+    >>> shares = pl.DataFrame({"variable": ["sex", "sex"], "category": [1, 2],
+    ...                        "share": [0.48, 0.52], "population": [1000.0, 1000.0]})
+    >>> targets_from_shares(shares)["target"].to_list()
+    [480.0, 520.0]
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    need = [*by, "variable", "category", share, population]
+    missing = [c for c in need if c not in shares.columns]
+    if missing:
+        raise TargetsError(
+            f"target shares: column(s) {missing} missing; expected {need}, found {shares.columns}",
+            hint=f"name the share and population columns with share= and population= (now {share!r}, {population!r})",
+        )
+    for c in [*by, "variable", share, population]:
+        nulls = shares.get_column(c).null_count()
+        if nulls:
+            raise TargetsError(f"target shares: column '{c}' has {nulls} missing value(s)")
+    s = shares.get_column(share).cast(pl.Float64)
+    if (s < 0).any() or not s.is_finite().all():
+        raise TargetsError(f"target shares: '{share}' must be finite shares between 0 and 1; found {s.min()} .. {s.max()}")
+    p = shares.get_column(population).cast(pl.Float64)
+    if (p <= 0).any() or not p.is_finite().all():
+        raise TargetsError(f"target shares: '{population}' must be a positive population size; found {p.min()} .. {p.max()}")
+
+    def label(row: Mapping[str, Any]) -> str:
+        return ", ".join(f"{c}={row[c]!r}" for c in by) if by else "the whole population"
+
+    if by:
+        pops = shares.group_by(by).agg(
+            pl.col(population).cast(pl.Float64).min().alias("lo"), pl.col(population).cast(pl.Float64).max().alias("hi")
+        )
+        bad = pops.filter(pl.col("hi") - pl.col("lo") > 1e-9 * pl.col("hi"))
+    else:
+        bad = pl.DataFrame({"lo": [p.min()], "hi": [p.max()]}).filter(pl.col("hi") - pl.col("lo") > 1e-9 * pl.col("hi"))
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise TargetsError(
+            f"target shares: the population differs within {label(row)} ({row['lo']:g} to {row['hi']:g}); "
+            "expected one population per group",
+        )
+    sums = shares.group_by([*by, "variable"], maintain_order=True).agg(pl.col(share).cast(pl.Float64).sum().alias("_sum"))
+    off = sums.filter((pl.col("_sum") - 1.0).abs() > SHARES_ATOL)
+    if off.height:
+        row = off.row(0, named=True)
+        raise TargetsError(
+            f"target shares of variable '{row['variable']}' in {label(row)} sum to {row['_sum']:.9g}; "
+            f"expected 1 (within {SHARES_ATOL:g})",
+            hint="check for a missing or duplicated category, or shares given in percent",
+        )
+    return shares.select(
+        *by,
+        pl.col("variable"),
+        pl.col("category"),
+        (pl.col(share).cast(pl.Float64) * pl.col(population).cast(pl.Float64)).alias("target"),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Post-stratification
+# --------------------------------------------------------------------------------------
+
+
+def poststratify(
+    frame: pl.DataFrame,
+    *,
+    weight: str,
+    targets: pl.DataFrame,
+    by: Sequence[str] = (),
+) -> WeightingResult:
+    """Post-stratify base weights to population totals (R survey ``postStratify``).
+
+    Every row of post-stratum ``s`` (group x category) gets its base weight
+    times ``N_s / sum_s(d)``.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        Base weight column, ``by`` columns and the post-stratification variable.
+    weight : str
+        Base weight column.
+    targets : polars.DataFrame
+        ``*by, variable, category, target`` for exactly one (possibly crossed) variable.
+    by : sequence of str
+        Grouping columns: post-strata are ``by x category``.
+
+    Returns
+    -------
+    WeightingResult
+        ``adjustment`` is a :class:`PostStratAdjustment`.
+
+    Raises
+    ------
+    DataError, TargetsError, CalibrationError
+        See :func:`rake`.
+    """
+    problem = prepare(frame, weight=weight, targets=targets, by=by, method="poststratify", single_variable=True)
+    m = problem.margins[0]
+    k = len(m.categories)
+    key = problem.groups.codes * k + m.codes
+    current = np.bincount(key, weights=problem.base, minlength=m.targets.size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(current > 0, m.targets.ravel() / current, 1.0)
+    weights = problem.base * factor[key]
+    margins, error, _ = _margins_report(problem, weights)
+    return WeightingResult(
+        weights=weights,
+        base_weights=problem.base,
+        method="poststratify",
+        iterations=1,
+        converged=True,
+        max_margin_error=error,
+        margins=margins,
+        adjustment=PostStratAdjustment(index=key, weights=_frozen(weights), old_weights=_frozen(problem.base)),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Raking
+# --------------------------------------------------------------------------------------
+
+
+def rake(
+    frame: pl.DataFrame,
+    *,
+    weight: str,
+    targets: pl.DataFrame,
+    by: Sequence[str] = (),
+    max_iter: int = 50,
+    tolerance: float = 1e-6,
+    accept_nonconvergence: bool = False,
+    stop_rule: StopRule = "margins",
+) -> WeightingResult:
+    """Rake base weights to marginal population totals (iterative proportional fitting).
+
+    Rows are collapsed to the cells of ``by x all raking variables``; IPF runs
+    on the cell totals and the cell adjustment factors are mapped back to the
+    rows, so the cost grows with the number of cells, not rows.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        Base weight column, ``by`` columns and the raking variables (codes).
+    weight : str
+        Base weight column; every value must be finite and > 0.
+    targets : polars.DataFrame
+        ``*by, variable, category, target``: the population total of each
+        category of each raking variable within each group. The raking
+        variables are the distinct ``variable`` values; a crossed margin is a
+        pre-crossed variable. Every variable's totals in a group must agree.
+    by : sequence of str
+        Grouping columns; raking is done separately within each group.
+    max_iter : int
+        Maximum number of full sweeps over the margins.
+    tolerance : float
+        ``stop_rule='margins'`` (default): converged when, after a full sweep,
+        ``max |achieved share - target share| < tolerance`` over groups,
+        margins and categories. ``stop_rule='r_default'``: R survey ``rake()``'s
+        ``epsilon``: stop when no cell of the ``by x variables`` table changed by
+        ``tolerance`` or more between two sweeps (a count when ``tolerance >= 1``,
+        a fraction of the sum of base weights otherwise). R's default is
+        ``max_iter=10, tolerance=1``.
+    accept_nonconvergence : bool
+        Return ``converged=False`` instead of raising.
+    stop_rule : {'margins', 'r_default'}
+
+    Returns
+    -------
+    WeightingResult
+        ``adjustment`` is a :class:`RakingAdjustment`.
+
+    Raises
+    ------
+    DataError
+        Missing columns, a null in a weight, ``by`` column or raking variable,
+        a non-positive base weight.
+    TargetsError
+        A data category without target, a group without targets, totals that
+        disagree between variables, malformed targets.
+    CalibrationError
+        A target category without data rows in a group (empty cell), or no
+        convergence (unless ``accept_nonconvergence``).
+
+    Examples
+    --------
+    >>> frame = pl.DataFrame({"w": [1.0, 1.0, 1.0, 1.0], "sex": [1, 1, 2, 2], "age": [1, 2, 1, 1]})
+    >>> targets = pl.DataFrame({"variable": ["sex", "sex", "age", "age"], "category": [1, 2, 1, 2],
+    ...                         "target": [50.0, 50.0, 70.0, 30.0]})
+    >>> result = rake(frame, weight="w", targets=targets)
+    >>> result.converged, round(float(result.weights.sum()), 6)
+    (True, 100.0)
+    """
+    _check_control(max_iter=max_iter, tolerance=tolerance)
+    if stop_rule not in ("margins", "r_default"):
+        raise ValueError(f"stop_rule must be 'margins' or 'r_default'; found {stop_rule!r}")
+    problem = prepare(frame, weight=weight, targets=targets, by=by, method="rake")
+    n_groups = problem.groups.n_groups
+    margins = problem.margins
+    cell_of_row, table = combine_codes(
+        [problem.groups.codes, *(m.codes for m in margins)],
+        [n_groups, *(len(m.categories) for m in margins)],
+        problem.n,
+    )
+    cell_base = np.bincount(cell_of_row, weights=problem.base)
+    cell_groups = table[:, 0]
+    cell_margins = []
+    for v, m in enumerate(margins):
+        k = len(m.categories)
+        cell_margins.append(
+            CellMargin(
+                keys=cell_groups * k + table[:, 1 + v],
+                groups=np.repeat(np.arange(n_groups), k),
+                targets=m.targets.ravel(),
+            )
+        )
+    outcome = ipf(cell_base, cell_groups, cell_margins, max_iter=max_iter, tolerance=tolerance, stop_rule=stop_rule)
+    weights = problem.base * (outcome.cell_weights / cell_base)[cell_of_row]
+    report, error, where = _margins_report(problem, weights)
+    if not outcome.converged and not accept_nonconvergence:
+        rule = (
+            f"largest share error {error:.3g} ({where}) is not below tolerance {tolerance:g}"
+            if stop_rule == "margins"
+            else f"cells still changed by {tolerance:g} or more (R rake() rule); largest share error {error:.3g} ({where})"
+        )
+        raise CalibrationError(
+            f"raking did not converge in {outcome.iterations} sweeps: {rule}",
+            hint="raise max_iter, collapse sparse categories, check that the targets are consistent, "
+            "or set accept_nonconvergence to keep these weights",
+        )
+    adjustment = RakingAdjustment(
+        index=tuple(problem.groups.codes * len(m.categories) + m.codes for m in margins),
+        weights=tuple(_frozen(problem.base * (after / cell_base)[cell_of_row]) for after in outcome.after_step),
+    )
+    return WeightingResult(
+        weights=weights,
+        base_weights=problem.base,
+        method="rake",
+        iterations=outcome.iterations,
+        converged=outcome.converged,
+        max_margin_error=error,
+        margins=report,
+        adjustment=adjustment,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Calibration
+# --------------------------------------------------------------------------------------
+
+CALIBRATION_METHODS: dict[str, CalibrationDistance] = {
+    "linear": LINEAR,
+    "raking": RAKING,
+    "logit": LOGIT,
+}
+"""Calibration distances keyed by the config vocabulary (R survey ``calfun``)."""
+
+
+def _orthonormal_basis(a: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the column space of ``a`` (rank-revealing, as R's qr)."""
+    if a.shape[1] == 0:
+        return np.zeros((a.shape[0], 0))
+    u, s, _ = np.linalg.svd(a, full_matrices=False)
+    keep = s > _QR_RTOL * (s[0] if s.size else 0.0)
+    return u[:, keep]
+
+
+def _model_matrix(problem: Problem, rows: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    cols: list[np.ndarray] = []
+    totals: list[float] = []
+    names: list[str] = []
+    for m in problem.margins:
+        if m.kind == "numeric":
+            cols.append(m.values[rows])
+            totals.append(float(m.targets[g, 0]))
+            names.append(m.variable)
+            continue
+        codes = m.codes[rows]
+        for j in np.flatnonzero(m.targets[g] > 0):
+            cols.append((codes == j).astype(np.float64))
+            totals.append(float(m.targets[g, j]))
+            names.append(f"{m.variable}={m.categories[j]!r}")
+    x = np.stack(cols, axis=1) if cols else np.zeros((rows.size, 0))
+    return x, np.asarray(totals), names
+
+
+def calibrate(
+    frame: pl.DataFrame,
+    *,
+    weight: str,
+    targets: pl.DataFrame,
+    by: Sequence[str] = (),
+    method: Literal["linear", "raking", "logit"] = "linear",
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+    max_iter: int = 50,
+    epsilon: float = 1e-7,
+    accept_nonconvergence: bool = False,
+) -> WeightingResult:
+    """Calibrate base weights to population totals (R survey ``calibrate``).
+
+    The g-weights ``g = 1 + F(x' eta)`` solve ``sum(d g x) = T`` by Newton
+    steps (R's ``grake``); ``F`` is the calibration distance of ``method``.
+    Categorical variables enter as one indicator per category (the same
+    column space as R's treatment contrasts plus intercept), numeric variables
+    as they are.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        Base weight, ``by`` columns and calibration variables.
+    weight : str
+        Base weight column.
+    targets : polars.DataFrame
+        ``*by, variable, category, target``. Categorical variable: one row per
+        category; numeric variable: one row per group with a null ``category``
+        and the population total of the variable.
+    by : sequence of str
+        Calibrate separately within each group.
+    method : {'linear', 'raking', 'logit'}
+        Key of :data:`CALIBRATION_METHODS`. Logit needs finite bounds.
+    bounds : (float, float)
+        Bounds on the g-weights (adjusted / base weight), as R's ``bounds``.
+    max_iter : int
+        R's ``maxit`` (50).
+    epsilon : float
+        R's ``epsilon`` (1e-7): stop when ``|T - sum(w x)| / (1 + |T|) < epsilon``
+        for every total.
+    accept_nonconvergence : bool
+        Return ``converged=False`` instead of raising.
+
+    Returns
+    -------
+    WeightingResult
+        ``method`` is ``calibrate:<method>``; ``adjustment`` a :class:`GregAdjustment`.
+
+    Raises
+    ------
+    DataError, TargetsError
+        As :func:`rake`.
+    CalibrationError
+        Empty cell, no convergence (for example bounds that cannot be met),
+        or non-positive calibrated weights (linear calibration without bounds).
+    """
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"method must be one of {sorted(CALIBRATION_METHODS)}; found {method!r}")
+    _check_control(max_iter=max_iter, tolerance=epsilon, name="epsilon")
+    distance = CALIBRATION_METHODS[method]
+    lower, upper = (float(b) for b in bounds)
+    if not lower < upper:
+        raise ValueError(f"bounds must satisfy lower < upper; found {bounds!r}")
+    if distance.needs_finite_bounds and not (math.isfinite(lower) and math.isfinite(upper) and lower < 1.0 < upper):
+        raise ValueError(f"logit calibration needs finite bounds with lower < 1 < upper; found {bounds!r}")
+    problem = prepare(frame, weight=weight, targets=targets, by=by, method="calibrate", allow_numeric=True)
+
+    n_groups = problem.groups.n_groups
+    all_rows = np.arange(problem.n) if n_groups == 1 else None
+    group_rows = [all_rows] if all_rows is not None else _group_rows(problem.groups.codes, n_groups)
+    g_weights = np.ones(problem.n)
+    blocks: list[tuple[np.ndarray | None, np.ndarray]] = []
+    iterations = 0
+    converged = True
+    failure = ""
+    sqrt_d = np.sqrt(problem.base)
+    for g, rows in enumerate(group_rows):
+        x, totals, names = _model_matrix(problem, rows, g)
+        d = problem.base[rows]
+        outcome = grake(x, d, totals, distance, lower=lower, upper=upper, max_iter=max_iter, epsilon=epsilon)
+        iterations = max(iterations, outcome.iterations)
+        if not outcome.converged and converged:
+            converged = False
+            failure = f"{problem.groups.label(g)}: largest misfit |T - sum(w x)| / (1 + |T|) = {outcome.misfit:.3g}"
+        g_weights[rows] = outcome.g
+        basis = _orthonormal_basis(x * sqrt_d[rows][:, None])
+        blocks.append((None if all_rows is not None else rows, basis))
+
+    weights = problem.base * g_weights
+    if not converged and not accept_nonconvergence:
+        raise CalibrationError(
+            f"calibration ({method}, bounds {lower:g} .. {upper:g}) did not converge in {max_iter} iterations; "
+            f"{failure} (epsilon {epsilon:g})",
+            hint="widen the bounds, collapse sparse categories, check the targets, raise max_iter, "
+            "or set accept_nonconvergence to keep these weights",
+        )
+    if not np.all(np.isfinite(weights)) or (weights <= 0).any():
+        bad = ~np.isfinite(weights) | (weights <= 0)
+        raise CalibrationError(
+            f"calibration ({method}) produced {int(bad.sum())} non-positive or non-finite weight(s) "
+            f"(smallest g-weight {np.nanmin(g_weights):.4g})",
+            hint="set bounds on the g-weights (for example (0.3, 3)) or use method 'raking' or 'logit'",
+        )
+    report, error, _ = _margins_report(problem, weights)
+    return WeightingResult(
+        weights=weights,
+        base_weights=problem.base,
+        method=f"calibrate:{method}",
+        iterations=iterations,
+        converged=converged,
+        max_margin_error=error,
+        margins=report,
+        adjustment=GregAdjustment(blocks=tuple(blocks), w=_frozen(g_weights * sqrt_d)),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Trimming
+# --------------------------------------------------------------------------------------
+
+
+def _cap(value: float | np.ndarray | None, n: int, default: float, name: str) -> np.ndarray:
+    if value is None:
+        return np.full(n, default)
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim == 0:
+        a = np.full(n, float(a))
+    if a.shape != (n,):
+        raise ValueError(f"trim_weights: {name} must be a number or an array with one value per row ({n}); found shape {a.shape}")
+    if np.isnan(a).any():
+        raise ValueError(f"trim_weights: {name} has {int(np.isnan(a).sum())} missing value(s)")
+    return a
+
+
+def trim_weights(
+    weights: np.ndarray | pl.Series,
+    *,
+    lower: float | np.ndarray | None = None,
+    upper: float | np.ndarray | None = None,
+    strict: bool = False,
+    max_iter: int = 100,
+) -> WeightingResult:
+    """Trim weights to ``[lower, upper]`` and spread the excess (R survey ``trimWeights``).
+
+    Weights outside the bounds are set to the bound; the net amount removed
+    is added in equal parts to every weight that was inside (R adds
+    ``sum(trimmings) / n_inside`` to each, not proportionally). With
+    ``strict=False`` this is done once, so some weights can end up outside
+    the bounds again; ``strict=True`` repeats until none is outside.
+
+    Parameters
+    ----------
+    weights : array-like, shape (n,)
+        Weights to trim (finite, > 0).
+    lower, upper : float or array-like of shape (n,), optional
+        Caps, one number or one per row (e.g. ``5 * county median``); None: no cap.
+    strict : bool
+        Repeat until every weight is inside the bounds.
+    max_iter : int
+        Safety limit on the passes when ``strict``.
+
+    Returns
+    -------
+    WeightingResult
+        ``method='trim'``; ``n_trimmed`` rows trimmed (at least once);
+        ``redistributed`` the net weight spread over the others;
+        ``adjustment`` a :class:`NoAdjustment` (keep the previous step's).
+
+    Raises
+    ------
+    DataError
+        Null, non-finite or non-positive weights.
+    CalibrationError
+        ``strict`` bounds that cannot hold (the total does not fit between
+        ``sum(lower)`` and ``sum(upper)``, or every weight is outside).
+    """
+    if isinstance(weights, pl.Series):
+        weights = weights.cast(pl.Float64).to_numpy()
+    w0 = check_weight_array(np.asarray(weights), what="weights to trim")
+    n = w0.size
+    lo = _cap(lower, n, -math.inf, "lower")
+    hi = _cap(upper, n, math.inf, "upper")
+    if (lo > hi).any():
+        i = int(np.flatnonzero(lo > hi)[0])
+        raise ValueError(f"trim_weights: upper must be greater than lower (row {i + 1}: lower {lo[i]:g}, upper {hi[i]:g})")
+    if not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer; found {max_iter!r}")
+    total = float(w0.sum())
+    if strict and (total > hi.sum() * (1 + 1e-12) or total < lo.sum() * (1 - 1e-12)):
+        raise CalibrationError(
+            f"trim_weights: the weights sum to {total:.6g}, which cannot fit between the caps "
+            f"(sum of lower caps {lo.sum():.6g}, sum of upper caps {hi.sum():.6g})",
+            hint="loosen the caps",
+        )
+
+    w = w0.copy()
+    ever = np.zeros(n, dtype=bool)
+    redistributed = 0.0
+    passes = 0
+    while True:
+        outside = (w < lo) | (w > hi)
+        if not outside.any():
+            break
+        if outside.all():
+            raise CalibrationError(
+                f"trim_weights: all {n} weights are outside the bounds; nothing is left to take the trimmed amount",
+                hint="loosen the caps",
+            )
+        if passes >= max_iter:
+            raise CalibrationError(
+                f"trim_weights: {int(outside.sum())} weight(s) still outside the bounds after {passes} passes",
+                hint="loosen the caps or use strict=False",
+            )
+        clipped = np.minimum(np.maximum(w, lo), hi)
+        excess = float((w - clipped).sum())
+        clipped[~outside] += excess / float((~outside).sum())
+        w = clipped
+        ever |= outside
+        redistributed += excess
+        passes += 1
+        if not strict:
+            break
+    if (w <= 0).any():
+        raise CalibrationError(
+            f"trim_weights: raising weights to the lower bound left {int((w <= 0).sum())} weight(s) non-positive",
+            hint="lower the lower cap",
+        )
+    return WeightingResult(
+        weights=w,
+        base_weights=w0,
+        method="trim",
+        iterations=passes,
+        converged=not ((w < lo) | (w > hi)).any() if strict else True,
+        max_margin_error=math.nan,
+        margins=_empty_margins(),
+        adjustment=NoAdjustment(),
+        n_trimmed=int(ever.sum()),
+        redistributed=redistributed,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Diagnostics
+# --------------------------------------------------------------------------------------
+
+
+def _diagnostics(w: np.ndarray) -> WeightDiagnostics:
+    n = w.size
+    total = float(w.sum())
+    mean = total / n
+    cv = float(np.std(w) / mean)  # population sd (ddof = 0)
+    kish = float(n * np.sum(w * w) / total**2)
+    return WeightDiagnostics(
+        n=n,
+        sum=total,
+        min=float(w.min()),
+        max=float(w.max()),
+        max_min_ratio=float(w.max() / w.min()),
+        mean=mean,
+        cv=cv,
+        kish_deff=kish,
+        effective_n=n / kish,
+        margin_of_error=_Z95 * math.sqrt(kish * 0.25 / n),
+    )
+
+
+def weight_diagnostics(weights: np.ndarray | pl.Series, *, by: Any = None) -> WeightDiagnostics:
+    """Summarise a weight vector: spread, Kish design effect, effective n, margin of error.
+
+    Parameters
+    ----------
+    weights : array-like, shape (n,)
+        Finite positive weights.
+    by : array-like of shape (n,), optional
+        Group labels; per-group diagnostics go to ``.by`` (sorted by label).
+
+    Returns
+    -------
+    WeightDiagnostics
+        ``kish_deff = n * sum(w**2) / sum(w)**2 = 1 + cv**2`` with the
+        population-variance CV (Kish 1965); ``effective_n = n / kish_deff``;
+        ``margin_of_error = 1.96 * sqrt(kish_deff * 0.25 / n)``.
+
+    Examples
+    --------
+    >>> weight_diagnostics(np.array([1.0, 1.0, 2.0, 4.0])).kish_deff
+    1.375
+    """
+    if isinstance(weights, pl.Series):
+        weights = weights.cast(pl.Float64).to_numpy()
+    w = check_weight_array(np.asarray(weights), what="weights")
+    if w.size == 0:
+        raise DataError("weight_diagnostics: no weights")
+    overall = _diagnostics(w)
+    if by is None:
+        return overall
+    labels = by.to_numpy() if isinstance(by, pl.Series) else np.asarray(by)
+    if labels.shape != w.shape:
+        raise ValueError(f"weight_diagnostics: by must have one label per weight ({w.size}); found shape {labels.shape}")
+    keys, codes = np.unique(labels, return_inverse=True)
+    rows = _group_rows(codes.reshape(-1), keys.size)
+    per_group = tuple((k, _diagnostics(w[r])) for k, r in zip(keys.tolist(), rows))
+    return WeightDiagnostics(**{**overall.__dict__, "by": per_group})
+
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+
+WEIGHTING_METHODS: dict[str, Callable[..., WeightingResult]] = {
+    "poststratify": poststratify,
+    "rake": rake,
+    "calibrate": calibrate,
+}
+"""Weighting steps that take ``(frame, *, weight, targets, by, ...)``, keyed by the config vocabulary."""
