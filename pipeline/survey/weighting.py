@@ -268,7 +268,7 @@ class WeightDiagnostics:
         Kish's design effect due to weighting, ``1 + cv**2 = n * sum(w**2) / sum(w)**2``.
     effective_n : float
         ``n / kish_deff = sum(w)**2 / sum(w**2)``.
-    margin_of_error : float
+    moe : float
         95% margin of error of a proportion of 0.5: ``1.96 * sqrt(kish_deff * 0.25 / n)``.
     by : tuple of (key, WeightDiagnostics)
         The same per group, when ``by`` was given.
@@ -283,7 +283,7 @@ class WeightDiagnostics:
     cv: float
     kish_deff: float
     effective_n: float
-    margin_of_error: float
+    moe: float
     by: tuple[tuple[Any, WeightDiagnostics], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,7 +298,7 @@ class WeightDiagnostics:
             "cv": self.cv,
             "kish_deff": self.kish_deff,
             "effective_n": self.effective_n,
-            "margin_of_error": self.margin_of_error,
+            "moe": self.moe,
         }
         if self.by:
             out["by"] = [{"group": key, **d.to_dict()} for key, d in self.by]
@@ -333,7 +333,8 @@ class WeightingResult:
     adjustment : Adjustment
         For the variance (see :class:`Adjustment`).
     n_trimmed : int
-        Trimming: rows moved to a bound at least once.
+        Trimming: rows moved to a bound at least once (``n_trimmed_lower`` to
+        the lower, ``n_trimmed_upper`` to the upper bound).
     redistributed : float
         Trimming: total weight taken from (positive) or given to (negative)
         the trimmed rows and spread over the others, summed over passes.
@@ -348,6 +349,8 @@ class WeightingResult:
     margins: pl.DataFrame
     adjustment: Adjustment
     n_trimmed: int = 0
+    n_trimmed_lower: int = 0
+    n_trimmed_upper: int = 0
     redistributed: float = 0.0
 
     def __post_init__(self) -> None:
@@ -371,6 +374,8 @@ class WeightingResult:
             "converged": self.converged,
             "max_margin_error": self.max_margin_error,
             "n_trimmed": self.n_trimmed,
+            "n_trimmed_lower": self.n_trimmed_lower,
+            "n_trimmed_upper": self.n_trimmed_upper,
             "redistributed": self.redistributed,
             **self.diagnostics().to_dict(),
         }
@@ -988,7 +993,8 @@ def trim_weights(
         )
 
     w = w0.copy()
-    ever = np.zeros(n, dtype=bool)
+    ever_low = np.zeros(n, dtype=bool)
+    ever_high = np.zeros(n, dtype=bool)
     redistributed = 0.0
     passes = 0
     while True:
@@ -1005,11 +1011,12 @@ def trim_weights(
                 f"trim_weights: {int(outside.sum())} weight(s) still outside the bounds after {passes} passes",
                 hint="loosen the caps or use strict=False",
             )
+        ever_low |= w < lo
+        ever_high |= w > hi
         clipped = np.minimum(np.maximum(w, lo), hi)
         excess = float((w - clipped).sum())
         clipped[~outside] += excess / float((~outside).sum())
         w = clipped
-        ever |= outside
         redistributed += excess
         passes += 1
         if not strict:
@@ -1028,7 +1035,9 @@ def trim_weights(
         max_margin_error=math.nan,
         margins=_empty_margins(),
         adjustment=NoAdjustment(),
-        n_trimmed=int(ever.sum()),
+        n_trimmed=int((ever_low | ever_high).sum()),
+        n_trimmed_lower=int(ever_low.sum()),
+        n_trimmed_upper=int(ever_high.sum()),
         redistributed=redistributed,
     )
 
@@ -1054,7 +1063,7 @@ def _diagnostics(w: np.ndarray) -> WeightDiagnostics:
         cv=cv,
         kish_deff=kish,
         effective_n=n / kish,
-        margin_of_error=_Z95 * math.sqrt(kish * 0.25 / n),
+        moe=_Z95 * math.sqrt(kish * 0.25 / n),
     )
 
 
@@ -1073,7 +1082,7 @@ def weight_diagnostics(weights: np.ndarray | pl.Series, *, by: Any = None) -> We
     WeightDiagnostics
         ``kish_deff = n * sum(w**2) / sum(w)**2 = 1 + cv**2`` with the
         population-variance CV (Kish 1965); ``effective_n = n / kish_deff``;
-        ``margin_of_error = 1.96 * sqrt(kish_deff * 0.25 / n)``.
+        ``moe = 1.96 * sqrt(kish_deff * 0.25 / n)``.
 
     Examples
     --------
