@@ -338,6 +338,9 @@ class WeightingResult:
     redistributed : float
         Trimming: total weight taken from (positive) or given to (negative)
         the trimmed rows and spread over the others, summed over passes.
+    replicate_weights : ndarray, shape (n, R), or None
+        When replicate weights were given: the step redone in every
+        replicate, as R survey does for replicate designs (read-only).
     """
 
     weights: np.ndarray
@@ -352,10 +355,13 @@ class WeightingResult:
     n_trimmed_lower: int = 0
     n_trimmed_upper: int = 0
     redistributed: float = 0.0
+    replicate_weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", _frozen(self.weights))
         object.__setattr__(self, "base_weights", _frozen(self.base_weights))
+        if self.replicate_weights is not None:
+            object.__setattr__(self, "replicate_weights", _frozen(self.replicate_weights))
 
     @property
     def g_weights(self) -> np.ndarray:
@@ -459,6 +465,41 @@ def _margins_report(problem: Problem, weights: np.ndarray) -> tuple[pl.DataFrame
         where += f", category {categories[worst]!r}"
     where += f", {problem.groups.label(int(g_all[worst]))}"
     return frame, float(err[worst]), where
+
+
+def _check_replicates(replicates: np.ndarray | None, n: int) -> np.ndarray | None:
+    if replicates is None:
+        return None
+    r = np.asarray(replicates, dtype=np.float64)
+    if r.ndim != 2 or r.shape[0] != n:
+        raise DataError(
+            f"replicate weights must be an (n, R) array with n = {n} rows; found shape {r.shape}",
+            hint="pass the analysis replicate weights (already multiplied by the sampling weights), one column per replicate",
+        )
+    bad = ~np.isfinite(r) | (r < 0)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(
+            f"replicate weights: {int(bad.sum())} negative or non-finite value(s) (first at row {i + 1}, replicate {j + 1}: "
+            f"{r[i, j]!r}); expected finite weights >= 0"
+        )
+    return r
+
+
+def _key_sums(keys: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Column sums of ``values`` (n, R) within each key: (size, R)."""
+    from scipy import sparse
+
+    indicator = sparse.csr_matrix(
+        (np.ones(keys.size), (keys, np.arange(keys.size))), shape=(size, keys.size)
+    )
+    return np.asarray(indicator @ values)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, empty: float) -> np.ndarray:
+    out = np.full(np.broadcast(num, den).shape, empty)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
 
 
 def _empty_margins() -> pl.DataFrame:
@@ -580,6 +621,7 @@ def poststratify(
     weight: str,
     targets: pl.DataFrame,
     by: Sequence[str] = (),
+    replicates: np.ndarray | None = None,
 ) -> WeightingResult:
     """Post-stratify base weights to population totals (R survey ``postStratify``).
 
@@ -596,6 +638,10 @@ def poststratify(
         ``*by, variable, category, target`` for exactly one (possibly crossed) variable.
     by : sequence of str
         Grouping columns: post-strata are ``by x category``.
+    replicates : ndarray, shape (n, R), optional
+        Analysis replicate weights; each replicate is post-stratified to the
+        same totals (R's ``postStratify`` on a replicate design). A replicate
+        with no weight in a post-stratum keeps zero weights there.
 
     Returns
     -------
@@ -608,6 +654,7 @@ def poststratify(
         See :func:`rake`.
     """
     problem = prepare(frame, weight=weight, targets=targets, by=by, method="poststratify", single_variable=True)
+    reps = _check_replicates(replicates, problem.n)
     m = problem.margins[0]
     k = len(m.categories)
     key = problem.groups.codes * k + m.codes
@@ -615,10 +662,15 @@ def poststratify(
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(current > 0, m.targets.ravel() / current, 1.0)
     weights = problem.base * factor[key]
+    rep_weights = None
+    if reps is not None:
+        rep_factor = _ratio(m.targets.ravel()[:, None], _key_sums(key, reps, m.targets.size), 0.0)
+        rep_weights = reps * rep_factor[key]
     margins, error, _ = _margins_report(problem, weights)
     return WeightingResult(
         weights=weights,
         base_weights=problem.base,
+        replicate_weights=rep_weights,
         method="poststratify",
         iterations=1,
         converged=True,
@@ -643,6 +695,7 @@ def rake(
     tolerance: float = 1e-6,
     accept_nonconvergence: bool = False,
     stop_rule: StopRule = "margins",
+    replicates: np.ndarray | None = None,
 ) -> WeightingResult:
     """Rake base weights to marginal population totals (iterative proportional fitting).
 
@@ -676,6 +729,11 @@ def rake(
     accept_nonconvergence : bool
         Return ``converged=False`` instead of raising.
     stop_rule : {'margins', 'r_default'}
+    replicates : ndarray, shape (n, R), optional
+        Analysis replicate weights, raked alongside the full sample as R's
+        ``rake`` does on a replicate design: every replicate gets the same
+        number of sweeps as the full-sample weights (the stopping rule looks at
+        the full sample only).
 
     Returns
     -------
@@ -707,6 +765,7 @@ def rake(
     if stop_rule not in ("margins", "r_default"):
         raise ValueError(f"stop_rule must be 'margins' or 'r_default'; found {stop_rule!r}")
     problem = prepare(frame, weight=weight, targets=targets, by=by, method="rake")
+    reps = _check_replicates(replicates, problem.n)
     n_groups = problem.groups.n_groups
     margins = problem.margins
     cell_of_row, table = combine_codes(
@@ -740,6 +799,14 @@ def rake(
             hint="raise max_iter, collapse sparse categories, check that the targets are consistent, "
             "or set accept_nonconvergence to keep these weights",
         )
+    rep_weights = None
+    if reps is not None:
+        cell_reps = _key_sums(cell_of_row, reps, cell_base.size)
+        raked = cell_reps.copy()
+        for _ in range(outcome.iterations):
+            for cm in cell_margins:
+                raked = raked * _ratio(cm.targets[:, None], _key_sums(cm.keys, raked, cm.targets.size), 1.0)[cm.keys]
+        rep_weights = reps * _ratio(raked, cell_reps, 0.0)[cell_of_row]
     adjustment = RakingAdjustment(
         index=tuple(problem.groups.codes * len(m.categories) + m.codes for m in margins),
         weights=tuple(_frozen(problem.base * (after / cell_base)[cell_of_row]) for after in outcome.after_step),
@@ -747,6 +814,7 @@ def rake(
     return WeightingResult(
         weights=weights,
         base_weights=problem.base,
+        replicate_weights=rep_weights,
         method="rake",
         iterations=outcome.iterations,
         converged=outcome.converged,
@@ -807,6 +875,7 @@ def calibrate(
     max_iter: int = 50,
     epsilon: float = 1e-7,
     accept_nonconvergence: bool = False,
+    replicates: np.ndarray | None = None,
 ) -> WeightingResult:
     """Calibrate base weights to population totals (R survey ``calibrate``).
 
@@ -839,6 +908,10 @@ def calibrate(
         for every total.
     accept_nonconvergence : bool
         Return ``converged=False`` instead of raising.
+    replicates : ndarray, shape (n, R), optional
+        Analysis replicate weights, each calibrated to the same totals (R's
+        ``calibrate`` on a replicate design; as there, a replicate that does
+        not converge keeps its last iterate without an error).
 
     Returns
     -------
@@ -863,6 +936,8 @@ def calibrate(
     if distance.needs_finite_bounds and not (math.isfinite(lower) and math.isfinite(upper) and lower < 1.0 < upper):
         raise ValueError(f"logit calibration needs finite bounds with lower < 1 < upper; found {bounds!r}")
     problem = prepare(frame, weight=weight, targets=targets, by=by, method="calibrate", allow_numeric=True)
+    reps = _check_replicates(replicates, problem.n)
+    rep_weights = None if reps is None else np.zeros_like(reps)
 
     n_groups = problem.groups.n_groups
     all_rows = np.arange(problem.n) if n_groups == 1 else None
@@ -882,6 +957,11 @@ def calibrate(
             converged = False
             failure = f"{problem.groups.label(g)}: largest misfit |T - sum(w x)| / (1 + |T|) = {outcome.misfit:.3g}"
         g_weights[rows] = outcome.g
+        if reps is not None:
+            for r in range(reps.shape[1]):
+                d_r = reps[rows, r]
+                rep = grake(x, d_r, totals, distance, lower=lower, upper=upper, max_iter=max_iter, epsilon=epsilon)
+                rep_weights[rows, r] = d_r * rep.g
         basis = _orthonormal_basis(x * sqrt_d[rows][:, None])
         blocks.append((None if all_rows is not None else rows, basis))
 
@@ -904,6 +984,7 @@ def calibrate(
     return WeightingResult(
         weights=weights,
         base_weights=problem.base,
+        replicate_weights=rep_weights,
         method=f"calibrate:{method}",
         iterations=iterations,
         converged=converged,

@@ -650,3 +650,34 @@ def test_property_margins_hit_after_raking(problem):
     for variable, category, target in targets.rows():
         achieved = result.weights[frame[variable].to_numpy() == category].sum()
         assert achieved == pytest.approx(target, rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# Replicate weights: the step redone in every replicate
+# --------------------------------------------------------------------------------------
+
+
+class TestReplicates:
+    def test_replicate_equal_to_full_sample_reproduces_it(self, sample, margins_all):
+        base = sample["w"].to_numpy()
+        reps = np.column_stack([base, base * 2.0])
+        for result in (
+            rake(sample, weight="w", targets=margins_all, replicates=reps),
+            calibrate(sample, weight="w", targets=margins_all, replicates=reps),
+            poststratify(sample, weight="w", targets=margins_all.filter(pl.col("variable") == "sex"), replicates=reps),
+        ):
+            np.testing.assert_allclose(result.replicate_weights[:, 0], result.weights, rtol=1e-12)
+            # a scaled replicate is scaled back by the same totals
+            np.testing.assert_allclose(result.replicate_weights[:, 1], result.weights, rtol=1e-9)
+
+    def test_zero_replicate_weights_stay_zero(self, sample, margins_all):
+        base = sample["w"].to_numpy()
+        dropped = base.copy()
+        dropped[:3] = 0.0  # a jackknife replicate without the first cluster
+        result = rake(sample, weight="w", targets=margins_all, replicates=dropped[:, None])
+        assert (result.replicate_weights[:3, 0] == 0).all()
+        assert result.replicate_weights[:, 0].sum() == pytest.approx(1000.0, rel=1e-4)
+
+    def test_bad_shape(self, sample, margins_all):
+        with pytest.raises(DataError, match=r"^replicate weights must be an \(n, R\) array with n = 12 rows; found shape \(3, 2\)"):
+            rake(sample, weight="w", targets=margins_all, replicates=np.ones((3, 2)))

@@ -192,3 +192,65 @@ def test_trim_leaves_weights_outside_without_strict(inputs: Inputs):
     strict = CASES["trim_cal_clus1_strict"][1](inputs)
     assert math.isclose(loose.weights.min(), 26.6, abs_tol=0.05)
     assert strict.weights.min() >= 30 - 1e-9 and strict.weights.max() <= 50 + 1e-9
+
+
+# --------------------------------------------------------------------------------------
+# Weighted replicate designs: the weighting redone in every replicate (expected/repweights/)
+# --------------------------------------------------------------------------------------
+
+
+def _replicates(design: str) -> tuple[np.ndarray, np.ndarray]:
+    f = pl.read_csv(CONFORMANCE / "expected" / "repweights" / f"{design}.csv")
+    return f["weight"].to_numpy(), f.select(pl.col("^rep_\\d+$")).to_numpy()
+
+
+# design -> (replicate design it starts from, R call, builder(inputs, replicate weights), rtol)
+REPLICATE_CASES: dict[str, tuple[str, str, Callable[[Inputs, np.ndarray], WeightingResult], float]] = {
+    "ps_clus1_jk1": (
+        "clus1_jk1",
+        "postStratify(clus1_jk1, ~stype, pop.types)",
+        lambda i, r: poststratify(i.clus1, weight="pw", targets=i.pop_types, replicates=r),
+        CLOSED_FORM_RTOL,
+    ),
+    "cal_linear_clus1_jk1": (
+        "clus1_jk1",
+        "calibrate(clus1_jk1, ~stype + api99, pop.totals, calfun = 'linear')",
+        lambda i, r: calibrate(i.clus1, weight="pw", targets=i.pop_totals, method="linear", replicates=r),
+        CLOSED_FORM_RTOL,
+    ),
+    "rake_clus1_boot": (
+        "clus1_boot",
+        "rake(clus1_boot, list(~stype, ~sch.wide), list(pop.types, pop.schwide))  # maxit = 10, epsilon = 1",
+        lambda i, r: rake(
+            i.clus1, weight="pw", targets=pl.concat([i.pop_types, i.pop_schwide]),
+            max_iter=10, tolerance=1.0, stop_rule="r_default", replicates=r,
+        ),
+        ITERATIVE_RTOL,
+    ),
+}
+
+
+def test_every_weighted_replicate_design_is_covered():
+    designs = pl.read_csv(CONFORMANCE / "expected" / "designs.csv")
+    expected_files = {p.stem for p in (CONFORMANCE / "expected" / "repweights").glob("*.csv")}
+    weighted = set(designs.filter(pl.col("kind") == "weighted-replicate")["design"].to_list()) & expected_files
+    assert weighted == set(REPLICATE_CASES) | set(KNOWN_GAPS)
+
+
+@pytest.mark.parametrize("design", sorted(REPLICATE_CASES))
+def test_replicate_weights_match_r(design: str, inputs: Inputs, request: pytest.FixtureRequest):
+    source, r_call, build, rtol = REPLICATE_CASES[design]
+    base, start = _replicates(source)
+    np.testing.assert_array_equal(base, inputs.clus1["pw"].to_numpy())
+    want_w, want_reps = _replicates(design)
+    result = build(inputs, start)
+    got = np.column_stack([result.weights, result.replicate_weights])
+    want = np.column_stack([want_w, want_reps])
+    ok = np.isclose(got, want, rtol=rtol, atol=0.0)
+    _report(request, f"conformance repweights/{design}.csv: {int(ok.sum())}/{ok.size} weights (full sample + {want_reps.shape[1]} replicates)")
+    if not ok.all():
+        i, j = (int(v) for v in np.argwhere(~ok)[0])
+        pytest.fail(
+            f"{design} ({r_call}): {int((~ok).sum())} of {ok.size} weights differ beyond rtol {rtol:g}; "
+            f"first at row {i + 1}, column {j}: got {got[i, j]!r}, R {want[i, j]!r}"
+        )
