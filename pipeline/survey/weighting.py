@@ -849,6 +849,7 @@ def _model_matrix(problem: Problem, rows: np.ndarray, g: int) -> tuple[np.ndarra
     cols: list[np.ndarray] = []
     totals: list[float] = []
     names: list[str] = []
+    full_set_seen = False
     for m in problem.margins:
         if m.kind == "numeric":
             cols.append(m.values[rows])
@@ -856,7 +857,14 @@ def _model_matrix(problem: Problem, rows: np.ndarray, g: int) -> tuple[np.ndarra
             names.append(m.variable)
             continue
         codes = m.codes[rows]
-        for j in np.flatnonzero(m.targets[g] > 0):
+        present = np.flatnonzero(m.targets[g] > 0)
+        # Every categorical variable's indicators sum to the same column (the intercept): keep all
+        # of the first and drop the first category of the others (R's treatment contrasts), so
+        # that the Newton system stays non-singular; the column space is unchanged.
+        if full_set_seen:
+            present = present[1:]
+        full_set_seen = True
+        for j in present:
             cols.append((codes == j).astype(np.float64))
             totals.append(float(m.targets[g, j]))
             names.append(f"{m.variable}={m.categories[j]!r}")
