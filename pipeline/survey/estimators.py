@@ -1,0 +1,753 @@
+"""Design-based estimators: totals, means, proportions and ratios, overall and by domains.
+
+This module owns the estimators and their result type :class:`Estimates`.
+Every statistic here is a ratio of weighted totals ``A / B`` (a total has no
+denominator; a mean is ``sum w y / sum w``; the proportion of a level is the
+mean of its indicator), so one code path gives the estimates, their full
+covariance matrix (between levels *and* between domains) and design effects:
+
+* Taylor linearization: influence values ``w_i (a_i - R b_i) / B`` go to
+  :func:`pipeline.survey.variance.taylor_vcov` (R ``svymean``/``svyratio``);
+* replicate designs: the statistic is recomputed with every replicate's
+  weights and :func:`pipeline.survey.variance.replicate_vcov` applies.
+
+Domains are estimated by zero weights outside the domain (R ``svyby``),
+never by dropping rows. ``na_rm=True`` treats rows with a missing value as
+outside the domain (R ``na.rm = TRUE``): the design (strata, PSUs, ``degf``)
+stays that of the whole sample. Rows with a missing ``by`` value belong to no
+domain (R drops them from ``svyby``).
+
+Conventions follow R ``survey`` 4.1-1 (see ``conformance/README.md``):
+
+``deff=True``
+    ``var / var_srs`` with ``var_srs = svyvar(u) / n * (1 - n/N)`` on the
+    domain rows (``N`` the sum of their weights, ``n`` the rows with a non-zero
+    weight, or all rows for replicate designs); totals multiply ``var_srs``
+    by ``N^2``, ratios by ``(N / B)^2``. ``deff="replace"`` omits ``(1 - n/N)``.
+``df``
+    The domain's design degrees of freedom (R ``degf`` of the domain subset,
+    as ``svyby(..., svyciprop)`` uses); :attr:`Estimates.design_df` holds the
+    whole design's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from pipeline.errors import ConfigError, DataError
+from pipeline.survey.design import Design
+from pipeline.survey.variance import replicate_vcov, taylor_vcov
+
+__all__ = [
+    "Estimates",
+    "mean",
+    "proportion",
+    "proportions",
+    "ratio",
+    "total",
+]
+
+Deff = bool | Literal["replace"]
+
+
+# ------------------------------------------------------------------ results
+@dataclass(frozen=True, eq=False)
+class Estimates:
+    """Estimates with their covariance matrix: what every estimator returns.
+
+    One entry per domain x level (``keys``), domains slowest.
+
+    Attributes
+    ----------
+    statistic : {'total', 'mean', 'proportion', 'ratio', 'contrast'}
+        What was estimated (R: svytotal, svymean, svymean of a factor, svyratio).
+    variable : str
+        The analysis variable (``num/den`` for ratios).
+    by : tuple of str
+        Domain variables (empty: the whole sample).
+    keys : polars.DataFrame
+        One row per estimate: the ``by`` columns (original dtypes) and ``level``
+        (category for categorical variables, null otherwise).
+    estimate : numpy.ndarray
+        ``(K,)`` point estimates.
+    vcov : numpy.ndarray
+        ``(K, K)`` covariance matrix, across levels and domains.
+    n : numpy.ndarray
+        ``(K,)`` rows of the domain with a value of the variable.
+    n_rows : numpy.ndarray
+        ``(K,)`` rows of the domain design (R ``nrow``).
+    df : numpy.ndarray
+        ``(K,)`` domain degrees of freedom.
+    design_df : int
+        Degrees of freedom of the whole design (R ``degf(design)``).
+    deff : numpy.ndarray
+        ``(K,)`` design effects (NaN when not requested).
+    deff_kind : bool or 'replace'
+        Which design effect ``deff`` holds.
+    """
+
+    statistic: str
+    variable: str
+    by: tuple[str, ...]
+    keys: pl.DataFrame
+    estimate: np.ndarray
+    vcov: np.ndarray
+    n: np.ndarray
+    n_rows: np.ndarray
+    df: np.ndarray
+    design_df: int
+    deff: np.ndarray
+    deff_kind: Deff = True
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.estimate.shape[0])
+
+    @property
+    def se(self) -> np.ndarray:
+        """Standard errors, ``sqrt(diag(vcov))``."""
+        return np.sqrt(np.maximum(np.diag(self.vcov), 0.0))
+
+    def confint(self, conf_level: float = 0.95, df: Literal["domain", "design"] | float = "domain") -> np.ndarray:
+        """Wald intervals ``estimate -/+ q * se``.
+
+        Parameters
+        ----------
+        conf_level : float
+            Confidence level.
+        df : {'domain', 'design'} or float
+            Degrees of freedom of the t quantile: the domain's, the whole
+            design's (R ``confint(x, df = degf(design))``), or a number
+            (``float('inf')`` for R's default normal interval).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(K, 2)`` lower and upper bounds.
+        """
+        from pipeline.survey.intervals import _tq
+
+        dfs = self._df_array(df)
+        q = _tq(conf_level, dfs)
+        se = self.se
+        return np.column_stack([self.estimate - q * se, self.estimate + q * se])
+
+    def _df_array(self, df: Literal["domain", "design"] | float) -> np.ndarray:
+        if isinstance(df, str):
+            if df == "domain":
+                return self.df.astype(np.float64)
+            if df == "design":
+                return np.full(len(self), float(self.design_df))
+            raise ConfigError(f"unknown df {df!r}", hint="use 'domain', 'design' or a number")
+        return np.full(len(self), float(df))
+
+    def to_frame(self, conf_level: float = 0.95, df: Literal["domain", "design"] | float = "domain") -> pl.DataFrame:
+        """Tidy frame: ``by`` columns, ``level``, ``n``, ``estimate``, ``se``, ``ci_low``, ``ci_high``, ``df``, ``deff``.
+
+        Intervals are Wald intervals with a t quantile (see :meth:`confint`).
+        """
+        ci = self.confint(conf_level, df)
+        return self.keys.with_columns(
+            pl.Series("n", self.n, dtype=pl.Int64),
+            pl.Series("estimate", self.estimate, dtype=pl.Float64),
+            pl.Series("se", self.se, dtype=pl.Float64),
+            pl.Series("ci_low", ci[:, 0], dtype=pl.Float64),
+            pl.Series("ci_high", ci[:, 1], dtype=pl.Float64),
+            pl.Series("df", self._df_array(df), dtype=pl.Float64),
+            pl.Series("deff", self.deff, dtype=pl.Float64),
+        )
+
+    def index(self, **key: Any) -> int:
+        """Position of the estimate whose ``by`` values (and ``level``) equal ``key``.
+
+        Examples
+        --------
+        ``res.index(stype="E", level="Yes")``
+        """
+        unknown = set(key) - set(self.keys.columns)
+        if unknown:
+            raise ConfigError(
+                f"unknown key column(s) {', '.join(sorted(unknown))}",
+                hint=f"keys are {', '.join(self.keys.columns)}",
+            )
+        hit = np.ones(len(self), dtype=bool)
+        for col, value in key.items():
+            hit &= (self.keys.get_column(col) == value).fill_null(False).to_numpy()
+        found = np.flatnonzero(hit)
+        if len(found) != 1:
+            raise ConfigError(
+                f"{len(found)} estimates match {key!r}; expected exactly one",
+                hint="give every by column (and level for categorical variables)",
+            )
+        return int(found[0])
+
+    def contrast(self, coefficients: np.ndarray | Sequence[float], *, labels: Sequence[str] | None = None) -> Estimates:
+        """Linear combinations ``L @ estimate`` with covariance ``L V L'`` (R ``svycontrast``).
+
+        Parameters
+        ----------
+        coefficients : array_like
+            ``(K,)`` or ``(m, K)`` contrast coefficients.
+        labels : sequence of str, optional
+            Names of the ``m`` contrasts (the ``level`` column of the result).
+
+        Returns
+        -------
+        Estimates
+            ``statistic='contrast'``; ``df`` is the smallest domain df involved.
+        """
+        L = np.atleast_2d(np.asarray(coefficients, dtype=np.float64))
+        if L.shape[1] != len(self):
+            raise ConfigError(
+                f"contrast: {L.shape[1]} coefficients for {len(self)} estimates",
+                hint="one coefficient per estimate, in the order of .keys",
+            )
+        m = L.shape[0]
+        labels = list(labels) if labels is not None else [f"contrast_{i + 1}" for i in range(m)]
+        involved = L != 0
+        df = np.array([self.df[row].min() if row.any() else self.design_df for row in involved], dtype=np.float64)
+        nn = np.array([self.n[row].sum() if row.any() else 0 for row in involved], dtype=np.int64)
+        return Estimates(
+            statistic="contrast",
+            variable=self.variable,
+            by=(),
+            keys=pl.DataFrame({"level": labels}),
+            estimate=L @ self.estimate,
+            vcov=L @ self.vcov @ L.T,
+            n=nn,
+            n_rows=nn,
+            df=df,
+            design_df=self.design_df,
+            deff=np.full(m, np.nan),
+            deff_kind=False,
+        )
+
+    def difference(self, first: Mapping[str, Any], second: Mapping[str, Any]) -> Estimates:
+        """``estimate[first] - estimate[second]`` with its standard error from the covariance.
+
+        Examples
+        --------
+        ``res.difference({"stype": "E"}, {"stype": "H"})``
+        """
+        i, j = self.index(**first), self.index(**second)
+        L = np.zeros(len(self))
+        L[i] += 1.0
+        L[j] -= 1.0
+        label = f"{_key_label(first)} - {_key_label(second)}"
+        out = self.contrast(L, labels=[label])
+        return out
+
+
+def _key_label(key: Mapping[str, Any]) -> str:
+    return "*".join(f"{k}={v}" for k, v in key.items())
+
+
+# ------------------------------------------------------------------ helpers
+def _missing_mask(s: pl.Series) -> np.ndarray:
+    m = s.is_null()
+    if s.dtype.is_float():
+        m = m | s.is_nan()
+    return m.fill_null(True).to_numpy().astype(bool)
+
+
+def _get(design: Design, name: str, role: str = "variable") -> pl.Series:
+    if name not in design.frame.columns:
+        raise ConfigError(
+            f"{role} {name!r} is not in the design's data",
+            hint=f"columns are: {', '.join(design.frame.columns[:20])}{' ...' if design.frame.width > 20 else ''}",
+        )
+    return design.frame.get_column(name)
+
+
+def _is_categorical(s: pl.Series, categorical: bool | None) -> bool:
+    if categorical is not None:
+        return categorical
+    return not (s.dtype.is_numeric() or s.dtype == pl.Boolean)
+
+
+def _numeric_values(s: pl.Series, name: str) -> np.ndarray:
+    if not (s.dtype.is_numeric() or s.dtype == pl.Boolean):
+        raise DataError(
+            f"variable {name!r} is not numeric (dtype {s.dtype})",
+            hint="use proportions() for categorical variables, or cast the column",
+        )
+    return s.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64)
+
+
+def _levels_of(s: pl.Series, levels: Sequence[Any] | None) -> list[Any]:
+    if levels is not None:
+        return list(levels)
+    if isinstance(s.dtype, pl.Enum):
+        return list(s.dtype.categories.to_list())
+    vals = s.drop_nulls()
+    if vals.dtype.is_float():
+        vals = vals.filter(~vals.is_nan())
+    return vals.unique().sort().to_list()
+
+
+@dataclass(frozen=True)
+class _Domains:
+    keys: pl.DataFrame          # one row per domain (by columns)
+    code: np.ndarray            # (n,) domain code per row, -1 outside every domain
+
+    @property
+    def count(self) -> int:
+        return self.keys.height
+
+
+def _domains(design: Design, by: Sequence[str]) -> _Domains:
+    n = design.frame.height
+    by = list(by)
+    if not by:
+        return _Domains(pl.DataFrame(), np.where(design.in_design, 0, -1).astype(np.int64))
+    for b in by:
+        _get(design, b, "by variable")
+    sub = design.frame.select(by)
+    eligible = design.in_design & (design.weights != 0)  # R svyby: zero-weight rows make no domain
+    for b in by:
+        eligible &= ~_missing_mask(sub.get_column(b))
+    keys = sub.filter(pl.Series(eligible)).unique().sort(by)
+    coded = sub.join(keys.with_row_index("__domain"), on=by, how="left", maintain_order="left")
+    code = coded.get_column("__domain").fill_null(-1).cast(pl.Int64).to_numpy()
+    code = np.where(design.in_design, code, -1)
+    assert code.shape[0] == n
+    return _Domains(keys, code)
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The ``K`` ratios ``sum w a_k / sum w b_k`` (``b`` None for totals)."""
+
+    a: np.ndarray               # (n, K) numerators, zero outside the column's rows
+    b: np.ndarray | None        # (n, K) denominators (None: totals)
+    rows: np.ndarray            # (n, K) bool, rows of the R subset design of each column
+    domain_of: np.ndarray       # (K,) domain index of each column
+    n: np.ndarray               # (K,) rows with a value
+    dom_rows: np.ndarray        # (n, D) bool domain membership (by values only)
+
+
+def _compute(
+    design: Design,
+    cols: _Columns,
+    statistic: str,
+    variable: str,
+    by: tuple[str, ...],
+    keys: pl.DataFrame,
+    deff: Deff,
+) -> Estimates:
+    w = design.weights
+    a, b = cols.a, cols.b
+    ta = w @ a
+    if b is None:
+        est = ta
+        tb = np.ones_like(ta)
+    else:
+        tb = w @ b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            est = ta / tb
+    if design.replicates is not None:
+        reps = design.replicates
+        ra = reps.weights.T @ a
+        if b is None:
+            thetas = ra
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                thetas = ra / (reps.weights.T @ b)
+        vcov = replicate_vcov(thetas, est, scale=reps.scale, rscales=reps.rscales, mse=reps.mse)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = w[:, None] * (a if b is None else (a - est[None, :] * b) / tb[None, :])
+        z = np.nan_to_num(z, nan=0.0)
+        present = cols.rows.any(axis=1)
+        vcov = taylor_vcov(design, z, present=present)
+        if design.lonely_psu == "average":
+            # R computes each domain on its own subset design: strata are counted per domain
+            for d in np.unique(cols.domain_of):
+                idx = np.flatnonzero(cols.domain_of == d)
+                pres = cols.rows[:, idx].any(axis=1)
+                vcov[np.ix_(idx, idx)] = taylor_vcov(design, z[:, idx], present=pres)
+    deffs = _deff(design, cols, est, tb, vcov, statistic, deff)
+    dom_df = np.array([design.domain_degf(cols.dom_rows[:, d]) for d in range(cols.dom_rows.shape[1])])
+    dom_nrow = (cols.dom_rows & design.in_design[:, None]).sum(axis=0)
+    return Estimates(
+        statistic=statistic,
+        variable=variable,
+        by=by,
+        keys=keys,
+        estimate=est,
+        vcov=vcov,
+        n=cols.n.astype(np.int64),
+        n_rows=dom_nrow[cols.domain_of].astype(np.int64),
+        df=dom_df[cols.domain_of].astype(np.float64),
+        design_df=design.degf,
+        deff=deffs,
+        deff_kind=deff,
+    )
+
+
+def _deff(
+    design: Design,
+    cols: _Columns,
+    est: np.ndarray,
+    tb: np.ndarray,
+    vcov: np.ndarray,
+    statistic: str,
+    deff: Deff,
+) -> np.ndarray:
+    k = est.shape[0]
+    if deff is False:
+        return np.full(k, np.nan)
+    if deff not in (True, "replace"):
+        raise ConfigError(f"deff must be True, False or 'replace'; got {deff!r}", hint="R's deff= values")
+    w = design.weights
+    rows = cols.rows
+    wr = np.where(rows, w[:, None], 0.0)
+    big_n = wr.sum(axis=0)
+    if design.replicates is not None:
+        nobs = rows.sum(axis=0).astype(np.float64)
+    else:
+        nobs = (rows & (w != 0)[:, None]).sum(axis=0).astype(np.float64)
+    # u: the linearized variable of R's svyvar (y for totals, a - R b for ratios/means)
+    u = cols.a if cols.b is None else cols.a - est[None, :] * cols.b
+    u = np.where(rows, np.nan_to_num(u, nan=0.0), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ubar = (wr * u).sum(axis=0) / big_n
+        s2 = (wr * (u - ubar) ** 2).sum(axis=0) / big_n * nobs / (nobs - 1)
+        factor = big_n**2 if cols.b is None else (big_n / tb) ** 2
+        vsrs = s2 * factor / nobs
+        if deff is True:
+            vsrs = vsrs * (big_n - nobs) / big_n
+        return np.diag(vcov) / vsrs
+
+
+def _check_missing(design: Design, s: pl.Series, name: str, na_rm: bool, extra: np.ndarray | None = None) -> np.ndarray:
+    miss = _missing_mask(s)
+    if extra is not None:
+        miss = miss | extra
+    if not na_rm:
+        bad = miss & design.in_design
+        if bad.any():
+            rows = (np.flatnonzero(bad) + 1)[:5].tolist()
+            raise DataError(
+                f"variable {name!r} has {int(bad.sum())} missing value(s) (rows {', '.join(map(str, rows))}"
+                f"{' ...' if bad.sum() > 5 else ''})",
+                hint="pass na_rm=True to leave those rows out of the domain (R's na.rm = TRUE)",
+            )
+    return miss
+
+
+def _domain_matrix(dom: _Domains) -> np.ndarray:
+    n = dom.code.shape[0]
+    d = max(dom.count, 1)
+    out = np.zeros((n, d), dtype=bool)
+    inside = dom.code >= 0
+    out[np.flatnonzero(inside), dom.code[inside]] = True
+    return out
+
+
+def _keys(dom: _Domains, levels: list[Any] | None, level_dtype: pl.DataType | None) -> pl.DataFrame:
+    n_dom = max(dom.count, 1)
+    if levels is None:
+        keys = dom.keys if dom.count else pl.DataFrame()
+        return keys.with_columns(pl.Series("level", [None] * n_dom, dtype=pl.String)) if keys.width else pl.DataFrame(
+            {"level": pl.Series([None] * n_dom, dtype=pl.String)}
+        )
+    lv = pl.Series("level", levels * n_dom, dtype=level_dtype, strict=False)
+    if dom.count:
+        rep = dom.keys.select(pl.all().repeat_by(len(levels)).explode())
+        return rep.with_columns(lv)
+    return pl.DataFrame({"level": lv})
+
+
+# ------------------------------------------------------------------ estimators
+def _numeric_estimate(
+    design: Design, variable: str, *, by: Sequence[str], na_rm: bool, deff: Deff, statistic: str
+) -> Estimates:
+    s = _get(design, variable)
+    y = _numeric_values(s, variable)
+    miss = _check_missing(design, s, variable, na_rm)
+    dom = _domains(design, by)
+    dm = _domain_matrix(dom)
+    rows = dm & ~miss[:, None] & design.in_design[:, None]
+    a = np.where(rows, np.nan_to_num(y, nan=0.0)[:, None], 0.0)
+    b = None if statistic == "total" else rows.astype(np.float64)
+    cols = _Columns(a=a, b=b, rows=rows, domain_of=np.arange(dm.shape[1]), n=rows.sum(axis=0), dom_rows=dm)
+    return _compute(design, cols, statistic, variable, tuple(by), _keys(dom, None, None), deff)
+
+
+def _level_estimate(
+    design: Design,
+    variable: str,
+    *,
+    by: Sequence[str],
+    levels: Sequence[Any] | None,
+    na_rm: bool,
+    deff: Deff,
+    statistic: str,
+) -> Estimates:
+    s = _get(design, variable)
+    miss = _check_missing(design, s, variable, na_rm)
+    lv = _levels_of(s.filter(pl.Series(design.in_design)), levels)
+    if not lv:
+        raise DataError(
+            f"variable {variable!r} has no non-missing values in the design",
+            hint="check the filters and missing-value codes",
+        )
+    dom = _domains(design, by)
+    dm = _domain_matrix(dom)
+    rows_d = dm & ~miss[:, None] & design.in_design[:, None]          # (n, D)
+    n_lv = len(lv)
+    try:
+        lv_series = pl.Series(lv, dtype=s.dtype, strict=True) if not isinstance(s.dtype, pl.Enum) else pl.Series(lv, dtype=pl.String)
+    except Exception as exc:  # noqa: BLE001 - report the user's level values
+        raise ConfigError(
+            f"levels {lv!r} do not fit variable {variable!r} (dtype {s.dtype})",
+            hint="give levels as values of the variable",
+        ) from exc
+    values = s.cast(pl.String) if isinstance(s.dtype, pl.Enum | pl.Categorical) else s
+    ind = np.column_stack([(values == v).fill_null(False).to_numpy() for v in lv_series.to_list()]).astype(np.float64)
+    D = dm.shape[1]
+    # columns ordered domain-major: (d, level)
+    rows = np.repeat(rows_d, n_lv, axis=1)
+    a = np.where(rows, np.tile(ind, (1, D)), 0.0)
+    b = None if statistic == "total" else rows.astype(np.float64)
+    cols = _Columns(
+        a=a,
+        b=b,
+        rows=rows,
+        domain_of=np.repeat(np.arange(D), n_lv),
+        n=rows.sum(axis=0),
+        dom_rows=dm,
+    )
+    keys = _keys(dom, lv, s.dtype)
+    return _compute(design, cols, statistic, variable, tuple(by), keys, deff)
+
+
+def total(
+    design: Design,
+    variable: str,
+    *,
+    by: Sequence[str] = (),
+    na_rm: bool = False,
+    deff: Deff = True,
+    categorical: bool | None = None,
+) -> Estimates:
+    """Population total of ``variable`` (R ``svytotal``), overall or by domains.
+
+    Parameters
+    ----------
+    design : Design
+        The survey design.
+    variable : str
+        Column to total. Categorical (string, categorical, enum) columns give
+        the estimated population count of every level, as R on a factor.
+    by : sequence of str
+        Domain variables; one estimate per observed combination.
+    na_rm : bool
+        Treat rows with a missing value as outside the domain. ``False``
+        raises :class:`~pipeline.errors.DataError` when values are missing.
+    deff : bool or 'replace'
+        Design effect to compute (see the module docstring).
+    categorical : bool, optional
+        Force the categorical (per-level) or numeric treatment.
+
+    Returns
+    -------
+    Estimates
+    """
+    s = _get(design, variable)
+    if _is_categorical(s, categorical):
+        return _level_estimate(design, variable, by=by, levels=None, na_rm=na_rm, deff=deff, statistic="total")
+    return _numeric_estimate(design, variable, by=by, na_rm=na_rm, deff=deff, statistic="total")
+
+
+def mean(
+    design: Design,
+    variable: str,
+    *,
+    by: Sequence[str] = (),
+    na_rm: bool = False,
+    deff: Deff = True,
+    categorical: bool | None = None,
+) -> Estimates:
+    """Population mean of ``variable`` (R ``svymean``), overall or by domains.
+
+    Categorical variables give the proportion of every level (as R
+    ``svymean`` on a factor; see :func:`proportions`). Parameters as
+    :func:`total`.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> df = pl.DataFrame({"psu": [1, 2, 3, 4], "w": [1.0, 1, 2, 2], "y": [1.0, 2, 3, 4]})
+    >>> d = Design.from_frame(df, weights="w", ids=["psu"])
+    >>> round(float(mean(d, "y").estimate[0]), 4)
+    2.8333
+    """
+    s = _get(design, variable)
+    if _is_categorical(s, categorical):
+        return _level_estimate(design, variable, by=by, levels=None, na_rm=na_rm, deff=deff, statistic="proportion")
+    return _numeric_estimate(design, variable, by=by, na_rm=na_rm, deff=deff, statistic="mean")
+
+
+def proportions(
+    design: Design,
+    variable: str,
+    *,
+    by: Sequence[str] = (),
+    levels: Sequence[Any] | None = None,
+    na_rm: bool = False,
+    deff: Deff = True,
+) -> Estimates:
+    """Share of every level of ``variable`` (R ``svymean`` on a factor), overall or by domains.
+
+    Parameters
+    ----------
+    levels : sequence, optional
+        Levels to report (default: every observed level, sorted; enum
+        columns in their category order). The shares are always of all
+        non-missing values, whatever ``levels`` keeps; a level absent from a
+        domain has estimate 0.
+
+    Other parameters as :func:`total`. Numeric columns are treated as
+    categorical codes.
+    """
+    return _level_estimate(design, variable, by=by, levels=levels, na_rm=na_rm, deff=deff, statistic="proportion")
+
+
+def ratio(
+    design: Design,
+    numerator: str,
+    denominator: str,
+    *,
+    by: Sequence[str] = (),
+    na_rm: bool = False,
+    deff: Deff = True,
+) -> Estimates:
+    """Ratio of population totals ``numerator / denominator`` (R ``svyratio``).
+
+    With ``na_rm`` rows missing either variable are outside the domain.
+    """
+    sa, sb = _get(design, numerator), _get(design, denominator)
+    ya, yb = _numeric_values(sa, numerator), _numeric_values(sb, denominator)
+    miss = _check_missing(design, sa, numerator, na_rm, extra=_missing_mask(sb))
+    dom = _domains(design, by)
+    dm = _domain_matrix(dom)
+    rows = dm & ~miss[:, None] & design.in_design[:, None]
+    a = np.where(rows, np.nan_to_num(ya, nan=0.0)[:, None], 0.0)
+    b = np.where(rows, np.nan_to_num(yb, nan=0.0)[:, None], 0.0)
+    cols = _Columns(a=a, b=b, rows=rows, domain_of=np.arange(dm.shape[1]), n=rows.sum(axis=0), dom_rows=dm)
+    return _compute(design, cols, "ratio", f"{numerator}/{denominator}", tuple(by), _keys(dom, None, None), deff)
+
+
+# ---------------------------------------------------------- pipeline entry
+def proportion(
+    design: Design,
+    variable: str,
+    *,
+    by: Sequence[str] = (),
+    levels: Sequence | None = None,
+    ci_method: str = "logit",
+    conf_level: float = 0.95,
+    na_rm: bool = True,
+) -> pl.DataFrame:
+    """Proportions of the levels of ``variable`` with confidence intervals, by domains.
+
+    The function the estimate stage calls: R ``svyby(~I(x == level), ~by,
+    design, svyciprop, method = ci_method)`` for every level, with the
+    estimates and design effects of ``svymean`` on the factor.
+
+    Parameters
+    ----------
+    design : Design
+        The survey design.
+    variable : str
+        Categorical column (numeric codes are treated as categories).
+    by : sequence of str
+        Domain variables (empty: the whole sample). Rows with a missing
+        ``by`` value belong to no domain.
+    levels : sequence, optional
+        Levels to report; ``None`` means every observed level. Shares are of
+        all non-missing values; a listed level absent from a domain gets a row
+        with estimate 0.
+    ci_method : {'logit', 'likelihood', 'asin', 'beta', 'mean', 'xlogit', 'korn_graubard', 'wilson'}
+        Interval method (:data:`pipeline.survey.intervals.CI_METHODS`).
+    conf_level : float
+        Confidence level.
+    na_rm : bool
+        Rows with a missing value are outside the domain (default, as the
+        stage needs); ``False`` raises when values are missing.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per domain x level; columns: each ``by`` column (original
+        dtype), ``level``, ``n`` (rows of the domain with a value),
+        ``estimate`` (fraction), ``se``, ``ci_low``, ``ci_high``, ``df`` (the
+        domain's degrees of freedom, as ``svyby`` gives ``svyciprop``), ``deff``.
+    """
+    from pipeline.survey.intervals import CI_METHODS, ProportionInputs, proportion_ci
+
+    if ci_method not in CI_METHODS:
+        raise ConfigError(f"unknown ci_method {ci_method!r}", hint=f"expected one of {', '.join(CI_METHODS)}")
+    res = proportions(design, variable, by=by, levels=levels, na_rm=na_rm, deff=True)
+    var = np.diag(res.vcov).copy()
+    dispersion = None
+    if ci_method == "likelihood" and not design.is_replicate:
+        dispersion = _pearson_dispersion(design, variable, by, res, na_rm)
+    inputs = ProportionInputs(
+        estimate=res.estimate,
+        variance=var,
+        df=res.df,
+        design_df=res.df,
+        n_rows=res.n_rows.astype(np.float64),
+        n_obs=res.n.astype(np.float64),
+        dispersion=dispersion,
+        replicate=design.is_replicate,
+    )
+    low, high = proportion_ci(inputs, ci_method, conf_level)
+    return res.keys.with_columns(
+        pl.Series("n", res.n, dtype=pl.Int64),
+        pl.Series("estimate", res.estimate, dtype=pl.Float64),
+        pl.Series("se", res.se, dtype=pl.Float64),
+        pl.Series("ci_low", low, dtype=pl.Float64),
+        pl.Series("ci_high", high, dtype=pl.Float64),
+        pl.Series("df", res.df, dtype=pl.Float64),
+        pl.Series("deff", res.deff, dtype=pl.Float64),
+    )
+
+
+def _pearson_dispersion(design: Design, variable: str, by: Sequence[str], res: Estimates, na_rm: bool) -> np.ndarray:
+    """Design-based variance of the Pearson residuals of ``svyglm(I(x == level) ~ 1, quasibinomial)``.
+
+    R ``summary.svyglm``: ``svyvar(resid(fit, "pearson"), design)`` with prior
+    weights rescaled to mean 1 over the rows of the fit.
+    """
+    s = _get(design, variable)
+    miss = _missing_mask(s)
+    dom = _domains(design, by)
+    dm = _domain_matrix(dom)
+    rows_d = dm & ~miss[:, None] & design.in_design[:, None]
+    values = s.cast(pl.String) if isinstance(s.dtype, pl.Enum | pl.Categorical) else s
+    w = design.weights
+    levels = res.keys.get_column("level").to_list()
+    out = np.empty(len(res))
+    for k in range(len(res)):
+        d = k // (len(res) // max(dm.shape[1], 1))
+        r = rows_d[:, d]
+        wr = w[r]
+        n = float(r.sum())
+        p = res.estimate[k]
+        y = (values.filter(pl.Series(r)) == levels[k]).fill_null(False).to_numpy().astype(np.float64)
+        prior = wr * n / wr.sum()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            resid = (y - p) * np.sqrt(prior) / np.sqrt(p * (1 - p))
+        nz = float((wr != 0).sum())
+        rbar = (wr * resid).sum() / wr.sum()
+        out[k] = nz / (nz - 1) * (wr * (resid - rbar) ** 2).sum() / wr.sum()
+    return out
