@@ -259,8 +259,8 @@ class WeightDiagnostics:
     ----------
     n : int
     sum, min, max, mean : float
-    max_min_ratio : float
-        ``max / min``.
+    ratio : float
+        The weight ratio ``max / min``.
     cv : float
         Coefficient of variation with the population standard deviation
         (``ddof = 0``): ``sd / mean``.
@@ -278,7 +278,7 @@ class WeightDiagnostics:
     sum: float
     min: float
     max: float
-    max_min_ratio: float
+    ratio: float
     mean: float
     cv: float
     kish_deff: float
@@ -293,7 +293,7 @@ class WeightDiagnostics:
             "sum": self.sum,
             "min": self.min,
             "max": self.max,
-            "max_min_ratio": self.max_min_ratio,
+            "ratio": self.ratio,
             "mean": self.mean,
             "cv": self.cv,
             "kish_deff": self.kish_deff,
@@ -1147,7 +1147,7 @@ def _diagnostics(w: np.ndarray) -> WeightDiagnostics:
         sum=total,
         min=float(w.min()),
         max=float(w.max()),
-        max_min_ratio=float(w.max() / w.min()),
+        ratio=float(w.max() / w.min()),
         mean=mean,
         cv=cv,
         kish_deff=kish,
@@ -1157,7 +1157,7 @@ def _diagnostics(w: np.ndarray) -> WeightDiagnostics:
 
 
 def weight_diagnostics(weights: np.ndarray | pl.Series, *, by: Any = None) -> WeightDiagnostics:
-    """Summarise a weight vector: spread, Kish design effect, effective n, margin of error.
+    """Summarise a weight vector: spread, weight ratio, Kish design effect, effective n, margin of error.
 
     Parameters
     ----------

@@ -464,7 +464,7 @@ class TestDiagnostics:
     def test_formulas(self):
         w = np.array([1.0, 1.0, 2.0, 4.0])
         d = weight_diagnostics(w)
-        assert d.n == 4 and d.sum == 8.0 and d.mean == 2.0 and d.max_min_ratio == 4.0
+        assert d.n == 4 and d.sum == 8.0 and d.mean == 2.0 and d.ratio == 4.0
         assert d.cv == pytest.approx(np.std(w) / 2.0)  # population sd
         assert d.kish_deff == pytest.approx(4 * 22 / 64)  # n sum(w^2) / sum(w)^2
         assert d.kish_deff == pytest.approx(1 + d.cv**2)
@@ -474,7 +474,7 @@ class TestDiagnostics:
     def test_by_group_and_dict(self):
         d = weight_diagnostics(np.array([1.0, 3.0, 2.0, 2.0]), by=np.array(["b", "a", "b", "a"]))
         out = d.to_dict()
-        assert set(out) >= {"n", "sum", "min", "max", "max_min_ratio", "mean", "cv", "kish_deff", "effective_n", "moe"}
+        assert set(out) >= {"n", "sum", "min", "max", "ratio", "mean", "cv", "kish_deff", "effective_n", "moe"}
         assert [g["group"] for g in out["by"]] == ["a", "b"]
         assert out["by"][1]["kish_deff"] == pytest.approx(2 * 5 / 9)
 
