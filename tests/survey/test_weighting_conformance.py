@@ -274,7 +274,11 @@ ESTIMATE_RTOL = 1e-9
 
 
 def _weighted_design(design: str, inputs: Inputs):
-    """R's design object: clus1 = svydesign(id = ~dnum, weights = ~pw, fpc = ~fpc), reweighted with the step."""
+    """R's design object: clus1 = svydesign(id = ~dnum, weights = ~pw, fpc = ~fpc), reweighted with the step.
+
+    ``Design.reweight(weights, adjustment)`` appends the step's variance adjustment, as R appends to
+    ``design$postStrata``.
+    """
     from pipeline.survey.design import Design
 
     clus1 = Design.from_frame(inputs.clus1, weights="pw", ids=["dnum"], fpc=["fpc"])
@@ -287,27 +291,15 @@ def _weighted_design(design: str, inputs: Inputs):
     return clus1.reweight(step.weights, step.adjustment)
 
 
-def _estimates(estimator: str, variable: str, frame: pl.DataFrame, design) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """svymean / svytotal of a numeric variable or of every level of a factor: levels, estimates, influence x."""
-    from pipeline.survey.variance import taylor_vcov
+ESTIMATORS = {"svymean": "mean", "svytotal": "total"}
 
-    w = np.asarray(design.weights)
-    column = frame[variable]
-    if column.dtype == pl.String:
-        levels = sorted(column.unique().to_list())  # R's factor levels: alphabetical here
-        y = np.column_stack([(column == lv).to_numpy().astype(float) for lv in levels])
-    else:
-        levels = [""]
-        y = column.cast(pl.Float64).to_numpy()[:, None]
-    if estimator == "svytotal":
-        est = w @ y
-        x = w[:, None] * y
-    else:
-        total = w.sum()
-        est = (w @ y) / total
-        x = w[:, None] * (y - est) / total
-    se = np.sqrt(np.diag(taylor_vcov(design, x)))
-    return levels, est, se
+
+def _estimates(estimator: str, variable: str, design, deff):
+    """R's svymean / svytotal (deff = TRUE or "replace") through pipeline.survey.estimators."""
+    from pipeline.survey import estimators
+
+    na_rm = variable == "enroll"  # svytotal(~enroll, na.rm = TRUE)
+    return getattr(estimators, ESTIMATORS[estimator])(design, variable, na_rm=na_rm, deff=deff)
 
 
 LINEARIZATION_WEIGHTED = sorted(d for d in CASES)
@@ -322,13 +314,33 @@ def test_estimation_rows_match_r(design: str, inputs: Inputs, request: pytest.Fi
     rtol = ITERATIVE_RTOL if CASES[design][2] == ITERATIVE_RTOL else ESTIMATE_RTOL
     matched, failures = 0, []
     for row in rows.iter_rows(named=True):
-        levels, est, se = _estimates(row["estimator"], row["variable"], frame, d)
-        i = levels.index(row["level"] or "")
-        ok_est = math.isclose(est[i], row["estimate"], rel_tol=rtol)
-        ok_se = math.isclose(se[i], row["se"], rel_tol=rtol, abs_tol=NOISE_SCALE * abs(row["estimate"]))
-        if ok_est and ok_se:
-            matched += 1
+        res = _estimates(row["estimator"], row["variable"], d, True)
+        res_replace = _estimates(row["estimator"], row["variable"], d, "replace")
+        levels = res.keys["level"].cast(pl.String).to_list()
+        i = levels.index(row["level"]) if row["level"] else 0
+        se = float(res.se[i])
+        low, high = res.confint(0.95, df=math.inf)[i]
+        low_t, high_t = res.confint(0.95, df="design")[i]
+        checks = {
+            "estimate": (float(res.estimate[i]), row["estimate"], 0.0),
+            "se": (se, row["se"], NOISE_SCALE * abs(row["estimate"])),
+            "ci_low": (float(low), row["ci_low"], NOISE_SCALE * abs(row["estimate"])),
+            "ci_high": (float(high), row["ci_high"], NOISE_SCALE * abs(row["estimate"])),
+            "ci_low_t": (float(low_t), row["ci_low_t"], NOISE_SCALE * abs(row["estimate"])),
+            "ci_high_t": (float(high_t), row["ci_high_t"], NOISE_SCALE * abs(row["estimate"])),
+            "df": (float(res.design_df), float(row["df"]), 0.0),
+        }
+        if row["se"] > NOISE_SCALE * abs(row["estimate"]) * 1e3:  # deff of a noise SE is noise
+            checks["deff"] = (float(res.deff[i]), row["deff"], 0.0)
+            checks["deff_replace"] = (float(res_replace.deff[i]), row["deff_replace"], 0.0)
+        bad = [
+            f"{k} {got!r} vs R {want!r}"
+            for k, (got, want, atol) in checks.items()
+            if not math.isclose(got, want, rel_tol=rtol, abs_tol=atol)
+        ]
+        if bad:
+            failures.append(f"{row['case']} level {row['level']!r}: " + "; ".join(bad))
         else:
-            failures.append(f"{row['case']} level {row['level']!r}: estimate {est[i]!r} vs R {row['estimate']!r}, se {se[i]!r} vs R {row['se']!r}")
-    _report(request, f"conformance weighting.csv/{design}: {matched}/{rows.height} rows (estimate and se)")
+            matched += 1
+    _report(request, f"conformance weighting.csv/{design}: {matched}/{rows.height} rows (estimate, se, ci, df, deff)")
     assert not failures, "\n".join(failures)
