@@ -211,7 +211,8 @@ CIMethod = Literal["logit", "likelihood", "asin", "beta", "mean", "xlogit", "wil
 class DesignConfig(_Model):
     """The sampling design used for variance estimation, and the default CI."""
 
-    weights: str = "w_final"
+    weights: str = "w_pop"
+    """Population-scaled by default: R's design effect uses N = the sum of the weights."""
     strata: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
     fpc: tuple[str, ...] = ()

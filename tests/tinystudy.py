@@ -38,7 +38,7 @@ weight:
     variables: [rk_sex]
     tolerance: 1.0e-8
 design:
-  weights: w_final
+  weights: w_pop
   strata: [REGION]
 estimates:
   - id: q1_yes

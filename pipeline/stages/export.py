@@ -49,12 +49,16 @@ def topline_markdown(estimates: pl.DataFrame, config: StudyConfig, wave: str) ->
     for est_id in table.get_column("estimate_id").unique(maintain_order=True).to_list():
         part = table.filter(pl.col("estimate_id") == est_id)
         first = estimates.filter(pl.col("estimate_id") == est_id).row(0, named=True)
-        lines += [f"## {first['title']}", "", f"Share answering **{first['level']}** (`{first['variable']}`; base: "
-                  f"{'all respondents asked, don’t know and refused included' if first['denominator'] == 'all' else 'valid answers'}).", ""]
-        lines += [f"| group | domain | n | % | {level_text} CI |", "|---|---|---:|---:|---|"]
+        base = "all respondents asked, don't know and refused included" if first["denominator"] == "all" else "valid answers"
+        several = part.get_column("level").n_unique() > 1
+        what = "Shares of each answer" if several else f"Share answering **{first['level']}**"
+        lines += [f"## {first['title']}", "", f"{what} (`{est_id}`, variable `{first['variable']}`; base: {base}).", ""]
+        head = ["group", "domain", *(["answer"] if several else []), "n", "%", f"{level_text} CI"]
+        lines += ["| " + " | ".join(head) + " |", "|---|---|" + ("---|" if several else "") + "---:|---:|---|"]
         for r in part.iter_rows(named=True):
             mark = " †" if r["flag"] else ""
-            lines.append(f"| {r['group']} | {r['domain']} | {r['n']:,} | {r['percent']}{mark} | {r['ci']} |")
+            cells = [r["group"], r["domain"], *([r["level"]] if several else []), f"{r['n']:,}", f"{r['percent']}{mark}", r["ci"]]
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
         "---",
