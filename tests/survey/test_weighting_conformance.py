@@ -344,3 +344,45 @@ def test_estimation_rows_match_r(design: str, inputs: Inputs, request: pytest.Fi
             matched += 1
     _report(request, f"conformance weighting.csv/{design}: {matched}/{rows.height} rows (estimate, se, ci, df, deff)")
     assert not failures, "\n".join(failures)
+
+
+def _replicate_design(design: str, inputs: Inputs):
+    """The weighted replicate design: R's replicate design of the source, reweighted in every replicate."""
+    from pipeline.survey.design import Design
+
+    source, _, build, _ = REPLICATE_CASES[design]
+    base, start = _replicates(source)
+    scales = pl.read_csv(CONFORMANCE / "expected" / "replicate_scales.csv").filter(pl.col("design") == source)
+    rep = Design.from_replicate_weights(
+        inputs.clus1,
+        replicate_weights=start,
+        weights=base,
+        scale=float(scales["scale"][0]),
+        rscales=scales["rscale"].to_numpy(),
+    )
+    step = build(inputs, start)
+    return rep.reweight(step.weights, replicate_weights=step.replicate_weights)
+
+
+@pytest.mark.parametrize("design", sorted(REPLICATE_CASES))
+def test_replicate_estimation_rows_match_r(design: str, inputs: Inputs, request: pytest.FixtureRequest):
+    rows = pl.read_csv(CONFORMANCE / "expected" / "weighting.csv").filter(pl.col("design") == design)
+    assert rows.height > 0
+    d = _replicate_design(design, inputs)
+    rtol = REPLICATE_CASES[design][3] if REPLICATE_CASES[design][3] == ITERATIVE_RTOL else ESTIMATE_RTOL
+    matched, failures = 0, []
+    for row in rows.iter_rows(named=True):
+        res = _estimates(row["estimator"], row["variable"], d, False)
+        levels = res.keys["level"].cast(pl.String).to_list()
+        i = levels.index(row["level"]) if row["level"] else 0
+        checks = {
+            "estimate": (float(res.estimate[i]), row["estimate"], 0.0),
+            "se": (float(res.se[i]), row["se"], NOISE_SCALE * abs(row["estimate"])),
+        }
+        bad = [f"{k} {g!r} vs R {w!r}" for k, (g, w, a) in checks.items() if not math.isclose(g, w, rel_tol=rtol, abs_tol=a)]
+        if bad:
+            failures.append(f"{row['case']} level {row['level']!r}: " + "; ".join(bad))
+        else:
+            matched += 1
+    _report(request, f"conformance weighting.csv/{design}: {matched}/{rows.height} rows (estimate, se; replicate weights redone)")
+    assert not failures, "\n".join(failures)
