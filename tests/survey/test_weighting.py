@@ -652,6 +652,17 @@ def test_property_margins_hit_after_raking(problem):
         assert achieved == pytest.approx(target, rel=1e-6)
 
 
+@settings(max_examples=30, deadline=None)
+@given(feasible_raking_problems(), st.randoms(use_true_random=False))
+def test_property_raking_is_row_order_invariant(problem, random):
+    frame, targets = problem
+    order = list(range(frame.height))
+    random.shuffle(order)
+    a = rake(frame, weight="w", targets=targets, max_iter=2000, tolerance=1e-9)
+    b = rake(frame[order], weight="w", targets=targets, max_iter=2000, tolerance=1e-9)
+    np.testing.assert_allclose(b.weights, a.weights[order], rtol=1e-9)
+
+
 # --------------------------------------------------------------------------------------
 # Replicate weights: the step redone in every replicate
 # --------------------------------------------------------------------------------------
