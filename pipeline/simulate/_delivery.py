@@ -1,0 +1,221 @@
+"""Assembling one synthetic delivery: population -> sample -> interviews -> problems -> frames.
+
+This module owns :class:`Delivery` and :func:`simulate_delivery`, which run the other modules in
+order (each with its own random stream) and turn their arrays into polars frames in codebook
+order. It holds no study numbers of its own.
+
+The raw delivery has no WEIGHT or WEIGHT_POP: computing weights is the pipeline's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+
+    from ._codebook import Codebook
+    from ._problems import Injected
+
+DEFAULT_WAVE = "2012"
+DEFAULT_SEED = 20121117  # the first field day, 17 November 2012
+DEFAULT_N = 2004
+#: Below 100 completes some strata would get no interview or no injected problem of a kind;
+#: above 50,000 the per-stratum draws would start to exhaust the smallest frames' propensity mass.
+MIN_N, MAX_N = 100, 50_000
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One simulated survey delivery and everything known about how it was made.
+
+    Attributes
+    ----------
+    wave : str
+        Wave id.
+    seed : int
+        Seed the delivery was generated from.
+    n : int
+        Completes after removing duplicates, near-duplicates and partials.
+    data : polars.DataFrame
+        The raw delivery, one row per delivered record, columns in codebook order; blanks are
+        null. Includes the injected problems. No weights.
+    answer_key : polars.DataFrame
+        One row per row of ``data``: ``row`` (1-based), ``RESPID``, 0/1 flags ``DQ_DUP``,
+        ``DQ_NEARDUP``, ``DQ_OOR``, ``DQ_PARTIAL``, ``DQ_SPEEDER``, ``DQ_SKIP``, ``DQ_DATE``,
+        ``DQ_DRIFT``, ``DQ_INTVR``, and ``DQ_DETAIL`` (what was injected, in words).
+    targets : polars.DataFrame
+        Raking targets by county (``county, county_label, variable, category, label, share,
+        population, source, year``).
+    truth : polars.DataFrame
+        Population truths (``variable, levels, label, by, domain_code, domain, share,
+        population, definition``).
+    codebook : Codebook
+        Variable labels, value labels, missing values, valid ranges and SPSS formats.
+    clean : polars.DataFrame
+        The ``n`` completes as truly answered, before any problem was injected (same columns
+        and RESPIDs as ``data``): what a perfect cleaning would recover.
+    """
+
+    wave: str
+    seed: int
+    n: int
+    data: pl.DataFrame
+    answer_key: pl.DataFrame
+    targets: pl.DataFrame
+    truth: pl.DataFrame
+    codebook: Codebook
+    clean: pl.DataFrame
+
+
+def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int = DEFAULT_SEED, n: int = DEFAULT_N) -> Delivery:
+    """Simulate the raw delivery of one wave of the synthetic Insecure Communities study.
+
+    Parameters
+    ----------
+    wave : str, default '2012'
+        Wave id; only ``"2012"`` is defined.
+    seed : int, default 20121117
+        Seed of every random draw. The same seed gives the same delivery on any machine.
+    n : int, default 2004
+        Completes, allocated equally to the four counties (501 each at 2,004) and 50/50 to the
+        landline and cell frames; the injected problem counts scale with ``n``.
+
+    Returns
+    -------
+    Delivery
+        The delivery, its answer key, the raking targets, the population truth and the codebook.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown wave, a negative seed or ``n`` outside 100..50,000.
+
+    Examples
+    --------
+    >>> d = simulate_delivery()
+    >>> d.data.height, d.answer_key["DQ_PARTIAL"].sum()
+    (2122, 100)
+    """
+    import numpy as np
+
+    from ._codebook import SYSMIS, build_codebook, derive_agecat, derive_status4
+    from ._fieldwork import assign_fieldwork
+    from ._population import build_population
+    from ._problems import FLAGS, inject_problems, scaled
+    from ._random import stream
+    from ._responses import answer_interviews
+    from ._sample import allocate, draw_sample
+    from ._targets import population_truth, raking_targets
+    from ._waves import STUDY_TITLE, wave_spec
+
+    spec = wave_spec(wave)
+    problems = []
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        problems.append(f"seed must be a non-negative integer (got {seed!r})")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not MIN_N <= n <= MAX_N:
+        problems.append(f"n must be an integer from {MIN_N} to {MAX_N} (got {n!r})")
+    if problems:
+        raise ConfigError("simulate: invalid arguments", problems=problems)
+    seed, n = int(seed), int(n)
+
+    pop = build_population(spec.population, stream(seed, "population"))
+    allocation = allocate(spec.sample, n, len(spec.population.county_adults))
+    sample = draw_sample(pop, spec.sample, allocation, stream(seed, "sample"))
+    answers = answer_interviews(pop, sample.person, sample.frame, spec.responses, stream(seed, "responses"))
+    county = pop.county[sample.person].astype(np.int64)
+    fieldwork = assign_fieldwork(
+        spec.fieldwork,
+        county=county,
+        language=pop.language[sample.person].astype(np.int64),
+        spare=scaled(spec.problems.near_duplicate_pairs, n, spec.problems.reference_n),
+        reserve_fabricator=spec.problems.fabricated > 0,
+        rng=stream(seed, "fieldwork"),
+    )
+    rows = sample.person.shape[0]
+    records: dict[str, np.ndarray] = {
+        "RESPID": fieldwork.respid,
+        "PHONE_HASH": fieldwork.phone_hash,
+        "COUNTY": (county + 1).astype(np.int32),
+        "FRAME": (sample.frame + 1).astype(np.int32),
+        "INTDATE": fieldwork.date,
+        "DURATION": fieldwork.duration,
+        "STATUS": np.ones(rows, dtype=np.int32),
+        "INTVR": fieldwork.interviewer,
+        "S1": np.ones(rows, dtype=np.int32),  # everyone interviewed passed the screener
+        **answers,
+    }
+    records["AGECAT"] = derive_agecat(records["AGE"])
+    records["STATUS4"] = derive_status4(records["BORN"], records["CITIZEN"], records["LEGAL"])
+
+    codebook = build_codebook(wave=spec.wave, seed=seed, study_title=STUDY_TITLE)
+    complete = sample.complete
+    clean_order = np.lexsort((records["RESPID"][complete], fieldwork.minute[complete], records["INTDATE"][complete]))
+    clean = _frame({name: col[complete][clean_order] for name, col in records.items()}, codebook, SYSMIS)
+
+    injected = inject_problems(
+        records,
+        complete=complete,
+        minute=fieldwork.minute,
+        spec=spec.problems,
+        fieldwork=spec.fieldwork,
+        n=n,
+        fabricator=fieldwork.fabricator,
+        spare_respids=fieldwork.spare_respids,
+        rng=stream(seed, "problems"),
+    )
+    data = _frame(injected.records, codebook, SYSMIS)
+    answer_key = _answer_key(injected, FLAGS)
+
+    source = (
+        f"synthetic population, survey-pipeline simulate wave={spec.wave} seed={seed}; modeled on ACS 2011 / "
+        "NHIS 2012 margins, see studies/insecure_communities.md section 5b"
+    )
+    return Delivery(
+        wave=spec.wave,
+        seed=seed,
+        n=n,
+        data=data,
+        answer_key=answer_key,
+        targets=raking_targets(pop, year=spec.year, source=source),
+        truth=population_truth(pop, spec.responses),
+        codebook=codebook,
+        clean=clean,
+    )
+
+
+def _frame(records: dict[str, np.ndarray], codebook: Codebook, sysmis: int) -> pl.DataFrame:
+    """Column arrays -> a polars frame in codebook order (SYSMIS -> null, dates -> Date)."""
+    import polars as pl
+
+    columns = []
+    for name in codebook.variables:
+        values = records[name]
+        fmt = codebook.formats[name]
+        if fmt.startswith("A"):
+            columns.append(pl.Series(name, values.tolist(), dtype=pl.String))
+        elif fmt.startswith("DATE"):
+            columns.append(pl.Series(name, values.astype("datetime64[D]")).cast(pl.Date))
+        else:
+            series = pl.Series(name, values.astype("int32"), dtype=pl.Int32)
+            columns.append(series.set(series == sysmis, None))
+    return pl.DataFrame(columns)
+
+
+def _answer_key(injected: Injected, flags: tuple[str, ...]) -> pl.DataFrame:
+    """The answer key frame: row, RESPID, the 0/1 flags and the injection details."""
+    import polars as pl
+
+    rows = len(injected.detail)
+    return pl.DataFrame(
+        [
+            pl.Series("row", range(1, rows + 1), dtype=pl.Int32),
+            pl.Series("RESPID", injected.records["RESPID"], dtype=pl.Int32),
+            *[pl.Series(flag, injected.flags[flag], dtype=pl.Int8) for flag in flags],
+            pl.Series("DQ_DETAIL", injected.detail, dtype=pl.String),
+        ]
+    )
