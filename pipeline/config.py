@@ -218,6 +218,8 @@ class DesignConfig(_Model):
     fpc: tuple[str, ...] = ()
     nest: bool = False
     lonely_psu: Literal["fail", "remove", "adjust", "average", "certainty"] = "fail"
+    weighting_variance: bool = True
+    """Account for raking in the variance (R survey's raking residuals), not fixed weights."""
     ci_method: CIMethod = "logit"
     conf_level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
 
@@ -306,7 +308,7 @@ class StudyConfig(_Model):
         if stage == "weight":
             return {"targets": str(w.targets) if w.targets else None, "weight": dump(self.weight)}
         if stage == "estimate":
-            return {"design": dump(self.design), "estimates": [dump(e) for e in self.estimates], "tables": dump(self.tables)}
+            return {"design": dump(self.design), "rake": dump(self.weight.rake) if self.weight.rake else None, "estimates": [dump(e) for e in self.estimates], "tables": dump(self.tables)}
         if stage == "export":
             return {"title": self.title, "notice": self.notice, "tables": dump(self.tables), "export": dump(self.export)}
         raise ValueError(stage)

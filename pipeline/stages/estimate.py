@@ -22,7 +22,7 @@ from pipeline.stages import StageContext, StageOutput
 if TYPE_CHECKING:
     import polars as pl
 
-    from pipeline.config import DesignConfig, EstimateSpec, StudyConfig, TablesConfig
+    from pipeline.config import DesignConfig, EstimateSpec, RakeConfig, StudyConfig, TablesConfig
     from pipeline.io import Codebook
 
 #: estimates.csv columns, in the order of the DESIGN.md section 5 contract; more may follow.
@@ -33,14 +33,18 @@ COLUMNS = (
 EXTRA_COLUMNS = ("denominator", "title")
 
 
-def build_design(frame: pl.DataFrame, config: DesignConfig) -> Any:
-    """The survey design of the config's ``design`` section."""
+def build_design(frame: pl.DataFrame, config: DesignConfig, rake: RakeConfig | None = None) -> Any:
+    """The survey design of the config's ``design`` section.
+
+    With ``rake`` (the weight stage's raking) and ``design.weighting_variance``, the design
+    remembers the raking, so Taylor linearization uses its residuals as R survey does.
+    """
     from pipeline.survey.design import Design
 
     missing = [c for c in (config.weights, *config.strata, *config.ids, *config.fpc) if c not in frame.columns]
     if missing:
         raise ConfigError(f"design: variable(s) {', '.join(missing)} are not in the weighted data")
-    return Design.from_frame(
+    design = Design.from_frame(
         frame,
         weights=config.weights,
         ids=list(config.ids),
@@ -49,6 +53,28 @@ def build_design(frame: pl.DataFrame, config: DesignConfig) -> Any:
         nest=config.nest,
         lonely_psu=config.lonely_psu,
     )
+    if rake is not None and config.weighting_variance:
+        w = frame.get_column(config.weights).to_numpy()
+        design = design.reweight(w, raking_adjustment(frame, w, rake.variables, rake.by))
+    return design
+
+
+def raking_adjustment(frame: pl.DataFrame, weights: Any, variables: Sequence[str], by: Sequence[str]) -> Any:
+    """R survey's raking residuals for the final raking step (``svyrecvar``, ``raking`` branch).
+
+    Each margin's key is its group x category; the weights after each margin's step in the
+    last sweep are, at convergence, the final weights, on the scale of the analysis weights.
+    """
+    import numpy as np
+    import polars as pl
+
+    from pipeline.survey.weighting import RakingAdjustment
+
+    index = tuple(
+        frame.select(pl.struct([*by, v]).rank("dense")).to_series().to_numpy().astype(np.int64) - 1 for v in variables
+    )
+    w = np.asarray(weights, dtype=np.float64)
+    return RakingAdjustment(index=index, weights=tuple(w for _ in variables))
 
 
 def _indicator_frame(frame: pl.DataFrame, spec: EstimateSpec, codebook: Codebook) -> tuple[pl.DataFrame, str, list[Any]]:
@@ -79,6 +105,7 @@ def estimate_all(
     tables: TablesConfig,
     *,
     wave: str,
+    rake: RakeConfig | None = None,
 ) -> pl.DataFrame:
     """Tidy estimates (DESIGN.md section 5 schema) for every spec and domain list."""
     import polars as pl
@@ -97,7 +124,7 @@ def estimate_all(
     rows: list[pl.DataFrame] = []
     for spec in specs:
         work, col, levels = _indicator_frame(frame, spec, codebook)
-        design = build_design(work, design_config)
+        design = build_design(work, design_config, rake)
         method = spec.ci_method or design_config.ci_method
         for by in spec.by:
             res = proportion(
@@ -167,7 +194,7 @@ def run(ctx: StageContext) -> StageOutput:
     frame = ctx.read_frame("weight/data.parquet")
     codebook = Codebook.from_json(ctx.path("weight/codebook.json").read_text(encoding="utf-8"))
     config: StudyConfig = ctx.config
-    est = estimate_all(frame, codebook, config.estimates, config.design, config.tables, wave=ctx.wave.id)
+    est = estimate_all(frame, codebook, config.estimates, config.design, config.tables, wave=ctx.wave.id, rake=config.weight.rake)
     return StageOutput(
         files={"estimates.csv": est, "estimate/codebook.json": codebook.to_json()},
         diagnostics={"estimates": est.height, "flagged": int((est.get_column("flag") != "").sum()) if est.height else 0},
