@@ -36,7 +36,7 @@ _CENSUS_TOL = 1e-7
 
 def _lonely_fail(totals: np.ndarray, f: np.ndarray, where: str) -> np.ndarray:
     raise DesignError(
-        f"variance: stratum {where} has only one PSU",
+        f"variance: Stratum {where}",
         hint="set the design's lonely_psu to 'adjust', 'average', 'remove' or 'certainty', "
         "or collapse the stratum with a neighbour",
     )
@@ -176,7 +176,7 @@ def _stage_vcov(design: Design, x: np.ndarray, s: int, mult_row: np.ndarray, pre
     if lonely_c.any():
         if design.lonely_psu == "fail" and lonely_ok.any():
             where = _stratum_label(design, s, h_c[np.flatnonzero(lonely_ok)[0]])
-            LONELY_PSU["fail"](z[lonely_ok], f_c[lonely_ok], f"{where} at stage {s + 1}")
+            LONELY_PSU["fail"](z[lonely_ok], f_c[lonely_ok], f"{where} has only one PSU at stage {s + 1}")
         d[lonely_c] = LONELY_PSU[design.lonely_psu](z[lonely_c], f_c[lonely_c], "")
     if design.lonely_psu == "average":
         # per group of strata (the whole design at stage 1, the parent PSU later),

@@ -1,0 +1,430 @@
+"""Conformance harness: R ``survey`` 4.1-1 reference values, read in place.
+
+The suite lives in ``../shared/conformance`` next to the project root
+(DESIGN.md section 7); ``conformance/README.md`` there documents every file,
+the R calls and the tolerances used below. If the folder is missing the tests
+fail (they never skip).
+
+Each test module compares one ``expected/*.csv`` file row by row through
+:func:`check_rows` and lists the rows it cannot match in its own
+``KNOWN_GAPS`` (pattern + reason). A row that neither matches nor is a listed
+gap fails the test, and so does a listed gap that starts matching, so the list
+stays honest. At the end of the session one line per file is printed:
+``conformance <file>: <matched>/<rows> rows (<k> known gaps)``.
+
+Tolerances (``conformance/README.md``, "Suggested comparison tolerances"):
+
+* :data:`RTOL_CLOSED` = 1e-9 relative: means, totals, ratios, their
+  linearization and replicate SEs, covariances, design effects.
+* :data:`NOISE_REL` = 1e-12: values that are zero in exact arithmetic (SE of
+  a domain inside one cluster) are floating-point noise in R; they are
+  compared with an absolute tolerance of ``NOISE_REL * |estimate|``.
+* :data:`RTOL_GLM` = 1e-8 relative: ``svyciprop`` logit/likelihood/default
+  estimates (R's glm stops iterating at ~1e-11 relative).
+* :data:`RTOL_PROFILE` = 1e-6 relative: ``likelihood`` interval bounds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.survey.design import Design
+
+#: The shared conformance folder (project root / .. / shared / conformance).
+CONFORMANCE = (Path(__file__).parents[2] / ".." / "shared" / "conformance").resolve()
+EXPECTED = CONFORMANCE / "expected"
+DATA = CONFORMANCE / "data"
+
+RTOL_CLOSED = 1e-9
+NOISE_REL = 1e-12
+RTOL_GLM = 1e-8
+RTOL_PROFILE = 1e-6
+
+_TALLY: dict[str, dict[str, int]] = {}
+
+
+def conformance_folder() -> Path:
+    """The conformance folder; fails (never skips) when it is missing."""
+    if not (EXPECTED / "designs.csv").is_file():
+        pytest.fail(
+            f"conformance suite not found at {CONFORMANCE} (expected/designs.csv missing); "
+            "it is read in place from ../shared/conformance next to the project root (DESIGN.md section 7)",
+            pytrace=False,
+        )
+    return CONFORMANCE
+
+
+def read_expected(name: str) -> pl.DataFrame:
+    """An ``expected/`` CSV with text columns as strings and numbers as float64 (``inf`` allowed)."""
+    conformance_folder()
+    df = pl.read_csv(EXPECTED / name, infer_schema_length=0)
+    out = []
+    for col in df.columns:
+        s = df.get_column(col)
+        num = s.cast(pl.Float64, strict=False)
+        if s.null_count() == num.null_count() and col not in _TEXT_COLUMNS:
+            out.append(num)
+        else:
+            out.append(s)
+    return pl.DataFrame(out)
+
+
+_TEXT_COLUMNS = {"case", "design", "estimator", "variable", "by", "domain", "level", "method", "level_i", "level_j",
+                 "status", "message", "lonely_psu", "r_call", "note", "formula", "statistic_type", "statistic_name",
+                 "qrule", "interval_type", "row_var", "row_level", "col_var", "col_level", "column", "rep_type",
+                 "kind", "data_file", "notes"}
+
+
+# ------------------------------------------------------------------ designs
+def _data(file: str) -> pl.DataFrame:
+    return pl.read_csv(DATA / file, infer_schema_length=10000)
+
+
+_DESIGN_CACHE: dict[tuple[str, str], Design] = {}
+
+
+def _nhanes2psu() -> pl.DataFrame:
+    nh = _data("nhanes.csv")
+    return nh.with_columns(pl.when(pl.col("SDMVPSU") == 3).then(2).otherwise(pl.col("SDMVPSU")).alias("SDMVPSU"))
+
+
+def _linearization(name: str, lonely: str) -> Design:
+    """The linearization designs of designs.csv, each from its R call."""
+    d = Design.from_frame
+    if name == "srs":  # svydesign(id = ~1, fpc = ~fpc, data = apisrs)
+        return d(_data("apisrs.csv"), fpc=["fpc"], lonely_psu=lonely)
+    if name == "srs_wr":  # svydesign(id = ~1, weights = ~pw, data = apisrs)
+        return d(_data("apisrs.csv"), weights="pw", lonely_psu=lonely)
+    if name == "strat":  # svydesign(id = ~1, strata = ~stype, weights = ~pw, fpc = ~fpc, data = apistrat)
+        return d(_data("apistrat.csv"), strata="stype", weights="pw", fpc=["fpc"], lonely_psu=lonely)
+    if name == "clus1":  # svydesign(id = ~dnum, weights = ~pw, fpc = ~fpc, data = apiclus1)
+        return d(_data("apiclus1.csv"), ids=["dnum"], weights="pw", fpc=["fpc"], lonely_psu=lonely)
+    if name == "clus2":  # svydesign(id = ~dnum + snum, fpc = ~fpc1 + fpc2, data = apiclus2)
+        return d(_data("apiclus2.csv"), ids=["dnum", "snum"], fpc=["fpc1", "fpc2"], lonely_psu=lonely)
+    if name == "nhanes":  # svydesign(id = ~SDMVPSU, strata = ~SDMVSTRA, weights = ~WTMEC2YR, nest = TRUE, data = nhanes)
+        return d(_data("nhanes.csv"), ids=["SDMVPSU"], strata="SDMVSTRA", weights="WTMEC2YR", nest=True, lonely_psu=lonely)
+    if name == "nhanes2psu":
+        return d(_nhanes2psu(), ids=["SDMVPSU"], strata="SDMVSTRA", weights="WTMEC2YR", nest=True, lonely_psu=lonely)
+    if name == "scd":  # svydesign(data = scd, prob = ~1, id = ~ambulance, strata = ~ESA, nest = TRUE)
+        return d(_data("scd.csv"), ids=["ambulance"], strata="ESA", nest=True, lonely_psu=lonely)
+    if name == "yrbs":  # update(svydesign(id = ~psu, weights = ~weight, strata = ~stratum, data = yrbs), qn8yes = 2 - qn8)
+        frame = _data("yrbs.csv").with_columns((2 - pl.col("qn8")).alias("qn8yes"))
+        return d(frame, ids=["psu"], strata="stratum", weights="weight", lonely_psu=lonely)
+    if name == "nhanes_lonely":  # nhanes[!(SDMVSTRA == 89 & SDMVPSU == 2), ]
+        frame = _data("nhanes.csv").filter(~((pl.col("SDMVSTRA") == 89) & (pl.col("SDMVPSU") == 2)))
+        return d(frame, ids=["SDMVPSU"], strata="SDMVSTRA", weights="WTMEC2YR", nest=True, lonely_psu=lonely)
+    if name == "strat_lonely":  # apistrat: every E and M school, only the first H school in file order
+        st = _data("apistrat.csv").with_row_index("__row")
+        first_h = st.filter(pl.col("stype") == "H").get_column("__row")[0]
+        frame = st.filter((pl.col("stype") != "H") | (pl.col("__row") == first_h)).drop("__row")
+        return d(frame, strata="stype", weights="pw", fpc=["fpc"], lonely_psu=lonely)
+    raise KeyError(name)
+
+
+_SUBSETS = {  # domain designs: subset(<design>, !is.na(HI_CHOL))
+    "nhanes_hc": ("nhanes", "HI_CHOL"),
+    "nhanes_jkn_hc": ("nhanes_jkn", "HI_CHOL"),
+}
+
+
+def design(name: str, lonely: str = "fail") -> Design:
+    """Design ``name`` of ``expected/designs.csv``, built by this package.
+
+    Replicate designs use the replicate weights R exported
+    (``expected/repweights/``, ``replicate_scales.csv``), as ``svrepdesign``
+    with given weights; building them is tested in ``test_replicates.py``.
+    Raises ``KeyError`` for designs this harness cannot build.
+    """
+    key = (name, lonely)
+    if key in _DESIGN_CACHE:
+        return _DESIGN_CACHE[key]
+    info = {r["design"]: r for r in read_expected("designs.csv").iter_rows(named=True)}
+    if name in _SUBSETS:
+        parent, var = _SUBSETS[name]
+        base = design(parent, lonely)
+        out = base.subset(base.frame.get_column(var).is_not_null().to_numpy())
+    elif name not in info:
+        raise KeyError(name)
+    elif info[name]["kind"] in ("linearization", "lonely"):
+        out = _linearization(name, lonely)
+    elif info[name]["kind"] == "replicate" and (EXPECTED / "repweights" / f"{name}.csv").is_file():
+        out = given_replicate_design(name, info[name])
+    else:
+        raise KeyError(name)
+    _DESIGN_CACHE[key] = out
+    return out
+
+
+def given_replicate_design(name: str, info: Mapping[str, Any]) -> Design:
+    """A replicate design from R's exported analysis replicate weights and scales."""
+    frame = _nhanes2psu() if name.startswith("nhanes2psu") else _data(info["data_file"])
+    rw = pl.read_csv(EXPECTED / "repweights" / f"{name}.csv")
+    scales = read_expected("replicate_scales.csv").filter(pl.col("design") == name).sort("replicate")
+    reps = [c for c in rw.columns if c.startswith("rep_")]
+    rho = info["fay_rho"]
+    return Design.from_replicate_weights(
+        frame,
+        replicate_weights=rw.select(reps).to_numpy().astype(np.float64),
+        weights=rw.get_column("weight").to_numpy().astype(np.float64),
+        type=info["rep_type"],
+        combined_weights=True,
+        scale=float(scales.get_column("scale")[0]),
+        rscales=scales.get_column("rscale").to_numpy(),
+        rho=None if rho is None or (isinstance(rho, float) and math.isnan(rho)) else float(rho),
+        mse=str(info["mse"]).lower() == "true",
+    )
+
+
+# ------------------------------------------------------------------ compare
+@dataclass(frozen=True)
+class Gap:
+    """A row (or family of rows) we do not reproduce, with the reason.
+
+    ``case`` is a regular expression matched (``re.fullmatch``) against the
+    row's ``case``; ``key`` optionally against the rest of the row key.
+    """
+
+    case: str
+    key: str | None
+    reason: str
+
+    def covers(self, case: str, key: str) -> bool:
+        if not re.fullmatch(self.case, case):
+            return False
+        return self.key is None or re.fullmatch(self.key, key) is not None
+
+
+@dataclass
+class FieldSpec:
+    """How to compare one column: relative tolerance and whether NA must be reproduced."""
+
+    rtol: float = RTOL_CLOSED
+    na_is_value: bool = False  # expected NA must come out as NaN (not just "no reference")
+    noise: bool = False        # allow an absolute NOISE_REL * scale tolerance
+
+
+@dataclass
+class Outcome:
+    rows: int = 0
+    matched: int = 0
+    gaps: int = 0
+    unexpected: list[str] = field(default_factory=list)
+    stale_gaps: list[str] = field(default_factory=list)
+
+
+def close(actual: float, expected: float | None, spec: FieldSpec, scale: float = 0.0) -> bool:
+    """Whether ``actual`` reproduces ``expected`` under ``spec`` (``scale``: magnitude for noise)."""
+    if isinstance(expected, str):
+        # text: equal, or R's message contained in ours (ours adds where and a hint)
+        return isinstance(actual, str) and (actual == expected or (len(expected) > 8 and expected.lower() in actual.lower()))
+    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
+        if spec.na_is_value:
+            return actual is None or (isinstance(actual, float) and math.isnan(actual))
+        return True
+    if actual is None or isinstance(actual, str) or math.isnan(actual):
+        return False
+    if math.isinf(expected) or math.isinf(actual):
+        return expected == actual
+    tol = spec.rtol * abs(expected)
+    if spec.noise:
+        tol += NOISE_REL * abs(scale)
+    return abs(actual - expected) <= tol
+
+
+def check_rows(
+    file: str,
+    expected: pl.DataFrame,
+    compute: Callable[[str, list[dict[str, Any]]], Mapping[str, Mapping[str, float | None]] | None],
+    *,
+    key: Callable[[dict[str, Any]], str],
+    fields: Mapping[str, FieldSpec],
+    scale: Callable[[dict[str, Any], Mapping[str, Any], str], float] = lambda row, got, field: 0.0,
+    gaps: Iterable[Gap | tuple] = (),
+) -> Outcome:
+    """Compare every row of ``expected``, grouped by ``case``.
+
+    ``compute(case, rows)`` returns ``{key(row): {field: value}}`` for the
+    case's rows, or ``None`` when the case is not supported. Records the
+    tally for the end-of-session report and returns the outcome.
+    """
+    gaps = [g if isinstance(g, Gap) else Gap(*g) for g in gaps]
+    fields = {f: (v if isinstance(v, FieldSpec) else FieldSpec(**v)) for f, v in fields.items()}
+    out = Outcome()
+    for (case,), group in expected.group_by(["case"], maintain_order=True):
+        rows = list(group.iter_rows(named=True))
+        try:
+            got = compute(case, rows)
+        except NotImplementedError:
+            got = None
+        for row in rows:
+            out.rows += 1
+            k = key(row)
+            gap = next((g for g in gaps if g.covers(case, k)), None)
+            values = None if got is None else got.get(k)
+            ok = values is not None and all(
+                close(values.get(f), row.get(f), spec, scale(row, values, f)) for f, spec in fields.items()
+            )
+            if ok and gap is None:
+                out.matched += 1
+            elif ok:
+                out.matched += 1
+                out.stale_gaps.append(f"{case} [{k}] matches now but is listed as a gap ({gap.reason})")
+            elif gap is not None:
+                out.gaps += 1
+            else:
+                detail = "not computed" if values is None else ", ".join(
+                    f"{f}: got {values.get(f)!r} expected {row.get(f)!r}"
+                    for f, spec in fields.items()
+                    if not close(values.get(f), row.get(f), spec, scale(row, values, f))
+                )
+                out.unexpected.append(f"{case} [{k}]: {detail}")
+    _TALLY[file] = {"rows": out.rows, "matched": out.matched, "gaps": out.gaps}
+    return out
+
+
+def assert_outcome(file: str, out: Outcome) -> None:
+    """Fail with every unexpected row and every stale gap listed."""
+    problems = out.unexpected + out.stale_gaps
+    if problems:
+        shown = "\n  ".join(problems[:40])
+        more = f"\n  ... and {len(problems) - 40} more" if len(problems) > 40 else ""
+        pytest.fail(
+            f"conformance {file}: {out.matched}/{out.rows} rows matched, {out.gaps} known gaps, "
+            f"{len(out.unexpected)} unexpected mismatches, {len(out.stale_gaps)} stale gaps:\n  {shown}{more}",
+            pytrace=False,
+        )
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 - pytest hook signature
+    """Print one ``conformance <file>: <matched>/<rows> rows`` line per compared file."""
+    if not _TALLY:
+        return
+    terminalreporter.section("R survey 4.1-1 conformance")
+    for file in sorted(_TALLY):
+        t = _TALLY[file]
+        terminalreporter.write_line(
+            f"conformance {file}: {t['matched']}/{t['rows']} rows ({t['gaps']} known gaps)"
+        )
+
+
+# ------------------------------------------------------------------ shared
+def estimate_scale(row: Mapping[str, Any], got: Mapping[str, Any], field: str) -> float:
+    """Magnitude for the noise tolerance: the estimate for SEs and intervals, 1 for design effects."""
+    if field.startswith("deff"):
+        return 1.0
+    return abs(got.get("estimate") or 0.0)
+
+
+def fnum(x: Any) -> float:
+    """A float (NaN for None)."""
+    return float("nan") if x is None else float(x)
+
+
+def domain_label(keys: pl.DataFrame, by: list[str], i: int) -> str:
+    """R-style domain label ``a=1;b=x`` of row ``i`` of an Estimates' keys."""
+    return ";".join(f"{b}={_fmt(keys.get_column(b)[i])}" for b in by)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def level_label(v: Any) -> str:
+    """R-style level label."""
+    return "" if v is None else _fmt(v)
+
+
+# ----------------------------------------------------- estimates-like cases
+def estimate_case(case: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """svymean / svytotal / svyratio of one ``case`` (estimates, lonely_psu, vcov files).
+
+    Returns ``{level: {field: value}}``; factor results also carry
+    ``("cov", level_j)`` entries. Lonely-PSU errors come back as
+    ``{"status": "error", "message": ...}`` on every row.
+    """
+    from pipeline.errors import DesignError
+    from pipeline.survey import estimators as est
+
+    lonely = "fail"
+    c = case
+    if c.startswith("lonely="):
+        prefix, c = c.split(":", 1)
+        lonely = prefix.split("=", 1)[1]
+    fun, var, dname = c.split(":")
+    try:
+        d = design(dname, lonely)
+    except KeyError as exc:
+        raise NotImplementedError(dname) from exc
+    call = rows[0].get("r_call") or ""
+    na_rm = "na.rm=TRUE" in call
+    factor = any(r.get("level") or r.get("level_i") for r in rows)
+    try:
+        if fun == "svyratio":
+            num, den = var.split("/")
+            res = est.ratio(d, num, den, na_rm=na_rm, deff=True)
+            res_replace = est.ratio(d, num, den, na_rm=na_rm, deff="replace")
+        else:
+            f = {"svymean": est.mean, "svytotal": est.total}[fun]
+            res = f(d, var, na_rm=na_rm, deff=True, categorical=True if factor else None)
+            res_replace = f(d, var, na_rm=na_rm, deff="replace", categorical=True if factor else None)
+    except DesignError as exc:
+        return {level_label(r.get("level")) if r.get("level") else "": {"status": "error", "message": str(exc)} for r in rows}
+    ci = res.confint(0.95, float("inf"))
+    ci_t = res.confint(0.95, "design")
+    levels = [level_label(v) if factor else "" for v in res.keys.get_column("level").to_list()]
+    out: dict[str, dict[str, Any]] = {}
+    for i, lv in enumerate(levels):
+        out[lv] = {
+            "status": "ok",
+            "message": "",
+            "estimate": float(res.estimate[i]),
+            "se": float(res.se[i]),
+            "ci_low": float(ci[i, 0]),
+            "ci_high": float(ci[i, 1]),
+            "ci_low_t": float(ci_t[i, 0]),
+            "ci_high_t": float(ci_t[i, 1]),
+            "df": float(res.design_df),
+            "deff": float(res.deff[i]),
+            "deff_replace": float(res_replace.deff[i]),
+        }
+        for j, lj in enumerate(levels):
+            out[lv][("cov", lj)] = float(res.vcov[i, j])
+    return out
+
+
+@pytest.fixture(scope="session")
+def ref():
+    """The harness, for the test modules (which cannot import this conftest under importlib mode)."""
+    from types import SimpleNamespace
+
+    conformance_folder()
+    return SimpleNamespace(
+        folder=CONFORMANCE,
+        read=read_expected,
+        design=design,
+        check_rows=check_rows,
+        assert_outcome=assert_outcome,
+        estimate_case=estimate_case,
+        estimate_scale=estimate_scale,
+        Gap=Gap,
+        FieldSpec=FieldSpec,
+        close=close,
+        fnum=fnum,
+        domain_label=domain_label,
+        level_label=level_label,
+        RTOL_CLOSED=RTOL_CLOSED,
+        RTOL_GLM=RTOL_GLM,
+        RTOL_PROFILE=RTOL_PROFILE,
+        NOISE_REL=NOISE_REL,
+    )
