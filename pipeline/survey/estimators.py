@@ -372,6 +372,9 @@ def _compute(
                 pres = cols.rows[:, idx].any(axis=1)
                 vcov[np.ix_(idx, idx)] = taylor_vcov(design, z[:, idx], present=pres)
     deffs = _deff(design, cols, est, tb, vcov, statistic, deff)
+    extra: dict[str, Any] = {"n_nonzero": (cols.rows & (w != 0)[:, None]).sum(axis=0)}
+    if design.replicates is not None:
+        extra["replicates"] = thetas
     dom_df = np.array([design.domain_degf(cols.dom_rows[:, d]) for d in range(cols.dom_rows.shape[1])])
     dom_nrow = (cols.dom_rows & design.in_design[:, None]).sum(axis=0)
     return Estimates(
@@ -387,6 +390,7 @@ def _compute(
         design_df=design.degf,
         deff=deffs,
         deff_kind=deff,
+        extra=extra,
     )
 
 
@@ -697,9 +701,17 @@ def proportion(
         raise ConfigError(f"unknown ci_method {ci_method!r}", hint=f"expected one of {', '.join(CI_METHODS)}")
     res = proportions(design, variable, by=by, levels=levels, na_rm=na_rm, deff=True)
     var = np.diag(res.vcov).copy()
-    dispersion = None
+    dispersion = glm_start = logit_var = None
+    if ci_method == "logit" and design.is_replicate:
+        from pipeline.survey.intervals import replicate_logit_variance
+
+        reps = design.replicates
+        logit_var = replicate_logit_variance(
+            res.extra["replicates"], res.estimate, scale=reps.scale, rscales=reps.rscales, mse=reps.mse
+        )
     if ci_method == "likelihood" and not design.is_replicate:
-        dispersion = _pearson_dispersion(design, variable, by, res, na_rm)
+        dispersion = _pearson_dispersion(design, res, na_rm)
+        glm_start = _glm_start(design, variable, by, res, na_rm)
     inputs = ProportionInputs(
         estimate=res.estimate,
         variance=var,
@@ -708,6 +720,8 @@ def proportion(
         n_rows=res.n_rows.astype(np.float64),
         n_obs=res.n.astype(np.float64),
         dispersion=dispersion,
+        glm_start=glm_start,
+        logit_variance=logit_var,
         replicate=design.is_replicate,
     )
     low, high = proportion_ci(inputs, ci_method, conf_level)
@@ -722,32 +736,34 @@ def proportion(
     )
 
 
-def _pearson_dispersion(design: Design, variable: str, by: Sequence[str], res: Estimates, na_rm: bool) -> np.ndarray:
+def _pearson_dispersion(design: Design, res: Estimates, na_rm: bool) -> np.ndarray:
     """Design-based variance of the Pearson residuals of ``svyglm(I(x == level) ~ 1, quasibinomial)``.
 
-    R ``summary.svyglm``: ``svyvar(resid(fit, "pearson"), design)`` with prior
-    weights rescaled to mean 1 over the rows of the fit.
+    R ``summary.svyglm``: ``svyvar(resid(fit, "pearson"), design)`` with
+    survey's residuals ``(y - p) / sqrt(p (1 - p))`` (no prior weights). Their
+    weighted variance with R's ``n/(n-1)`` factor is exactly ``n/(n - 1)``, ``n``
+    the rows of the fit with a non-zero weight.
     """
+    nz = res.extra["n_nonzero"].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return nz / (nz - 1)
+
+
+def _glm_start(design: Design, variable: str, by: Sequence[str], res: Estimates, na_rm: bool) -> np.ndarray:
+    """Starting sums of R's IRLS for each domain x level fit (see :func:`intervals.glm_start_sums`)."""
+    from pipeline.survey.intervals import glm_start_sums
+
     s = _get(design, variable)
     miss = _missing_mask(s)
     dom = _domains(design, by)
     dm = _domain_matrix(dom)
     rows_d = dm & ~miss[:, None] & design.in_design[:, None]
     values = s.cast(pl.String) if isinstance(s.dtype, pl.Enum | pl.Categorical) else s
-    w = design.weights
     levels = res.keys.get_column("level").to_list()
-    out = np.empty(len(res))
-    for k in range(len(res)):
-        d = k // (len(res) // max(dm.shape[1], 1))
-        r = rows_d[:, d]
-        wr = w[r]
-        n = float(r.sum())
-        p = res.estimate[k]
-        y = (values.filter(pl.Series(r)) == levels[k]).fill_null(False).to_numpy().astype(np.float64)
-        prior = wr * n / wr.sum()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            resid = (y - p) * np.sqrt(prior) / np.sqrt(p * (1 - p))
-        nz = float((wr != 0).sum())
-        rbar = (wr * resid).sum() / wr.sum()
-        out[k] = nz / (nz - 1) * (wr * (resid - rbar) ** 2).sum() / wr.sum()
-    return out
+    n_lv = len(res) // max(dm.shape[1], 1)
+    rows = np.repeat(rows_d, n_lv, axis=1)
+    y = np.column_stack([(values == lv).fill_null(False).to_numpy() for lv in levels]).astype(np.float64)
+    w = np.where(rows, design.weights[:, None], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prior = w * rows.sum(axis=0) / w.sum(axis=0)
+    return glm_start_sums(y, prior, rows)

@@ -103,6 +103,14 @@ class ProportionInputs:
     dispersion : numpy.ndarray or None
         Design-based variance of the Pearson residuals of the quasibinomial
         fit (``likelihood`` only).
+    glm_start : numpy.ndarray or None
+        ``(K, 3)`` sums over the rows of the fit that start R's IRLS (see
+        :func:`glm_intercept`); ``likelihood`` only. Without them the
+        converged values are used (differences of order 1e-6 from R).
+    logit_variance : numpy.ndarray or None
+        Variance of ``logit(p)`` when it does not come from the delta method:
+        for replicate designs, R's ``svyglm`` refits the glm in every
+        replicate (see :func:`replicate_logit_variance`); used by ``logit``.
     replicate : bool
         Replicate design (``likelihood`` is then not available).
     """
@@ -114,6 +122,8 @@ class ProportionInputs:
     n_rows: np.ndarray
     n_obs: np.ndarray
     dispersion: np.ndarray | None = None
+    glm_start: np.ndarray | None = None
+    logit_variance: np.ndarray | None = None
     replicate: bool = False
 
     @classmethod
@@ -161,6 +171,23 @@ def _ci_logit(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, np.nd
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.log(p / (1 - p))
         se = np.sqrt(var) / (p * (1 - p))
+        if x.logit_variance is not None:
+            se = np.sqrt(x.logit_variance)
+    return _logit_bounds(p, eta, se, q, deg)
+
+
+def _ci_xlogit(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
+    p, var = x.estimate, x.variance
+    q = _tq(conf_level, x.df)
+    deg = _degenerate(p, var)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.log(p / (1 - p))
+        se = np.sqrt(var) / (p * (1 - p))  # svycontrast: delta method on svymean
+    return _logit_bounds(p, eta, se, q, deg)
+
+
+def _logit_bounds(p, eta, se, q, deg):
+    with np.errstate(divide="ignore", invalid="ignore"):
         low, high = _expit(eta - q * se), _expit(eta + q * se)
     return np.where(deg, p, low), np.where(deg, p, high)
 
@@ -245,8 +272,10 @@ def _ci_likelihood(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, 
         if deg[i]:
             low[i] = high[i] = p[i]
             continue
+        start = None if x.glm_start is None else tuple(float(v) for v in x.glm_start[i])
         low[i], high[i] = _profile_interval(
-            float(p[i]), float(x.variance[i]), float(x.df[i]), float(x.n_obs[i]), float(x.dispersion[i]), conf_level
+            float(p[i]), float(x.variance[i]), float(x.df[i]), float(x.n_obs[i]), float(x.dispersion[i]), conf_level,
+            start,
         )
     return low, high
 
@@ -258,7 +287,7 @@ CI_METHODS: dict[str, Callable[[ProportionInputs, float], tuple[np.ndarray, np.n
     "asin": _ci_asin,
     "beta": _ci_beta,
     "mean": _ci_mean,
-    "xlogit": _ci_logit,
+    "xlogit": _ci_xlogit,
     "korn_graubard": _ci_korn_graubard,
     "wilson": _ci_wilson,
 }
@@ -305,7 +334,117 @@ def proportion_ci(inputs: ProportionInputs, method: str = "logit", conf_level: f
 
 
 # ---------------------------------------------------------------- likelihood
-def _profile_interval(p: float, var: float, df: float, n: float, dispersion: float, conf_level: float) -> tuple[float, float]:
+def replicate_logit_variance(
+    thetas: np.ndarray, estimate: np.ndarray, *, scale: float, rscales: np.ndarray, mse: bool
+) -> np.ndarray:
+    """Variance of the logit intercept as R's ``svyglm`` on a replicate design.
+
+    Every replicate refits ``glm(y ~ 1, quasibinomial)`` from the full-sample
+    coefficient with the replicate's weights (normalised to sum 1): Newton
+    steps ``eta + (p_r - mu)/(mu (1 - mu))`` until the deviance changes by less
+    than ``1e-8 (|dev| + 0.1)`` (at most 25), as ``glm.fit``. The variance
+    of those coefficients is ``svrVar``. A replicate proportion of 0 or 1 gives
+    the large finite coefficient R's glm stops at, not infinity.
+
+    Parameters
+    ----------
+    thetas : numpy.ndarray
+        ``(R, K)`` replicate proportions (NaN: replicate dropped).
+    estimate : numpy.ndarray
+        ``(K,)`` full-sample proportions.
+    """
+    from pipeline.survey.variance import replicate_vcov
+
+    p = np.asarray(thetas, dtype=np.float64)
+    beta0 = np.log(estimate / (1 - estimate))
+    eta = np.broadcast_to(beta0, p.shape).copy()
+
+    def deviance(mu: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -2.0 * (np.where(p > 0, p * np.log(mu), 0.0) + np.where(p < 1, (1 - p) * np.log1p(-mu), 0.0))
+
+    mu = 1.0 / (1.0 + np.exp(-eta))
+    devold = deviance(mu)
+    done = ~np.isfinite(p)
+    for _ in range(25):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = (p - mu) / (mu * (1 - mu))
+        eta = np.where(done, eta, eta + np.nan_to_num(step, nan=0.0))
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        dev = deviance(mu)
+        done = done | (np.abs(dev - devold) / (np.abs(dev) + 0.1) < 1e-8)
+        devold = dev
+        if done.all():
+            break
+    betas = np.where(np.isfinite(p), eta, np.nan)
+    return np.diag(replicate_vcov(betas, beta0, scale=scale, rscales=rscales, mse=mse))
+
+
+def glm_start_sums(y: np.ndarray, prior: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per-column sums that start R's IRLS for ``glm(y ~ 1, quasibinomial, weights = prior)``.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        ``(n, K)`` 0/1 responses.
+    prior : numpy.ndarray
+        ``(n, K)`` prior weights (survey weights rescaled to mean 1 over the fit's rows).
+    rows : numpy.ndarray
+        ``(n, K)`` bool, rows in each fit.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K, 3)``: ``sum w2``, ``sum w2 z`` and the deviance at the start
+        ``mustart = (prior y + 0.5) / (prior + 1)`` (binomial ``initialize``),
+        ``w2 = prior m (1 - m)``, ``z = logit(m) + (y - m) / (m (1 - m))``.
+    """
+    m = (prior * y + 0.5) / (prior + 1.0)
+    v = m * (1.0 - m)
+    w2 = np.where(rows, prior * v, 0.0)
+    z = np.log(m / (1.0 - m)) + (y - m) / v
+    dev = np.where(rows, -2.0 * prior * np.where(y > 0.5, np.log(m), np.log1p(-m)), 0.0)
+    return np.column_stack([w2.sum(axis=0), (w2 * z).sum(axis=0), dev.sum(axis=0)])
+
+
+def glm_intercept(p: float, n: float, start: tuple[float, float, float] | None) -> tuple[float, float]:
+    """Intercept and its model-based variance as R's ``glm.fit`` leaves them.
+
+    Intercept-only binomial IRLS (``epsilon = 1e-8``, ``maxit = 25``): after the
+    first step every row shares ``mu``, so each step is
+    ``eta + (p - mu) / (mu (1 - mu))``. R's ``summary.glm`` ``cov.unscaled``
+    comes from the weights of the *last* step, i.e. ``mu`` before the final
+    update: ``1 / (n mu_prev (1 - mu_prev))``.
+    """
+    if start is None:
+        return float(np.log(p / (1 - p))), 1.0 / (n * p * (1 - p))
+
+    def deviance(mu: float) -> float:
+        return -2.0 * n * (p * np.log(mu) + (1 - p) * np.log1p(-mu))
+
+    sum_w2, sum_w2z, devold = start
+    eta = sum_w2z / sum_w2
+    naive = 1.0 / sum_w2
+    for _ in range(25):
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        dev = deviance(mu)
+        if abs(dev - devold) / (abs(dev) + 0.1) < 1e-8:
+            break
+        devold = dev
+        naive = 1.0 / (n * mu * (1 - mu))
+        eta = eta + (p - mu) / (mu * (1 - mu))
+    return float(eta), float(naive)
+
+
+def _profile_interval(
+    p: float,
+    var: float,
+    df: float,
+    n: float,
+    dispersion: float,
+    conf_level: float,
+    start: tuple[float, float, float] | None = None,
+) -> tuple[float, float]:
     """R ``confint.svyglm(method = "likelihood")`` for an intercept-only quasibinomial glm.
 
     Reproduces survey's ``MASSprofile_glm`` (grid of at most 9 steps of
@@ -316,11 +455,11 @@ def _profile_interval(p: float, var: float, df: float, n: float, dispersion: flo
     from scipy import stats
 
     level = conf_level
-    b0 = np.log(p / (1 - p))
-    q = p * (1 - p)
-    var_beta = var / q**2                 # design-based variance of the intercept
-    naive = 1.0 / (n * q)                 # model-based (unscaled) variance
-    lam = var_beta / naive
+    b0, naive = glm_intercept(p, n, start)
+    mu0 = 1.0 / (1.0 + np.exp(-b0))
+    q = mu0 * (1 - mu0)
+    var_beta = var / q**2                 # design-based variance of the intercept (svy.varcoef)
+    lam = var_beta / naive                # R: cov.unscaled / naive.cov
     if np.isinf(df):
         alpha = stats.norm.cdf(stats.norm.ppf((1 - level) / 2) * np.sqrt(lam)) / 2
     elif df <= 0:
@@ -330,7 +469,7 @@ def _profile_interval(p: float, var: float, df: float, n: float, dispersion: flo
     se = np.sqrt(var_beta)
     zmax = np.sqrt(stats.f.isf(alpha, 1, n - 1))
     delta = zmax / 5
-    dev0 = -2 * n * (p * np.log(p) + (1 - p) * np.log(1 - p))
+    dev0 = -2 * n * (p * np.log(mu0) + (1 - p) * np.log1p(-mu0))
     bs, zs = [b0], [0.0]
     for sgn in (-1.0, 1.0):
         step, z = 0, 0.0

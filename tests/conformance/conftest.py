@@ -246,7 +246,7 @@ def check_rows(
     compute: Callable[[str, list[dict[str, Any]]], Mapping[str, Mapping[str, float | None]] | None],
     *,
     key: Callable[[dict[str, Any]], str],
-    fields: Mapping[str, FieldSpec],
+    fields: Mapping[str, FieldSpec | dict] | Callable[[dict[str, Any]], Mapping[str, FieldSpec | dict]],
     scale: Callable[[dict[str, Any], Mapping[str, Any], str], float] = lambda row, got, field: 0.0,
     gaps: Iterable[Gap | tuple] = (),
 ) -> Outcome:
@@ -257,7 +257,10 @@ def check_rows(
     tally for the end-of-session report and returns the outcome.
     """
     gaps = [g if isinstance(g, Gap) else Gap(*g) for g in gaps]
-    fields = {f: (v if isinstance(v, FieldSpec) else FieldSpec(**v)) for f, v in fields.items()}
+    def specs(row: dict[str, Any]) -> dict[str, FieldSpec]:
+        fs = fields(row) if callable(fields) else fields
+        return {f: (v if isinstance(v, FieldSpec) else FieldSpec(**v)) for f, v in fs.items()}
+
     out = Outcome()
     for (case,), group in expected.group_by(["case"], maintain_order=True):
         rows = list(group.iter_rows(named=True))
@@ -270,8 +273,9 @@ def check_rows(
             k = key(row)
             gap = next((g for g in gaps if g.covers(case, k)), None)
             values = None if got is None else got.get(k)
+            row_fields = specs(row)
             ok = values is not None and all(
-                close(values.get(f), row.get(f), spec, scale(row, values, f)) for f, spec in fields.items()
+                close(values.get(f), row.get(f), spec, scale(row, values, f)) for f, spec in row_fields.items()
             )
             if ok and gap is None:
                 out.matched += 1
@@ -283,11 +287,14 @@ def check_rows(
             else:
                 detail = "not computed" if values is None else ", ".join(
                     f"{f}: got {values.get(f)!r} expected {row.get(f)!r}"
-                    for f, spec in fields.items()
+                    for f, spec in row_fields.items()
                     if not close(values.get(f), row.get(f), spec, scale(row, values, f))
                 )
                 out.unexpected.append(f"{case} [{k}]: {detail}")
-    _TALLY[file] = {"rows": out.rows, "matched": out.matched, "gaps": out.gaps}
+    tally = _TALLY.setdefault(file, {"rows": 0, "matched": 0, "gaps": 0})
+    tally["rows"] += out.rows
+    tally["matched"] += out.matched
+    tally["gaps"] += out.gaps
     return out
 
 
@@ -317,6 +324,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
 
 
 # ------------------------------------------------------------------ shared
+def ciprop_rtol(method: str) -> float:
+    """Tolerance of svyciprop intervals: glm-based methods 1e-8, likelihood 1e-6, closed forms 1e-9."""
+    if method in ("default", "logit"):
+        return RTOL_GLM
+    if method == "likelihood":
+        return RTOL_PROFILE
+    return RTOL_CLOSED
+
+
 def estimate_scale(row: Mapping[str, Any], got: Mapping[str, Any], field: str) -> float:
     """Magnitude for the noise tolerance: the estimate for SEs and intervals, 1 for design effects."""
     if field.startswith("deff"):
@@ -403,6 +419,25 @@ def estimate_case(case: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, 
     return out
 
 
+#: svyciprop variable labels (ciprop.csv, domains.csv) -> (indicator expression, na.rm)
+CIPROP_TERMS: dict[str, tuple[pl.Expr, bool]] = {
+    "sch_wide_yes": (pl.col("sch.wide") == "Yes", False),          # I(sch.wide == "Yes")
+    "awards_yes": (pl.col("awards") == "Yes", False),              # I(awards == "Yes")
+    "rare_api00_gt_900": (pl.col("api00") > 900, False),           # I(api00 > 900)
+    "rare_api00_lt_450": (pl.col("api00") < 450, False),           # I(api00 < 450)
+    "rare_yr_rnd_yes": (pl.col("yr.rnd") == "Yes", False),         # I(yr.rnd == "Yes")
+    "hi_chol": (pl.col("HI_CHOL") == 1, False),                    # I(HI_CHOL == 1)
+    "rare_race_4": (pl.col("race") == 4, False),                   # I(race == 4)
+    "qn8yes": (pl.col("qn8yes") == 1, True),                       # qn8yes (0/1), na.rm = TRUE
+}
+
+
+def with_indicator(d: Design, label: str) -> tuple[Design, bool]:
+    """The design with column ``__ind`` = the svyciprop term of ``label``; and its na.rm."""
+    expr, na_rm = CIPROP_TERMS[label]
+    return d.with_frame(d.frame.with_columns(expr.alias("__ind"))), na_rm
+
+
 @pytest.fixture(scope="session")
 def ref():
     """The harness, for the test modules (which cannot import this conftest under importlib mode)."""
@@ -417,6 +452,8 @@ def ref():
         assert_outcome=assert_outcome,
         estimate_case=estimate_case,
         estimate_scale=estimate_scale,
+        with_indicator=with_indicator,
+        ciprop_rtol=ciprop_rtol,
         Gap=Gap,
         FieldSpec=FieldSpec,
         close=close,
