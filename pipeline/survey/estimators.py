@@ -659,6 +659,7 @@ def proportion(
     ci_method: str = "logit",
     conf_level: float = 0.95,
     na_rm: bool = True,
+    df: float | None = None,
 ) -> pl.DataFrame:
     """Proportions of the levels of ``variable`` with confidence intervals, by domains.
 
@@ -686,6 +687,10 @@ def proportion(
     na_rm : bool
         Rows with a missing value are outside the domain (default, as the
         stage needs); ``False`` raises when values are missing.
+    df : float, optional
+        Degrees of freedom of the intervals instead of each domain's
+        ``degf`` (R ``svyciprop(df = )``; ``float('inf')`` for normal
+        quantiles). ``beta`` ignores it, as R does.
 
     Returns
     -------
@@ -712,10 +717,11 @@ def proportion(
     if ci_method == "likelihood" and not design.is_replicate:
         dispersion = _pearson_dispersion(design, res, na_rm)
         glm_start = _glm_start(design, variable, by, res, na_rm)
+    ci_df = res.df if df is None else np.full(len(res), float(df))
     inputs = ProportionInputs(
         estimate=res.estimate,
         variance=var,
-        df=res.df,
+        df=ci_df,
         design_df=res.df,
         n_rows=res.n_rows.astype(np.float64),
         n_obs=res.n.astype(np.float64),
@@ -731,7 +737,7 @@ def proportion(
         pl.Series("se", res.se, dtype=pl.Float64),
         pl.Series("ci_low", low, dtype=pl.Float64),
         pl.Series("ci_high", high, dtype=pl.Float64),
-        pl.Series("df", res.df, dtype=pl.Float64),
+        pl.Series("df", ci_df, dtype=pl.Float64),
         pl.Series("deff", res.deff, dtype=pl.Float64),
     )
 
