@@ -216,6 +216,6 @@ def _answer_key(injected: Injected, flags: tuple[str, ...]) -> pl.DataFrame:
             pl.Series("row", range(1, rows + 1), dtype=pl.Int32),
             pl.Series("RESPID", injected.records["RESPID"], dtype=pl.Int32),
             *[pl.Series(flag, injected.flags[flag], dtype=pl.Int8) for flag in flags],
-            pl.Series("DQ_DETAIL", injected.detail, dtype=pl.String),
+            pl.Series("DQ_DETAIL", [text or None for text in injected.detail], dtype=pl.String),
         ]
     )

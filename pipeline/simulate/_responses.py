@@ -259,12 +259,18 @@ def agree_probability(spec: ResponseSpec, item: AttitudeItem, **attributes: np.n
     """
     p = attitude_probability(spec, item, **attributes)
     dk, ref = nonresponse_rates(
-        spec, item.name, status=attributes["status"], education=attributes["education"], age_group=attributes["age_group"]
+        spec,
+        item.name,
+        status=attributes["status"],
+        education=attributes["education"],
+        age_group=attributes["age_group"],
     )
     return np.minimum(p, 1.0 - dk - ref)
 
 
-def _nonresponse_codes(u: np.ndarray, dk: np.ndarray | float, ref: np.ndarray | float, codes: tuple[int, int]) -> np.ndarray:
+def _nonresponse_codes(
+    u: np.ndarray, dk: np.ndarray | float, ref: np.ndarray | float, codes: tuple[int, int]
+) -> np.ndarray:
     """SYSMIS where the item is answered, else the DK or Refused code."""
     out = np.full(u.shape, SYSMIS, dtype=np.int32)
     out[u < dk] = codes[0]
@@ -345,7 +351,8 @@ def answer_interviews(
         answer[answered] = np.where(u < p_yes, 1, 2)[answered]
         return answer
 
-    out["Q13"] = yes_no("Q13", np.asarray(other.q13_yes_by_status)[status] * np.asarray(other.q13_county_multiplier)[county])
+    q13_yes = np.asarray(other.q13_yes_by_status)[status] * np.asarray(other.q13_county_multiplier)[county]
+    out["Q13"] = yes_no("Q13", q13_yes)
     out["Q14"] = yes_no("Q14", np.full(m, other.q14_yes))
     q14a = yes_no("Q14A", np.asarray(other.q14a_yes_by_status)[status])
     out["Q14A"] = np.where(out["Q14"] == 1, q14a, SYSMIS).astype(np.int32)
@@ -380,7 +387,9 @@ def _report_demographics(
     nonresponse = {name: (dk, ref) for name, dk, ref in spec.nonresponse}
     out: dict[str, np.ndarray] = {}
 
-    def with_nonresponse(name: str, value: np.ndarray, codes: tuple[int, int], ref_scale: np.ndarray | float = 1.0) -> np.ndarray:
+    def with_nonresponse(
+        name: str, value: np.ndarray, codes: tuple[int, int], ref_scale: np.ndarray | float = 1.0
+    ) -> np.ndarray:
         dk, ref = nonresponse[name]
         answer = _nonresponse_codes(rng.random(m), dk, ref * np.asarray(ref_scale), codes)
         return np.where(answer == SYSMIS, value, answer).astype(np.int32)

@@ -171,7 +171,8 @@ def draw_sample(pop: Population, spec: SampleSpec, allocation: Allocation, rng: 
                 eligible = in_county[reached[frame][in_county] & ~taken[in_county]]
                 weight = propensity[eligible] * selection[frame][eligible]
                 if kind == "partial":
-                    weight = np.where(pop.language[eligible] == SPANISH, weight * spec.partial_spanish_multiplier, weight)
+                    spanish = pop.language[eligible] == SPANISH
+                    weight = np.where(spanish, weight * spec.partial_spanish_multiplier, weight)
                 # Efraimidis-Spirakis: keys -log(u)/w, the m smallest are a PPS-without-replacement draw.
                 keys = -np.log(rng.random(eligible.shape[0])) / weight
                 chosen = eligible[np.sort(np.argpartition(keys, m)[:m])] if m > 0 else eligible[:0]

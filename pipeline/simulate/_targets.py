@@ -172,7 +172,17 @@ def population_truth(pop: Population, spec: ResponseSpec) -> pl.DataFrame:
     total = int(county_sizes.sum())
     rows: list[dict[str, object]] = []
 
-    def add(variable: str, levels: str, label: str, by: str, code: int | None, domain: str, share: float, size: int, definition: str) -> None:
+    def add(
+        variable: str,
+        levels: str,
+        label: str,
+        by: str,
+        code: int | None,
+        domain: str,
+        share: float,
+        size: int,
+        definition: str,
+    ) -> None:
         rows.append(
             {
                 "variable": variable,
@@ -199,9 +209,11 @@ def population_truth(pop: Population, spec: ResponseSpec) -> pl.DataFrame:
         by_status = np.bincount(cells.attributes["status"], weights=cells.count * q, minlength=statuses)
         add(item.name, levels, label, "", None, "All", float(by_county.sum()) / total, total, _ITEM_DEFINITION)
         for c in range(counties):
-            add(item.name, levels, label, "COUNTY", c + 1, COUNTY_LABELS[c], float(by_county[c] / county_sizes[c]), int(county_sizes[c]), _ITEM_DEFINITION)
+            share, size = float(by_county[c] / county_sizes[c]), int(county_sizes[c])
+            add(item.name, levels, label, "COUNTY", c + 1, COUNTY_LABELS[c], share, size, _ITEM_DEFINITION)
         for s in range(statuses):
-            add(item.name, levels, label, "STATUS4", s + 1, STATUS_LABELS[s], float(by_status[s] / status_sizes[s]), int(status_sizes[s]), _ITEM_DEFINITION)
+            share, size = float(by_status[s] / status_sizes[s]), int(status_sizes[s])
+            add(item.name, levels, label, "STATUS4", s + 1, STATUS_LABELS[s], share, size, _ITEM_DEFINITION)
 
     margins = {
         **{name: (codes, RAKING_VARIABLES[name]) for name, codes in population_codes(pop).items()},
@@ -215,7 +227,9 @@ def population_truth(pop: Population, spec: ResponseSpec) -> pl.DataFrame:
         for c in range(counties):
             counts = np.bincount(codes[pop.county == c], minlength=len(labels) + 1)[1:]
             for j, label in enumerate(labels):
-                add(variable, str(j + 1), label, "COUNTY", c + 1, COUNTY_LABELS[c], float(counts[j]) / float(county_sizes[c]), int(county_sizes[c]), _MARGIN_DEFINITION)
+                share = float(counts[j]) / float(county_sizes[c])
+                size = int(county_sizes[c])
+                add(variable, str(j + 1), label, "COUNTY", c + 1, COUNTY_LABELS[c], share, size, _MARGIN_DEFINITION)
 
     schema = {
         "variable": pl.String,

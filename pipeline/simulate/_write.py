@@ -76,10 +76,17 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_sav(delivery: Delivery, path: Path) -> None:
@@ -96,4 +103,5 @@ def _write_sav(delivery: Delivery, path: Path) -> None:
         missing_ranges={name: list(codes) for name, codes in cb.missing_values.items()},
         variable_format=dict(cb.formats),
         variable_measure=dict(cb.measures),
+        row_compress=True,  # SPSS bytecode compression: a standard .sav, about a third the size
     )
