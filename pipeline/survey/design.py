@@ -403,7 +403,7 @@ class Design:
         if (w < 0).any() or not np.isfinite(w).all():
             r = int(np.flatnonzero((w < 0) | ~np.isfinite(w))[0])
             raise DesignError(
-                f"design: weights must be finite and non-negative; row {r + 1} has {w[r]!r}",
+                f"design: weights must be finite and non-negative; row {r + 1} has {float(w[r])!r}",
                 hint="check the weights column",
             )
 
@@ -649,7 +649,7 @@ class Design:
         if not np.isfinite(w).all() or (w < 0).any():
             r = int(np.flatnonzero(~np.isfinite(w) | (w < 0))[0])
             raise DesignError(
-                f"design.reweight: weights must be finite and non-negative; row {r + 1} has {w[r]!r}",
+                f"design.reweight: weights must be finite and non-negative; row {r + 1} has {float(w[r])!r}",
                 hint="check the weighting step that produced these weights",
             )
         reps = self.replicates

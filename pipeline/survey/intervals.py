@@ -214,11 +214,13 @@ def _clopper_pearson(p: np.ndarray, n_eff: np.ndarray, conf_level: float) -> tup
     from scipy import stats
 
     a = 1.0 - conf_level
-    with np.errstate(invalid="ignore", divide="ignore"):
-        low = stats.beta.ppf(a / 2, n_eff * p, n_eff * (1 - p) + 1)
-        high = stats.beta.ppf(1 - a / 2, n_eff * p + 1, n_eff * (1 - p))
-    low = np.where(p <= 0, 0.0, low)
-    high = np.where(p >= 1, 1.0, high)
+    tiny = 1e-300  # shape parameters below this are zero (boost overflows on subnormals)
+    x, y = n_eff * p, n_eff * (1 - p)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        low = stats.beta.ppf(a / 2, np.maximum(x, tiny), y + 1)
+        high = stats.beta.ppf(1 - a / 2, x + 1, np.maximum(y, tiny))
+    low = np.where((p <= 0) | (x < tiny), 0.0, low)
+    high = np.where((p >= 1) | (y < tiny), 1.0, high)
     return low, high
 
 

@@ -177,7 +177,9 @@ def _stage_vcov(design: Design, x: np.ndarray, s: int, mult_row: np.ndarray, pre
         if design.lonely_psu == "fail" and lonely_ok.any():
             where = _stratum_label(design, s, h_c[np.flatnonzero(lonely_ok)[0]])
             LONELY_PSU["fail"](z[lonely_ok], f_c[lonely_ok], f"{where} has only one PSU at stage {s + 1}")
-        d[lonely_c] = LONELY_PSU[design.lonely_psu](z[lonely_c], f_c[lonely_c], "")
+        # a lonely stratum without rows in this (sub)design is absent in R: no contribution
+        rule = _lonely_zero if design.lonely_psu == "fail" else LONELY_PSU[design.lonely_psu]
+        d[lonely_c] = rule(z[lonely_c], f_c[lonely_c], "")
     if design.lonely_psu == "average":
         # per group of strata (the whole design at stage 1, the parent PSU later),
         # the sum over non-lonely strata times nstrat / nokstrat (R onestage)
