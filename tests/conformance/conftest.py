@@ -158,6 +158,8 @@ def design(name: str, lonely: str = "fail") -> Design:
         out = _linearization(name, lonely)
     elif info[name]["kind"] == "replicate" and (EXPECTED / "repweights" / f"{name}.csv").is_file():
         out = given_replicate_design(name, info[name])
+    elif info[name]["kind"] in ("weighted", "weighted-replicate") and name in WEIGHTED:
+        out = weighted_design(name)
     else:
         raise KeyError(name)
     _DESIGN_CACHE[key] = out
@@ -182,6 +184,110 @@ def given_replicate_design(name: str, info: Mapping[str, Any]) -> Design:
         rho=None if rho is None or (isinstance(rho, float) and math.isnan(rho)) else float(rho),
         mse=str(info["mse"]).lower() == "true",
     )
+
+
+# ----------------------------------------------------------- weighted designs
+def _controls() -> dict[str, pl.DataFrame]:
+    """pop.types, pop.schwide and pop.totals as the weighting engine's target tables."""
+    c = pl.read_csv(EXPECTED / "population_controls.csv")
+
+    def margin(control: str) -> pl.DataFrame:
+        return c.filter(pl.col("control") == control).select(
+            "variable", pl.col("level").alias("category"), pl.col("value").cast(pl.Float64).alias("target")
+        )
+
+    tot = dict(c.filter(pl.col("control") == "pop.totals").select("variable", "value").iter_rows())
+    # ~stype + api99 with treatment contrasts spans the same space as one indicator per stype level
+    totals = pl.DataFrame(
+        {
+            "variable": ["stype", "stype", "stype", "api99"],
+            "category": ["E", "H", "M", None],
+            "target": [
+                float(tot["(Intercept)"] - tot["stypeH"] - tot["stypeM"]),
+                float(tot["stypeH"]),
+                float(tot["stypeM"]),
+                float(tot["api99"]),
+            ],
+        },
+        schema={"variable": pl.String, "category": pl.String, "target": pl.Float64},
+    )
+    return {"types": margin("pop.types"), "schwide": margin("pop.schwide"), "totals": totals}
+
+
+def _weighting_steps() -> dict[str, Callable[..., Any]]:
+    from pipeline.survey import weighting as wt
+
+    def both(c):
+        return pl.concat([c["types"], c["schwide"]])
+
+    return {
+        # postStratify(clus1, ~stype, pop.types)
+        "ps_clus1": lambda f, c, r=None: wt.poststratify(f, weight="pw", targets=c["types"], replicates=r),
+        # rake(clus1, list(~stype, ~sch.wide), ...) with R's default control (maxit 10, epsilon 1)
+        "rake_clus1": lambda f, c, r=None: wt.rake(
+            f, weight="pw", targets=both(c), max_iter=10, tolerance=1.0, stop_rule="r_default", replicates=r
+        ),
+        # rake(..., control = list(maxit = 1000, epsilon = 1e-12))
+        "rake_clus1_tight": lambda f, c, r=None: wt.rake(f, weight="pw", targets=both(c), max_iter=1000, tolerance=1e-12),
+        # calibrate(clus1, ~stype + api99, pop.totals, calfun = ...)
+        "cal_linear_clus1": lambda f, c, r=None: wt.calibrate(f, weight="pw", targets=c["totals"], method="linear", replicates=r),
+        "cal_raking_clus1": lambda f, c, r=None: wt.calibrate(f, weight="pw", targets=c["totals"], method="raking"),
+        "cal_logit_clus1": lambda f, c, r=None: wt.calibrate(
+            f, weight="pw", targets=c["totals"], method="logit", bounds=(0.7, 1.7)
+        ),
+        "cal_linear_bounded_clus1": lambda f, c, r=None: wt.calibrate(
+            f, weight="pw", targets=c["totals"], method="linear", bounds=(0.7, 1.7)
+        ),
+        # postStratify(strat, ~sch.wide, pop.schwide)
+        "ps_strat": lambda f, c, r=None: wt.poststratify(f, weight="pw", targets=c["schwide"], replicates=r),
+    }
+
+
+#: weighted design -> (source design, step name, trimming bounds or None)
+WEIGHTED: dict[str, tuple[str, str, dict | None]] = {
+    "ps_clus1": ("clus1", "ps_clus1", None),
+    "rake_clus1": ("clus1", "rake_clus1", None),
+    "rake_clus1_tight": ("clus1", "rake_clus1_tight", None),
+    "cal_linear_clus1": ("clus1", "cal_linear_clus1", None),
+    "cal_raking_clus1": ("clus1", "cal_raking_clus1", None),
+    "cal_logit_clus1": ("clus1", "cal_logit_clus1", None),
+    "cal_linear_bounded_clus1": ("clus1", "cal_linear_bounded_clus1", None),
+    # trimWeights(cal_linear_clus1, lower = 30, upper = 50[, strict = TRUE]): calibration adjustment kept
+    "trim_cal_clus1": ("clus1", "cal_linear_clus1", {"lower": 30, "upper": 50}),
+    "trim_cal_clus1_strict": ("clus1", "cal_linear_clus1", {"lower": 30, "upper": 50, "strict": True}),
+    "ps_strat": ("strat", "ps_strat", None),
+    # trimWeights(strat, upper = 40): no weighting step before, weights treated as fixed
+    "trim_strat": ("strat", None, {"upper": 40}),
+    # the same steps redone in every replicate
+    "ps_clus1_jk1": ("clus1_jk1", "ps_clus1", None),
+    "cal_linear_clus1_jk1": ("clus1_jk1", "cal_linear_clus1", None),
+    "rake_clus1_boot": ("clus1_boot", "rake_clus1", None),
+}
+#: designs whose weights come from an iteration (README: relative 1e-6)
+ITERATIVE = {"rake_clus1", "rake_clus1_tight", "cal_raking_clus1", "cal_logit_clus1", "cal_linear_bounded_clus1", "rake_clus1_boot"}
+
+
+def weighted_design(name: str) -> Design:
+    """A weighted design of designs.csv: the source design reweighted by the weighting engine."""
+    from pipeline.survey import weighting as wt
+
+    source, step, trim = WEIGHTED[name]
+    base = design(source)
+    frame = base.frame
+    controls = _controls()
+    if base.is_replicate:
+        res = _weighting_steps()[step](frame, controls, base.replicates.weights)
+        # degf is then the rank of the new replicate weights - 1, as R recomputes it
+        return base.reweight(res.weights, replicate_weights=res.replicate_weights)
+    if step is None:
+        out, weights = base, base.weights
+    else:
+        res = _weighting_steps()[step](frame, controls)
+        out, weights = base.reweight(res.weights, res.adjustment), res.weights
+    if trim is not None:
+        t = wt.trim_weights(np.asarray(weights), **trim)
+        out = out.reweight(t.weights, t.adjustment)
+    return out
 
 
 # ------------------------------------------------------------------ compare
