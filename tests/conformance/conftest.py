@@ -156,14 +156,46 @@ def design(name: str, lonely: str = "fail") -> Design:
         raise KeyError(name)
     elif info[name]["kind"] in ("linearization", "lonely"):
         out = _linearization(name, lonely)
-    elif info[name]["kind"] == "replicate" and (EXPECTED / "repweights" / f"{name}.csv").is_file():
-        out = given_replicate_design(name, info[name])
+    elif info[name]["kind"] == "replicate":
+        out = replicate_design(name, info[name])
     elif info[name]["kind"] in ("weighted", "weighted-replicate") and name in WEIGHTED:
         out = weighted_design(name)
     else:
         raise KeyError(name)
     _DESIGN_CACHE[key] = out
     return out
+
+
+def replicate_design(name: str, info: Mapping[str, Any]) -> Design:
+    """A replicate design of designs.csv.
+
+    ``as.svrepdesign(<design>, type = JK1|JKn|BRR|Fay)`` is built by
+    :mod:`pipeline.survey.replicates` (deterministic, equal to R's weights);
+    bootstrap replicates depend on R's random numbers, so those designs use
+    R's exported weights; ``svrepdesign(..., repweights = scd_repweights,
+    combined.weights = FALSE)`` is built from the given 0/2 multipliers.
+    """
+    from pipeline.survey import replicates as rp
+
+    call = info["r_call"]
+    mse = str(info["mse"]).lower() == "true"
+    if name == "scd_brr_given":
+        multipliers = 2.0 * np.column_stack(
+            [[1, 0, 1, 0, 1, 0], [1, 0, 0, 1, 0, 1], [0, 1, 1, 0, 0, 1], [0, 1, 0, 1, 1, 0]]
+        )
+        return Design.from_replicate_weights(
+            _data("scd.csv"), replicate_weights=multipliers, type="BRR", combined_weights=False, mse=mse
+        )
+    if info["rep_type"] == "bootstrap":
+        return given_replicate_design(name, info)
+    match = re.search(r"as\.svrepdesign\((\w+), type = \"(\w+)\"", call)
+    if match is None:
+        raise KeyError(name)
+    source, rtype = match.groups()
+    options: dict[str, Any] = {"mse": mse}
+    if rtype == "Fay":
+        options["rho"] = float(info["fay_rho"])
+    return rp.as_replicate_design(design(source), rtype, **options)
 
 
 def given_replicate_design(name: str, info: Mapping[str, Any]) -> Design:
