@@ -73,7 +73,7 @@ def test_jk1_refuses_strata_and_brr_needs_pairs():
         rp.brr(d_lonely)
     with pytest.raises(DesignError, match=r"Stratum \(0\) has only one PSU"):
         rp.jkn(d_lonely)
-    assert rp.jkn(d_lonely.with_lonely_psu("remove")).replicates.n_replicates == 11
+    assert rp.jkn(d_lonely.with_lonely_psu("remove")).replicates.n_replicates == 10  # the lonely PSU gets no replicate
 
 
 def test_replicates_only_before_weighting():
