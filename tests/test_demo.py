@@ -1,0 +1,132 @@
+"""The main job: the demo study end to end, on a copy of the project in a temp folder.
+
+`survey-pipeline run configs/insecure_communities.yaml` must reproduce the headline shares of
+the study the demo is modeled on (44% less likely to contact police; 38%, "nearly 40%", afraid
+to leave home) with confidence intervals, overall, by county and by immigration status.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = {"contact_police_less_likely": 0.44, "afraid_leave_home": 0.38}
+#: how far the demo's realized estimate may sit from the published figure (the sampling SE is ~0.016)
+PUBLISHED_TOLERANCE = 0.025
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("demo")
+    shutil.copytree(ROOT / "configs", project / "configs")
+    shutil.copytree(ROOT / "raw", project / "raw")
+    assert main(["run", str(project / "configs" / "insecure_communities.yaml"), "--quiet"]) == 0
+    return project
+
+
+def outputs(project: Path) -> Path:
+    return project / "outputs" / "insecure_communities"
+
+
+def estimates(project: Path) -> pl.DataFrame:
+    return pl.read_csv(outputs(project) / "2012" / "estimates.csv", schema_overrides={"by": pl.String, "flag": pl.String})
+
+
+def test_headline_rows_overall_by_county_by_status(demo):
+    est = estimates(demo)
+    for est_id in PUBLISHED:
+        rows = est.filter(pl.col("estimate_id") == est_id)
+        by = rows.group_by(pl.col("by").fill_null("")).len().sort("by")
+        assert dict(by.iter_rows()) == {"": 1, "COUNTY": 4, "STATUS4": 5}
+        assert sorted(rows.filter(pl.col("by") == "COUNTY").get_column("domain").to_list()) == ["Cook", "Harris", "Los Angeles", "Maricopa"]
+        assert {"U.S.-born", "Foreign-born undocumented"} <= set(rows.get_column("domain").to_list())
+        for col in ("n", "estimate", "se", "ci_low", "ci_high", "deff", "df"):
+            assert rows.get_column(col).null_count() == 0, col
+        assert (rows.get_column("ci_low") < rows.get_column("estimate")).all()
+        assert (rows.get_column("estimate") < rows.get_column("ci_high")).all()
+
+
+@pytest.mark.parametrize("est_id", sorted(PUBLISHED))
+def test_whole_sample_lands_near_the_published_figure(demo, est_id):
+    row = estimates(demo).filter((pl.col("estimate_id") == est_id) & (pl.col("domain") == "All")).row(0, named=True)
+    assert abs(row["estimate"] - PUBLISHED[est_id]) < PUBLISHED_TOLERANCE
+    width = row["ci_high"] - row["ci_low"]
+    assert 0.03 < width < 0.10  # "a few points wide"
+    assert row["ci_method"] == "logit" and row["conf_level"] == 0.95
+    assert 1.0 < row["deff"] < 4.0
+    assert row["n"] > 1990
+
+
+def test_estimates_agree_with_the_synthetic_population_truth(demo):
+    """Every headline estimate is within 3.5 standard errors of the synthetic population's truth."""
+    est = estimates(demo)
+    truth = pl.read_csv(ROOT / "raw" / "truth" / "insecure_communities_2012_truth.csv", infer_schema_length=None)
+    items = {"contact_police_less_likely": "Q10A", "afraid_leave_home": "Q10D"}
+    checked = 0
+    for est_id, var in items.items():
+        t = truth.filter(pl.col("variable") == var)
+        for row in est.filter(pl.col("estimate_id") == est_id).iter_rows(named=True):
+            match = t.filter((pl.col("by").fill_null("") == (row["by"] or "")) & (pl.col("domain") == row["domain"]))
+            if match.height == 0:
+                continue  # e.g. STATUS4 "Unknown" has no population truth
+            z = (row["estimate"] - match.get_column("share")[0]) / row["se"]
+            assert abs(z) < 3.5, (est_id, row["domain"], z)
+            checked += 1
+    assert checked == 18
+
+
+def test_clean_and_weight_diagnostics_in_manifest(demo):
+    m = json.loads((outputs(demo) / "manifest.json").read_text())
+    clean = m["waves"]["2012"]["clean"]["diagnostics"]
+    assert clean["raw_rows"] == clean["kept_rows"] + clean["quarantined_rows"]
+    assert clean["rules"]["partial"] == 100 and clean["rules"]["duplicate"] == 12
+    w = m["waves"]["2012"]["weight"]["diagnostics"]
+    assert w["converged"] is True and w["max_margin_error"] < 1e-5
+    assert w["effective_n"] == pytest.approx(clean["kept_rows"] / w["kish_deff"])
+    assert {s: e["status"] for s, e in m["waves"]["2012"].items()} == {s: "ran" for s in ("ingest", "clean", "weight", "estimate", "export")}
+
+
+def test_topline_shows_the_headlines(demo):
+    text = (outputs(demo) / "2012" / "tables" / "topline.md").read_text()
+    est = estimates(demo)
+    for est_id in PUBLISHED:
+        row = est.filter((pl.col("estimate_id") == est_id) & (pl.col("domain") == "All")).row(0, named=True)
+        assert f"| All | All | {row['n']:,} | {100 * row['estimate']:.0f} | {100 * row['ci_low']:.0f}–{100 * row['ci_high']:.0f} |" in text
+    assert "SYNTHETIC DATA" in text
+
+
+def test_declared_identifiers_reach_no_output(demo):
+    """PHONE_HASH is declared PII: no output file has the column or any of its values."""
+    import pyreadstat
+
+    raw, _ = pyreadstat.read_sav(str(ROOT / "raw" / "insecure_communities_2012.sav"), output_format="polars", usecols=["PHONE_HASH"])
+    hashes = set(raw.get_column("PHONE_HASH").drop_nulls().to_list())
+    assert len(hashes) > 2000
+    files = [p for p in outputs(demo).rglob("*") if p.is_file()]
+    assert len(files) > 10
+    for p in files:
+        if p.suffix == ".parquet":
+            frame = pl.read_parquet(p)
+            assert "PHONE_HASH" not in frame.columns, p
+            for name, dtype in frame.schema.items():
+                if dtype == pl.String:
+                    assert not hashes & set(frame.get_column(name).drop_nulls().to_list()), (p, name)
+        else:
+            text = p.read_text(encoding="utf-8", errors="replace")
+            if p.name != "manifest.json":  # the manifest records which columns were dropped
+                assert "PHONE_HASH" not in text, p
+            assert not any(h in text for h in hashes), p
+
+
+def test_second_run_is_cached(demo, capsys):
+    cfg = demo / "configs" / "insecure_communities.yaml"
+    assert main(["run", str(cfg)]) == 0
+    _, err = capsys.readouterr()
+    assert "nothing to do" in err
