@@ -128,7 +128,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     rows = status(config, waves=args.wave)
     for s in rows:
         why = f"  ({s.reason})" if s.reason else ""
-        when = f"  last {s.last_status} {s.finished}" if s.finished else ""
+        when = f"  (last ran {s.finished})" if s.finished else ""
         print(f"[{s.wave}] {s.stage:<8} {s.state}{why}{when}")
     return 0
 
