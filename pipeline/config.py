@@ -208,6 +208,47 @@ class WeightConfig(_Model):
 CIMethod = Literal["logit", "likelihood", "asin", "beta", "mean", "xlogit", "wilson", "korn_graubard"]
 
 
+class ReplicateConfig(_Model):
+    """Replicate weights: given in the data (``columns`` or ``pattern``), or built (``build``).
+
+    Given replicate weights follow R's ``svrepdesign``; built ones R's ``as.svrepdesign`` on
+    the linearization design of ``design`` (strata, ids, fpc) with the base weights, and the
+    weighting (raking, trimming) is redone in every replicate.
+    """
+
+    columns: tuple[str, ...] = ()
+    pattern: str | None = None
+    """A regular expression matching the replicate-weight columns, e.g. ``^REPW[0-9]+$``."""
+    type: Literal["JK1", "JKn", "BRR", "Fay", "bootstrap", "other"] | None = None
+    build: Literal["auto", "JK1", "JKn", "BRR", "Fay", "bootstrap"] | None = None
+    replicates: Annotated[int, Field(ge=2)] | None = None
+    """Number of bootstrap replicates (``build: bootstrap``)."""
+    seed: int | None = None
+    rho: Annotated[float, Field(ge=0, lt=1)] | None = None
+    scale: Annotated[float, Field(gt=0)] | None = None
+    rscales: tuple[float, ...] | None = None
+    mse: bool = False
+    combined_weights: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplicateConfig:
+        given = bool(self.columns) or self.pattern is not None
+        if given == (self.build is not None):
+            raise ValueError("give the replicate weights either as columns/pattern (with type) or as build: <method>, not both")
+        if given and self.type is None:
+            raise ValueError("given replicate weights need their type: JK1, JKn, BRR, Fay, bootstrap or other")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        if self.seed is not None and self.build != "bootstrap":
+            raise ValueError("seed applies to build: bootstrap only")
+        if (self.type == "Fay" or self.build == "Fay") and self.rho is None:
+            raise ValueError("Fay replicates need rho")
+        return self
+
+
 class DesignConfig(_Model):
     """The sampling design used for variance estimation, and the default CI."""
 
@@ -220,8 +261,18 @@ class DesignConfig(_Model):
     lonely_psu: Literal["fail", "remove", "adjust", "average", "certainty"] = "fail"
     weighting_variance: bool = True
     """Account for raking in the variance (R survey's raking residuals), not fixed weights."""
+    variance: Literal["taylor", "replicate"] = "taylor"
+    replicates: ReplicateConfig | None = None
     ci_method: CIMethod = "logit"
     conf_level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+
+    @model_validator(mode="after")
+    def _variance_source(self) -> DesignConfig:
+        if self.variance == "replicate" and self.replicates is None:
+            raise ValueError("variance: replicate needs a replicates: section (columns/pattern with type, or build)")
+        if self.variance == "taylor" and self.replicates is not None:
+            raise ValueError("replicates: is given but variance is taylor; set variance: replicate")
+        return self
 
 
 class EstimateSpec(_Model):
@@ -306,7 +357,8 @@ class StudyConfig(_Model):
         if stage == "clean":
             return {"field_dates": [str(d) for d in w.field_dates] if w.field_dates else None, "clean": dump(self.clean)}
         if stage == "weight":
-            return {"targets": str(w.targets) if w.targets else None, "weight": dump(self.weight)}
+            replicate = {k: v for k, v in dump(self.design).items() if k in ("weights", "strata", "ids", "fpc", "nest", "variance", "replicates")}
+            return {"targets": str(w.targets) if w.targets else None, "weight": dump(self.weight), "design": replicate}
         if stage == "estimate":
             return {"design": dump(self.design), "rake": dump(self.weight.rake) if self.weight.rake else None, "estimates": [dump(e) for e in self.estimates], "tables": dump(self.tables)}
         if stage == "export":
