@@ -13,6 +13,7 @@ by the questionnaire's logic, or set missing as out of range) are never in the b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from pipeline.stages import StageContext, StageOutput
 if TYPE_CHECKING:
     import polars as pl
 
-    from pipeline.config import DesignConfig, EstimateSpec, RakeConfig, StudyConfig, TablesConfig
+    from pipeline.config import DesignConfig, EstimateSpec, StudyConfig, TablesConfig, WeightConfig
     from pipeline.io import Codebook
 
 #: estimates.csv columns, in the order of the DESIGN.md section 5 contract; more may follow.
@@ -33,12 +34,13 @@ COLUMNS = (
 EXTRA_COLUMNS = ("denominator", "title")
 
 
-def build_design(frame: pl.DataFrame, config: DesignConfig, rake: RakeConfig | None = None) -> Any:
-    """The survey design of the config's ``design`` section.
+def build_design(frame: pl.DataFrame, config: DesignConfig, weighting: WeightConfig | None = None) -> Any:
+    """The linearization design of the config's ``design`` section.
 
-    With ``rake`` (the weight stage's raking) and ``design.weighting_variance``, the design
-    remembers the raking, so Taylor linearization uses its residuals as R survey does.
+    With the weight stage's config and ``design.weighting_variance``, the design remembers the
+    weighting, so Taylor linearization uses its residuals as R survey does.
     """
+    rake = weighting.rake if weighting is not None else None
     from pipeline.survey.design import Design
 
     missing = [c for c in (config.weights, *config.strata, *config.ids, *config.fpc) if c not in frame.columns]
@@ -77,6 +79,37 @@ def raking_adjustment(frame: pl.DataFrame, weights: Any, variables: Sequence[str
     return RakingAdjustment(index=index, weights=tuple(w for _ in variables))
 
 
+def replicate_design(frame: pl.DataFrame, config: DesignConfig, replicates: pl.DataFrame, meta: dict[str, Any]) -> Any:
+    """A replicate design from the weight stage's ``weight/replicates.parquet`` and ``.json``.
+
+    The replicate weights are final (the weighting was redone in every replicate) and on the
+    scale of ``design.weights``; rows are matched by ``raw_row``.
+    """
+    import polars as pl
+
+    from pipeline.errors import DataError
+    from pipeline.survey.design import Design
+
+    if config.weights not in frame.columns:
+        raise ConfigError(f"design.weights: {config.weights} is not in the weighted data")
+    rep_cols = [c for c in replicates.columns if c != "raw_row"]
+    joined = frame.select("raw_row").join(replicates, on="raw_row", how="left", maintain_order="left")
+    if joined.select(pl.any_horizontal(pl.col(rep_cols).is_null())).to_series().any():
+        raise DataError("weight/replicates.parquet does not cover every row of weight/data.parquet", hint="rerun the weight stage (--from weight)")
+    rscales = meta.get("rscales")
+    return Design.from_replicate_weights(
+        frame,
+        replicate_weights=joined.select(rep_cols).to_numpy(),
+        weights=config.weights,
+        type=meta["type"],
+        combined_weights=True,
+        scale=meta.get("scale"),
+        rscales=None if rscales is None else list(rscales),
+        rho=meta.get("rho"),
+        mse=bool(meta.get("mse", False)),
+    )
+
+
 def _indicator_frame(frame: pl.DataFrame, spec: EstimateSpec, codebook: Codebook) -> tuple[pl.DataFrame, str, list[Any]]:
     """Add the analysis column for a spec; return (frame, column, levels to report)."""
     import polars as pl
@@ -101,13 +134,17 @@ def estimate_all(
     frame: pl.DataFrame,
     codebook: Codebook,
     specs: Sequence[EstimateSpec],
+    design: Any,
     design_config: DesignConfig,
     tables: TablesConfig,
     *,
     wave: str,
-    rake: RakeConfig | None = None,
 ) -> pl.DataFrame:
-    """Tidy estimates (DESIGN.md section 5 schema) for every spec and domain list."""
+    """Tidy estimates (DESIGN.md section 5 schema) for every spec and domain list.
+
+    ``design`` is built once over ``frame`` (:func:`build_design` or :func:`replicate_design`);
+    each spec adds its analysis column to the design's frame.
+    """
     import polars as pl
 
     from pipeline.survey.estimators import proportion
@@ -124,11 +161,11 @@ def estimate_all(
     rows: list[pl.DataFrame] = []
     for spec in specs:
         work, col, levels = _indicator_frame(frame, spec, codebook)
-        design = build_design(work, design_config, rake)
+        spec_design = design.with_frame(work)
         method = spec.ci_method or design_config.ci_method
         for by in spec.by:
             res = proportion(
-                design, col, by=list(by), levels=levels or None, ci_method=method, conf_level=design_config.conf_level, na_rm=True
+                spec_design, col, by=list(by), levels=levels or None, ci_method=method, conf_level=design_config.conf_level, na_rm=True
             )
             if by:
                 res = res.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
@@ -194,7 +231,12 @@ def run(ctx: StageContext) -> StageOutput:
     frame = ctx.read_frame("weight/data.parquet")
     codebook = Codebook.from_json(ctx.path("weight/codebook.json").read_text(encoding="utf-8"))
     config: StudyConfig = ctx.config
-    est = estimate_all(frame, codebook, config.estimates, config.design, config.tables, wave=ctx.wave.id, rake=config.weight.rake)
+    if config.design.variance == "replicate":
+        meta = json.loads(ctx.path("weight/replicates.json").read_text(encoding="utf-8"))
+        design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
+    else:
+        design = build_design(frame, config.design, config.weight)
+    est = estimate_all(frame, codebook, config.estimates, design, config.design, config.tables, wave=ctx.wave.id)
     return StageOutput(
         files={"estimates.csv": est, "estimate/codebook.json": codebook.to_json()},
         diagnostics={"estimates": est.height, "flagged": int((est.get_column("flag") != "").sum()) if est.height else 0},

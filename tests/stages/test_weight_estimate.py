@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.config import DesignConfig, EstimateSpec, RakeConfig, TablesConfig, WeightConfig
+from pipeline.config import DesignConfig, EstimateSpec, TablesConfig, WeightConfig
 from pipeline.errors import DataError, TargetsError
 from pipeline.io import Codebook, VariableInfo
 from pipeline.stages.estimate import COLUMNS, build_design, estimate_all, raking_adjustment
@@ -134,8 +134,9 @@ def test_estimates_schema_and_denominators():
         EstimateSpec(id="yes_valid", proportion="Q", levels=(1,), denominator="valid"),
         EstimateSpec(id="each", proportion="Q", denominator="all"),
     ]
-    design = DesignConfig(weights="w_pop", strata=("G",))
-    est = estimate_all(res.data, cb, specs, design, TablesConfig(min_n=150), wave="w", rake=RakeConfig(variables=("SEX", "AGE3"), by=("G",)))
+    design_config = DesignConfig(weights="w_pop", strata=("G",))
+    design = build_design(res.data, design_config, weight_config())
+    est = estimate_all(res.data, cb, specs, design, design_config, TablesConfig(min_n=150), wave="w")
     assert tuple(est.columns[: len(COLUMNS)]) == COLUMNS
     d = res.data
     w = d.get_column("w_pop")
