@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
 from pipeline.stages import StageContext, StageOutput
+from pipeline.stages._reliability import flags
 
 if TYPE_CHECKING:
     import polars as pl
@@ -201,8 +202,7 @@ def _tidy(
         )
     else:
         domain = pl.lit("All")
-    flag = pl.when(pl.col("n") < tables.min_n).then(pl.lit(f"n<{tables.min_n}")).otherwise(pl.lit(""))
-    return res.select(
+    out = res.select(
         pl.lit(wave).alias("wave"),
         pl.lit(spec.id).alias("estimate_id"),
         pl.lit("proportion").alias("statistic"),
@@ -219,10 +219,11 @@ def _tidy(
         pl.lit(conf_level).alias("conf_level"),
         pl.col("df").cast(pl.Float64),
         pl.col("deff").cast(pl.Float64),
-        flag.alias("flag"),
+        pl.lit("").alias("flag"),
         pl.lit(spec.denominator).alias("denominator"),
         pl.lit(spec.title or codebook.get(var).label or var).alias("title"),
     )
+    return out.with_columns(flags(out, tables))
 
 
 def run(ctx: StageContext) -> StageOutput:
