@@ -715,8 +715,10 @@ def proportion(
             res.extra["replicates"], res.estimate, scale=reps.scale, rscales=reps.rscales, mse=reps.mse
         )
     if ci_method == "likelihood" and not design.is_replicate:
-        dispersion = _pearson_dispersion(design, res, na_rm)
         glm_start = _glm_start(design, variable, by, res, na_rm)
+        # survey's Pearson residuals carry sqrt(prior / rescaled weight): with missing values
+        # that ratio is sum(prior) / n over the fit's rows
+        dispersion = _pearson_dispersion(design, res, na_rm) * glm_start[:, 3] / res.n
     ci_df = res.df if df is None else np.full(len(res), float(df))
     inputs = ProportionInputs(
         estimate=res.estimate,
@@ -746,9 +748,11 @@ def _pearson_dispersion(design: Design, res: Estimates, na_rm: bool) -> np.ndarr
     """Design-based variance of the Pearson residuals of ``svyglm(I(x == level) ~ 1, quasibinomial)``.
 
     R ``summary.svyglm``: ``svyvar(resid(fit, "pearson"), design)`` with
-    survey's residuals ``(y - p) / sqrt(p (1 - p))`` (no prior weights). Their
-    weighted variance with R's ``n/(n-1)`` factor is exactly ``n/(n - 1)``, ``n``
-    the rows of the fit with a non-zero weight.
+    survey's residuals ``(y - p) sqrt(prior / w) / sqrt(p (1 - p))``, ``w`` the
+    weights rescaled over the fit's rows. Without missing values
+    ``prior = w`` and their weighted variance with R's ``n/(n-1)`` factor is
+    exactly ``n/(n - 1)``, ``n`` the rows of the fit with a non-zero weight
+    (the caller multiplies by ``sum(prior) / n`` otherwise).
     """
     nz = res.extra["n_nonzero"].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -769,9 +773,11 @@ def _glm_start(design: Design, variable: str, by: Sequence[str], res: Estimates,
     n_lv = len(res) // max(dm.shape[1], 1)
     rows = np.repeat(rows_d, n_lv, axis=1)
     y = np.column_stack([(values == lv).fill_null(False).to_numpy() for lv in levels]).astype(np.float64)
-    w = np.where(rows, design.weights[:, None], 0.0)
+    # svyglm rescales the weights to mean 1 over the (domain) design's rows, missing values included
+    dom = np.repeat(dm & design.in_design[:, None], n_lv, axis=1)
+    wd = np.where(dom, design.weights[:, None], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        prior = w * rows.sum(axis=0) / w.sum(axis=0)
+        prior = np.where(rows, design.weights[:, None], 0.0) * dom.sum(axis=0) / wd.sum(axis=0)
     return glm_start_sums(y, prior, rows)
 
 

@@ -390,33 +390,37 @@ def glm_start_sums(y: np.ndarray, prior: np.ndarray, rows: np.ndarray) -> np.nda
     y : numpy.ndarray
         ``(n, K)`` 0/1 responses.
     prior : numpy.ndarray
-        ``(n, K)`` prior weights (survey weights rescaled to mean 1 over the fit's rows).
+        ``(n, K)`` prior weights: survey weights divided by their mean over
+        the rows of the (domain) design, missing values included, as
+        ``svyglm`` rescales them before ``glm`` drops the missing rows.
     rows : numpy.ndarray
         ``(n, K)`` bool, rows in each fit.
 
     Returns
     -------
     numpy.ndarray
-        ``(K, 3)``: ``sum w2``, ``sum w2 z`` and the deviance at the start
+        ``(K, 4)``: ``sum w2``, ``sum w2 z``, the deviance at the start
         ``mustart = (prior y + 0.5) / (prior + 1)`` (binomial ``initialize``),
-        ``w2 = prior m (1 - m)``, ``z = logit(m) + (y - m) / (m (1 - m))``.
+        ``w2 = prior m (1 - m)``, ``z = logit(m) + (y - m) / (m (1 - m))``, and
+        the sum of the prior weights over the fit's rows.
     """
     m = (prior * y + 0.5) / (prior + 1.0)
     v = m * (1.0 - m)
     w2 = np.where(rows, prior * v, 0.0)
     z = np.log(m / (1.0 - m)) + (y - m) / v
     dev = np.where(rows, -2.0 * prior * np.where(y > 0.5, np.log(m), np.log1p(-m)), 0.0)
-    return np.column_stack([w2.sum(axis=0), (w2 * z).sum(axis=0), dev.sum(axis=0)])
+    total = np.where(rows, prior, 0.0).sum(axis=0)
+    return np.column_stack([w2.sum(axis=0), (w2 * z).sum(axis=0), dev.sum(axis=0), total])
 
 
-def glm_intercept(p: float, n: float, start: tuple[float, float, float] | None) -> tuple[float, float]:
+def glm_intercept(p: float, n: float, start: tuple[float, ...] | None) -> tuple[float, float]:
     """Intercept and its model-based variance as R's ``glm.fit`` leaves them.
 
     Intercept-only binomial IRLS (``epsilon = 1e-8``, ``maxit = 25``): after the
     first step every row shares ``mu``, so each step is
     ``eta + (p - mu) / (mu (1 - mu))``. R's ``summary.glm`` ``cov.unscaled``
     comes from the weights of the *last* step, i.e. ``mu`` before the final
-    update: ``1 / (n mu_prev (1 - mu_prev))``.
+    update: ``1 / (n mu_prev (1 - mu_prev))``, ``n`` the sum of the prior weights.
     """
     if start is None:
         return float(np.log(p / (1 - p))), 1.0 / (n * p * (1 - p))
@@ -424,7 +428,7 @@ def glm_intercept(p: float, n: float, start: tuple[float, float, float] | None) 
     def deviance(mu: float) -> float:
         return -2.0 * n * (p * np.log(mu) + (1 - p) * np.log1p(-mu))
 
-    sum_w2, sum_w2z, devold = start
+    sum_w2, sum_w2z, devold = start[:3]
     eta = sum_w2z / sum_w2
     naive = 1.0 / sum_w2
     for _ in range(25):
@@ -445,7 +449,7 @@ def _profile_interval(
     n: float,
     dispersion: float,
     conf_level: float,
-    start: tuple[float, float, float] | None = None,
+    start: tuple[float, ...] | None = None,
 ) -> tuple[float, float]:
     """R ``confint.svyglm(method = "likelihood")`` for an intercept-only quasibinomial glm.
 
@@ -457,7 +461,9 @@ def _profile_interval(
     from scipy import stats
 
     level = conf_level
-    b0, naive = glm_intercept(p, n, start)
+    # n: rows of the fit (zmax); n_w: sum of its prior weights (deviance, naive variance)
+    n_w = n if start is None or len(start) < 4 else start[3]
+    b0, naive = glm_intercept(p, n_w, start)
     mu0 = 1.0 / (1.0 + np.exp(-b0))
     q = mu0 * (1 - mu0)
     var_beta = var / q**2                 # design-based variance of the intercept (svy.varcoef)
@@ -469,16 +475,17 @@ def _profile_interval(
     else:
         alpha = stats.norm.cdf(stats.t.ppf((1 - level) / 2, df) * np.sqrt(lam)) / 2
     se = np.sqrt(var_beta)
-    zmax = np.sqrt(stats.f.isf(alpha, 1, n - 1))
+    # R: sqrt(qf(alpha, 1, n - 1, lower.tail = FALSE)); F(1, d) = t(d)^2, and scipy's t tail stays accurate for tiny alpha
+    zmax = stats.t.isf(alpha / 2, n - 1)
     delta = zmax / 5
-    dev0 = -2 * n * (p * np.log(mu0) + (1 - p) * np.log1p(-mu0))
+    dev0 = -2 * n_w * (p * np.log(mu0) + (1 - p) * np.log1p(-mu0))
     bs, zs = [b0], [0.0]
     for sgn in (-1.0, 1.0):
         step, z = 0, 0.0
         while (step := step + 1) < 10 and abs(z) < zmax:
             b = b0 + sgn * step * delta * se
             mu = 1.0 / (1.0 + np.exp(-b))
-            dev = -2 * n * (p * np.log(mu) + (1 - p) * np.log1p(-mu))
+            dev = -2 * n_w * (p * np.log(mu) + (1 - p) * np.log1p(-mu))
             zz = (dev - dev0) / dispersion
             zz = max(zz, 0.0)
             z = sgn * np.sqrt(zz)

@@ -146,3 +146,43 @@ def test_properties_of_proportions(seed, method):
     np.testing.assert_allclose(res2["estimate"], res["estimate"], rtol=1e-12)
     np.testing.assert_allclose(res2["se"], res["se"], rtol=1e-9)
     np.testing.assert_allclose(res2["ci_low"], res["ci_low"], rtol=1e-9, atol=1e-14)
+
+
+# R 4.2.2, survey 4.1-1 (run for this test):
+#   apiclus1$x <- ifelse(apiclus1$api99 > 750, NA, as.numeric(apiclus1$sch.wide == "Yes"))
+#   clus1 <- svydesign(id = ~dnum, weights = ~pw, fpc = ~fpc, data = apiclus1)
+#   svyciprop(~x, clus1, method = m, na.rm = TRUE)
+#   svyby(~x, ~stype, clus1, svyciprop, method = "likelihood", na.rm = TRUE, vartype = "ci")
+R_NA_CIPROP = {
+    "likelihood": (0.8174888371217558, 0.90600981720725882),
+    "beta": (0.81504823285217887, 0.90698496538974294),
+    "logit": (0.81519194415801099, 0.9042584947684964),
+}
+R_NA_CIPROP_BY = {"E": (0.85271369455082957, 0.94602689338622792), "H": (0.52181179923188359, 0.94604425405356085),
+                  "M": (0.42317425979478629, 0.87981262456904852)}
+RTOL_PROFILE = 1e-6  # conformance README: likelihood intervals (profile root finding)
+
+
+def _clus1_with_missing() -> Design:
+    from pathlib import Path
+
+    data = (Path(__file__).parents[2] / ".." / "shared" / "conformance" / "data" / "apiclus1.csv").resolve()
+    f = pl.read_csv(data, infer_schema_length=10000).with_columns(
+        pl.when(pl.col("api99") > 750).then(None).otherwise((pl.col("sch.wide") == "Yes").cast(pl.Int64)).alias("x")
+    )
+    return Design.from_frame(f, ids=["dnum"], weights="pw", fpc=["fpc"])
+
+
+@pytest.mark.parametrize("method", sorted(R_NA_CIPROP))
+def test_ciprop_with_missing_values_matches_r(method):
+    """Regression: svyglm rescales weights over all rows before dropping NAs (likelihood's lambda/dispersion)."""
+    res = est.proportion(_clus1_with_missing(), "x", levels=[1], ci_method=method)
+    lo, hi = R_NA_CIPROP[method]
+    assert res["ci_low"][0] == pytest.approx(lo, rel=RTOL_PROFILE)
+    assert res["ci_high"][0] == pytest.approx(hi, rel=RTOL_PROFILE)
+
+
+def test_ciprop_by_domain_with_missing_values_matches_r():
+    res = est.proportion(_clus1_with_missing(), "x", levels=[1], by=["stype"], ci_method="likelihood")
+    for stype, lo, hi in res.select("stype", "ci_low", "ci_high").iter_rows():
+        assert (lo, hi) == pytest.approx(R_NA_CIPROP_BY[stype], rel=RTOL_PROFILE)
