@@ -186,3 +186,19 @@ def test_ciprop_by_domain_with_missing_values_matches_r():
     res = est.proportion(_clus1_with_missing(), "x", levels=[1], by=["stype"], ci_method="likelihood")
     for stype, lo, hi in res.select("stype", "ci_low", "ci_high").iter_rows():
         assert (lo, hi) == pytest.approx(R_NA_CIPROP_BY[stype], rel=RTOL_PROFILE)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), stat=st.sampled_from(["mean", "total"]))
+def test_domain_estimate_is_the_zero_weighted_design(seed, stat):
+    """Property: a by-domain estimate equals the same estimate on the design with zero weights outside."""
+    f = _sample(seed, n=80)
+    d = _design(f)
+    fn = getattr(est, stat)
+    by = fn(d, "y", by=["region"])
+    for region in by.keys["region"].to_list():
+        alone = fn(d.subset((f["region"] == region).to_numpy()), "y")
+        i = by.index(region=region)
+        assert by.estimate[i] == pytest.approx(alone.estimate[0], rel=1e-12)
+        assert by.se[i] == pytest.approx(alone.se[0], rel=1e-10)
+        assert by.deff[i] == pytest.approx(alone.deff[0], rel=1e-10)
