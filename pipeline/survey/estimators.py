@@ -28,6 +28,13 @@ Conventions follow R ``survey`` 4.1-1 (see ``conformance/README.md``):
     The domain's design degrees of freedom (R ``degf`` of the domain subset,
     as ``svyby(..., svyciprop)`` uses); :attr:`Estimates.design_df` holds the
     whole design's.
+
+Where this module deliberately differs from R survey 4.1-1:
+
+* ``nrow()`` of a domain of a *calibrated* design (used by the ``beta``
+  interval's df adjustment) is the number of domain rows here; R keeps the
+  out-of-domain rows of calibrated designs and counts them.
+* Interval bounds are kept inside [0, 1] (see :mod:`pipeline.survey.intervals`).
 """
 
 from __future__ import annotations
