@@ -308,7 +308,6 @@ class _Domains:
 
 
 def _domains(design: Design, by: Sequence[str]) -> _Domains:
-    n = design.frame.height
     by = list(by)
     if not by:
         return _Domains(pl.DataFrame(), np.where(design.in_design, 0, -1).astype(np.int64))
@@ -319,10 +318,14 @@ def _domains(design: Design, by: Sequence[str]) -> _Domains:
     for b in by:
         eligible &= ~_missing_mask(sub.get_column(b))
     keys = sub.filter(pl.Series(eligible)).unique().sort(by)
+    if keys.height == 0:
+        raise DataError(
+            f"by {', '.join(by)}: no row of the design has a value (and a non-zero weight) for every by variable",
+            hint="check the by variables for missing values",
+        )
     coded = sub.join(keys.with_row_index("__domain"), on=by, how="left", maintain_order="left")
     code = coded.get_column("__domain").fill_null(-1).cast(pl.Int64).to_numpy()
     code = np.where(design.in_design, code, -1)
-    assert code.shape[0] == n
     return _Domains(keys, code)
 
 

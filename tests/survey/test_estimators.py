@@ -202,3 +202,9 @@ def test_domain_estimate_is_the_zero_weighted_design(seed, stat):
         assert by.estimate[i] == pytest.approx(alone.estimate[0], rel=1e-12)
         assert by.se[i] == pytest.approx(alone.se[0], rel=1e-10)
         assert by.deff[i] == pytest.approx(alone.deff[0], rel=1e-10)
+
+
+def test_by_without_values_is_a_data_error():
+    f = _sample().with_columns(pl.lit(None, dtype=pl.String).alias("empty"))
+    with pytest.raises(DataError, match="by empty: no row of the design has a value"):
+        est.proportion(_design(f), "q", by=["empty"])
