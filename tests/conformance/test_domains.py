@@ -10,7 +10,6 @@ and deff.
 
 from __future__ import annotations
 
-import numpy as np
 
 FILE = "domains.csv"
 

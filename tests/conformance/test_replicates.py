@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import polars as pl
 
 BOOT = r"clus1_boot|clus1_boot_mse|strat_boot"

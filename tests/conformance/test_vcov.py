@@ -14,16 +14,13 @@ import re
 
 FILE = "vcov.csv"
 
-_WEIGHTED = r"(ps_clus1|rake_clus1|rake_clus1_tight|cal_linear_clus1|cal_raking_clus1|cal_logit_clus1|cal_linear_bounded_clus1|trim_cal_clus1|trim_cal_clus1_strict|ps_clus1_jk1|cal_linear_clus1_jk1|rake_clus1_boot)"
-
 KNOWN_GAPS: list[tuple[str, str | None, str]] = []
 _ITERATIVE = r"(rake_clus1|rake_clus1_tight|cal_raking_clus1|cal_logit_clus1|cal_linear_bounded_clus1|rake_clus1_boot)"
 
 
 def test_vcov_matches_r(ref):
     expected = ref.read(FILE)
-    # lonely-PSU cases run under the option in their case prefix
-    expected = expected.with_columns()
+    # lonely-PSU cases ("lonely=<option>:...") run under the option in their case prefix
 
     def compute(case, rows):
         got = ref.estimate_case(case, [{"level_i": r["level_i"]} for r in rows])
