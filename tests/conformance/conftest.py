@@ -357,6 +357,7 @@ class Outcome:
     gaps: int = 0
     unexpected: list[str] = field(default_factory=list)
     stale_gaps: list[str] = field(default_factory=list)
+    gap_reasons: dict[str, int] = field(default_factory=dict)
 
 
 def close(actual: float, expected: float | None, spec: FieldSpec, scale: float = 0.0) -> bool:
@@ -422,6 +423,7 @@ def check_rows(
                 out.stale_gaps.append(f"{case} [{k}] matches now but is listed as a gap ({gap.reason})")
             elif gap is not None:
                 out.gaps += 1
+                out.gap_reasons[gap.reason] = out.gap_reasons.get(gap.reason, 0) + 1
             else:
                 detail = "not computed" if values is None else ", ".join(
                     f"{f}: got {values.get(f)!r} expected {row.get(f)!r}"
@@ -429,10 +431,12 @@ def check_rows(
                     if not close(values.get(f), row.get(f), spec, scale(row, values, f))
                 )
                 out.unexpected.append(f"{case} [{k}]: {detail}")
-    tally = _TALLY.setdefault(file, {"rows": 0, "matched": 0, "gaps": 0})
+    tally = _TALLY.setdefault(file, {"rows": 0, "matched": 0, "gaps": 0, "reasons": {}})
     tally["rows"] += out.rows
     tally["matched"] += out.matched
     tally["gaps"] += out.gaps
+    for reason, count in out.gap_reasons.items():
+        tally["reasons"][reason] = tally["reasons"].get(reason, 0) + count
     return out
 
 
@@ -459,6 +463,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
         terminalreporter.write_line(
             f"conformance {file}: {t['matched']}/{t['rows']} rows ({t['gaps']} known gaps)"
         )
+        for reason, count in t["reasons"].items():
+            terminalreporter.write_line(f"    known gap, {count} rows: {reason}")
 
 
 # ------------------------------------------------------------------ shared

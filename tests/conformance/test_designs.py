@@ -38,3 +38,14 @@ def test_designs_match_r(ref):
 
     out = ref.check_rows(FILE, expected, compute, key=lambda row: "", fields=fields, gaps=KNOWN_GAPS)
     ref.assert_outcome(FILE, out)
+
+
+def test_conformance_folder_is_present():
+    """The suite is read in place from ../shared/conformance; its absence is a failure, never a skip."""
+    from pathlib import Path
+
+    folder = (Path(__file__).parents[2] / ".." / "shared" / "conformance").resolve()
+    assert (folder / "expected" / "designs.csv").is_file(), (
+        f"conformance suite not found at {folder}: it is read in place from ../shared/conformance "
+        "next to the project root (DESIGN.md section 7)"
+    )
