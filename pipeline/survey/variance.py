@@ -296,16 +296,17 @@ def qr_rank(a: np.ndarray, tol: float = 1e-7) -> int:
             v = x[l:, l]
             t = -(v @ x[l:, l + 1 :]) / x[l, l]
             x[l:, l + 1 :] += np.outer(v, t)
-            for j in range(l + 1, p):
-                if qraux[j] == 0.0:
-                    continue
-                tt = 1.0 - (abs(x[l, j]) / qraux[j]) ** 2
-                tt = max(tt, 0.0)
-                if abs(tt) < 1e-6:
-                    qraux[j] = np.sqrt(x[l + 1 :, j] @ x[l + 1 :, j])
-                    work1[j] = qraux[j]
-                else:
-                    qraux[j] = qraux[j] * np.sqrt(tt)
+            # update the remaining column norms (vectorised over j; same arithmetic as the Fortran)
+            j = np.arange(l + 1, p)
+            j = j[qraux[j] != 0.0]
+            if len(j):
+                tt = np.maximum(1.0 - (np.abs(x[l, j]) / qraux[j]) ** 2, 0.0)
+                small = np.abs(tt) < 1e-6
+                qraux[j[~small]] = qraux[j[~small]] * np.sqrt(tt[~small])
+                if small.any():
+                    js = j[small]
+                    qraux[js] = np.sqrt((x[l + 1 :, js] ** 2).sum(axis=0))
+                    work1[js] = qraux[js]
         qraux[l] = x[l, l]
         x[l, l] = -nrmxl
     return int(min(k - 1, n))
