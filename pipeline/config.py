@@ -37,6 +37,26 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------- waves and ingest
 
 
+class ExtraMissing(_Model):
+    """Missing codes the file does not declare for these variables."""
+
+    variables: tuple[str, ...]
+    codes: tuple[Code, ...]
+
+
+class Recode(_Model):
+    """Map codes of some variables, optionally only on rows where ``when`` holds."""
+
+    variables: Annotated[tuple[str, ...], Field(min_length=1)]
+    map: Mapping[Code, Code | None]
+    when: str | None = None
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+
 class Wave(_Model):
     """One survey wave: its raw delivery and its weighting targets."""
 
@@ -44,6 +64,10 @@ class Wave(_Model):
     raw: Path
     targets: Path | None = None
     field_dates: tuple[dt.date, dt.date] | None = None
+    recodes: tuple[Recode, ...] = ()
+    """This wave's own recodes, applied before the study's (a vendor that coded differently)."""
+    missing_also: tuple[ExtraMissing, ...] = ()
+    """This wave's own undeclared missing codes (DK stored as 98 instead of 8)."""
 
     @field_validator("id", mode="before")
     @classmethod
@@ -62,14 +86,15 @@ class IngestConfig(_Model):
 
     id: str | None = None
     pii: tuple[str, ...] = ()
+    hash: Mapping[str, str] = Field(default_factory=dict)
+    """PII columns a cleaning rule needs, kept only as a salted hash: ``{PHONE_HASH: phone_key}``.
+
+    The salt is the environment variable ``SURVEY_PIPELINE_SALT``, else a random salt kept in
+    ``outputs/<study>/.salt`` (never published). The hashed columns are dropped by the clean stage.
+    """
 
 
 # --------------------------------------------------------------------------------- cleaning
-
-
-class ExtraMissing(_Model):
-    variables: tuple[str, ...]
-    codes: tuple[Code, ...]
 
 
 class MissingConfig(_Model):
@@ -83,14 +108,6 @@ class MissingConfig(_Model):
     dont_know: tuple[Code, ...] = (8, 98)
     refused: tuple[Code, ...] = (9, 99)
     also: tuple[ExtraMissing, ...] = ()
-
-
-class Recode(_Model):
-    """Map codes of one variable, optionally only on rows where ``when`` holds."""
-
-    variable: str
-    map: Mapping[Code, Code | None]
-    when: str | None = None
 
 
 class Derive(_Model):
@@ -126,6 +143,96 @@ class ValidCodes(_Model):
     ranges: Mapping[str, tuple[float, float]] = Field(default_factory=dict)
 
 
+Action = Literal["quarantine", "set_missing", "flag"]
+
+
+class Check(_Model):
+    """A consistency rule: ``expr`` must hold; where it does not, ``action`` applies.
+
+    ``set_missing`` blanks ``variables`` (reason ``inconsistent``); ``flag`` marks the row;
+    ``quarantine`` removes it. Rows where ``expr`` is unknown (a value is missing) pass.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    expr: str
+    variables: tuple[str, ...] = ()
+    action: Action = "set_missing"
+
+    @model_validator(mode="after")
+    def _needs_variables(self) -> Check:
+        if self.action == "set_missing" and not self.variables:
+            raise ValueError("action set_missing needs the variables to set missing")
+        return self
+
+
+class SkipRule(_Model):
+    """Skip logic: ``variables`` are asked only where ``asked_if`` holds.
+
+    An answer where the question was not asked is a violation (``action``: set it missing with
+    reason ``skip_violation``, flag the row, or quarantine it); a blank where it was not asked is
+    a legitimate skip (reason ``skipped``); a blank where it was asked is flagged
+    ``skip_missing_<variable>`` when ``require_answer``.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    asked_if: str
+    variables: Annotated[tuple[str, ...], Field(min_length=1)]
+    action: Action = "set_missing"
+    require_answer: bool = False
+
+
+RowAction = Literal["quarantine", "flag"]
+
+
+class NearDuplicateRule(_Model):
+    """Rows sharing ``key`` (e.g. a hashed phone number) under different ids: keep the first."""
+
+    key: str
+    order_by: tuple[str, ...] = ()
+    action: RowAction = "quarantine"
+
+
+class SpeederRule(_Model):
+    """Interviews shorter than ``fraction`` x the median ``duration`` (within ``by``)."""
+
+    duration: str
+    fraction: Annotated[float, Field(gt=0, lt=1)] = 0.4
+    by: tuple[str, ...] = ()
+    action: RowAction = "flag"
+
+
+class StraightLineRule(_Model):
+    """A battery answered with one code throughout (don't-know/refused excluded)."""
+
+    variables: Annotated[tuple[str, ...], Field(min_length=3)]
+    action: RowAction = "flag"
+
+
+class FieldPeriodRule(_Model):
+    """Interview dates outside the wave's ``field_dates``."""
+
+    variable: str
+    action: RowAction = "flag"
+
+
+class InterviewerRule(_Model):
+    """The interviewer report: flag interviewers whose answer patterns are implausible.
+
+    Per interviewer with at least ``min_interviews``: the don't-know/refused rate over
+    ``battery`` and the share of their interviews with their single most common battery
+    pattern. An interviewer is flagged when the pattern share is at least ``max_pattern_share``,
+    or the don't-know/refused rate is at most ``min_dk_rate`` while the other interviewers'
+    median rate is above it.
+    """
+
+    variable: str
+    battery: Annotated[tuple[str, ...], Field(min_length=2)]
+    min_interviews: Annotated[int, Field(ge=2)] = 15
+    max_pattern_share: Annotated[float, Field(gt=0, le=1)] = 0.3
+    min_dk_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    action: RowAction = "flag"
+
+
 class CleanConfig(_Model):
     missing: MissingConfig = MissingConfig()
     valid: ValidCodes = ValidCodes()
@@ -135,6 +242,15 @@ class CleanConfig(_Model):
     derive: tuple[Derive, ...] = ()
     drop_partials: PartialRule | None = None
     drop_duplicates: DuplicateRule | None = None
+    near_duplicates: NearDuplicateRule | None = None
+    checks: tuple[Check, ...] = ()
+    skips: tuple[SkipRule, ...] = ()
+    speeders: SpeederRule | None = None
+    straightlining: StraightLineRule | None = None
+    field_period: FieldPeriodRule | None = None
+    interviewers: InterviewerRule | None = None
+    report_by: tuple[str, ...] = ()
+    """Break the cleaning report's counts down by these variables (e.g. county)."""
 
 
 # -------------------------------------------------------------------------------- weighting
@@ -150,11 +266,32 @@ class WeightFactor(_Model):
 class BaseWeightConfig(_Model):
     """Base weight = N_h / n_h within ``population_by`` groups, times each factor.
 
-    N_h comes from the targets file's ``population`` column.
+    N_h comes from the targets file's ``population`` column; n_h counts every row of the
+    cleaned data in the group, nonrespondents included.
     """
 
     population_by: tuple[str, ...] = ()
     factors: tuple[WeightFactor, ...] = ()
+
+
+class NonresponseConfig(_Model):
+    """Nonresponse adjustment by weighting classes, before calibration.
+
+    The cleaned data must hold the eligible nonrespondents (for example break-offs kept by not
+    setting ``clean.drop_partials``): rows where ``respondent`` is false. Within each class (the
+    cross of ``classes``) the respondents' weights are multiplied by
+    ``sum(w_base, everyone) / sum(w_base, respondents)``; the nonrespondents then leave the
+    weighted data (they are written to ``weight/nonrespondents.parquet``). A class with fewer
+    than ``min_respondents`` respondents, or whose factor exceeds ``max_factor``, is merged with
+    its neighbour: the adjacent class in the sort order of ``classes`` sharing the most leading
+    class variables (the next one on a tie), so the last class variable is collapsed first.
+    """
+
+    respondent: str
+    """SQL expression, true for respondents (``STATUS = 1``); missing is an error."""
+    classes: Annotated[tuple[str, ...], Field(min_length=1)]
+    min_respondents: Annotated[int, Field(ge=1)] = 20
+    max_factor: Annotated[float, Field(gt=1)] | None = 2.0
 
 
 class RakeConfig(_Model):
@@ -168,8 +305,52 @@ class RakeConfig(_Model):
     impute: Literal["mode", "none"] = "mode"
 
 
+class PoststratifyConfig(_Model):
+    """Post-stratify to the targets of one (possibly pre-crossed) variable within ``by`` groups."""
+
+    variable: str
+    by: tuple[str, ...] = ()
+    impute: Literal["mode", "none"] = "mode"
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return (self.variable,)
+
+
+class CalibrateConfig(_Model):
+    """General calibration (R survey ``calibrate``) to the targets, within ``by`` groups.
+
+    ``method`` is the distance: ``linear`` (GREG), ``raking`` or ``logit``; ``bounds`` limit the
+    g-weights (calibrated / input weight), and ``logit`` needs them.
+    """
+
+    variables: Annotated[tuple[str, ...], Field(min_length=1)]
+    by: tuple[str, ...] = ()
+    method: Literal["linear", "raking", "logit"] = "linear"
+    bounds: tuple[float, float] | None = None
+    max_iter: Annotated[int, Field(ge=1)] = 50
+    epsilon: Annotated[float, Field(gt=0, lt=1)] = 1e-7
+    accept_nonconvergence: bool = False
+    impute: Literal["mode", "none"] = "mode"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CalibrateConfig:
+        if self.bounds is not None and not self.bounds[0] < 1 < self.bounds[1]:
+            raise ValueError(f"bounds on the g-weights must satisfy lower < 1 < upper (got {list(self.bounds)})")
+        if self.method == "logit" and self.bounds is None:
+            raise ValueError("method logit needs bounds on the g-weights, e.g. bounds: [0.3, 3]")
+        return self
+
+
 class TrimConfig(_Model):
-    """Cap weights at ``upper`` x and floor them at ``lower`` x the group median (or mean)."""
+    """Cap weights at ``upper`` x and floor them at ``lower`` x the group median (or mean).
+
+    Trimming is done within ``by`` groups (the trimmed amount is spread over the group's other
+    rows, as R survey ``trimWeights`` does over the sample). With ``rerake`` the configured
+    calibration is redone after trimming; ``cycles`` trim-and-recalibrate cycles run until the
+    caps and the margins both hold, and when they do not after the last cycle the stage fails
+    unless ``accept_outside_caps``.
+    """
 
     lower: Annotated[float, Field(gt=0)] | None = None
     upper: Annotated[float, Field(gt=0)] | None = None
@@ -177,6 +358,8 @@ class TrimConfig(_Model):
     by: tuple[str, ...] = ()
     strict: bool = False
     rerake: bool = True
+    cycles: Annotated[int, Field(ge=1)] = 1
+    accept_outside_caps: bool = False
 
     @model_validator(mode="after")
     def _bounds(self) -> TrimConfig:
@@ -184,6 +367,8 @@ class TrimConfig(_Model):
             raise ValueError("give lower, upper or both")
         if self.lower is not None and self.upper is not None and self.upper <= self.lower:
             raise ValueError(f"upper must be greater than lower (got lower={self.lower} and upper={self.upper})")
+        if self.cycles > 1 and not self.rerake:
+            raise ValueError(f"cycles: {self.cycles} needs rerake: true (a cycle is trimming then recalibrating)")
         return self
 
 
@@ -194,13 +379,38 @@ class WeightQA(_Model):
     max_margin_error: Annotated[float, Field(gt=0)] | None = 0.005
 
 
+#: The calibration sections of ``weight``, at most one of which is given.
+CALIBRATION_KEYS = ("rake", "poststratify", "calibrate")
+
+
 class WeightConfig(_Model):
     base: BaseWeightConfig = BaseWeightConfig()
+    nonresponse: NonresponseConfig | None = None
     rake: RakeConfig | None = None
+    poststratify: PoststratifyConfig | None = None
+    calibrate: CalibrateConfig | None = None
     trim: TrimConfig | None = None
     qa: WeightQA = WeightQA()
     targets_columns: Mapping[str, str] = Field(default_factory=dict)
     """Rename targets-file columns to data columns, e.g. ``{county: COUNTY}``."""
+
+    @model_validator(mode="after")
+    def _one_calibration(self) -> WeightConfig:
+        given = [k for k in CALIBRATION_KEYS if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one calibration method, not {' and '.join(given)} (each calibrates to the same targets)")
+        if self.trim is not None and self.trim.cycles > 1 and not given:
+            raise ValueError(f"trim.cycles: {self.trim.cycles} needs a calibration method (rake, poststratify or calibrate) to redo after trimming")
+        return self
+
+    @property
+    def calibration(self) -> tuple[str, RakeConfig | PoststratifyConfig | CalibrateConfig] | None:
+        """The configured calibration step as ``(key, section)``, or None."""
+        for key in CALIBRATION_KEYS:
+            section = getattr(self, key)
+            if section is not None:
+                return key, section
+        return None
 
 
 # ------------------------------------------------------------------------ design, estimates
@@ -288,15 +498,149 @@ class EstimateSpec(_Model):
     title: str | None = None
 
 
+class ReliabilityConfig(_Model):
+    """When an estimate is suppressed or flagged: the NCHS Data Presentation Standards for
+    Proportions (Parker et al. 2017, Vital Health Stat 2(175)), thresholds as published.
+
+    With ``standard: nchs`` a proportion is suppressed when its effective sample size is below
+    ``min_effective_n``, or when its Korn-Graubard CI is ``max_ci_width`` wide or more, or (if
+    wider than ``ci_width_ok``) wider than ``max_relative_ci_width`` times the estimate. Shown
+    estimates are flagged for review when the degrees of freedom are below ``min_df``, when
+    the CI is wider than ``max_relative_ci_width`` times the complement, or at 0% or 100%.
+    ``tables.min_n`` (the denominator's sample size) applies under both standards.
+    """
+
+    standard: Literal["nchs", "none"] = "nchs"
+    min_effective_n: Annotated[float, Field(ge=0)] = 30
+    ci_width_ok: Annotated[float, Field(ge=0, le=1)] = 0.05
+    max_ci_width: Annotated[float, Field(gt=0, le=1)] = 0.30
+    max_relative_ci_width: Annotated[float, Field(gt=0)] = 1.30
+    min_df: Annotated[float, Field(ge=0)] = 8
+
+    @model_validator(mode="after")
+    def _widths(self) -> ReliabilityConfig:
+        if self.ci_width_ok >= self.max_ci_width:
+            raise ValueError(f"ci_width_ok must be smaller than max_ci_width (got {self.ci_width_ok} and {self.max_ci_width})")
+        return self
+
+
+class DisclosureConfig(_Model):
+    """Suppression for respondents' privacy: cells with fewer than ``min_cell_n`` respondents."""
+
+    min_cell_n: Annotated[int, Field(ge=0)] = 10
+
+
+class SignificanceConfig(_Model):
+    """Tests between banner columns (and between waves in trend tables)."""
+
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    method: Literal["design", "independent"] = "design"
+    """``design``: the difference's variance from the design's full covariance matrix;
+    ``independent``: ``se_a^2 + se_b^2`` from estimates.csv (ignores the covariance)."""
+    adjust: Literal["none", "bonferroni", "holm"] = "none"
+    """Multiple-comparison adjustment within each row and column group."""
+
+
+TableId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+
+
+class ToplineSpec(_Model):
+    """A topline: question wording, each answer's weighted percent, unweighted n, CI and margin of error."""
+
+    id: TableId
+    title: str | None = None
+    estimates: tuple[str, ...] = ()
+    """Estimate ids, in order (empty: every estimate)."""
+    by: tuple[tuple[str, ...], ...] | None = None
+    """Which domain lists to show (``[[]]``: the whole sample only); default: every one estimated."""
+    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
+    notes: tuple[str, ...] = ()
+
+
+class BannerSpec(_Model):
+    """A banner crosstab: estimates down, subgroups across, significance letters between columns."""
+
+    id: TableId
+    title: str | None = None
+    estimates: tuple[str, ...] = ()
+    columns: Annotated[tuple[tuple[str, ...], ...], Field(min_length=1)] = ((),)
+    """Column groups as domain lists: ``[[], [COUNTY], [STATUS4]]`` is Total, the counties, the statuses."""
+    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
+    notes: tuple[str, ...] = ()
+
+
+class TrendSpec(_Model):
+    """A trend table: estimates down, waves across, with the change between the last two waves."""
+
+    id: TableId
+    title: str | None = None
+    estimates: tuple[str, ...] = ()
+    by: tuple[tuple[str, ...], ...] = ((),)
+    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
+    notes: tuple[str, ...] = ()
+
+
 class TablesConfig(_Model):
-    """Reliability rule and layout of the published tables."""
+    """Reliability and disclosure rules, significance tests, and the published tables."""
 
     min_n: Annotated[int, Field(ge=0)] = 30
     decimals: Annotated[int, Field(ge=0, le=4)] = 0
+    reliability: ReliabilityConfig = ReliabilityConfig()
+    disclosure: DisclosureConfig = DisclosureConfig()
+    significance: SignificanceConfig = SignificanceConfig()
+    labels: Mapping[str, str] = Field(default_factory=dict)
+    """Short names of domain variables for table headers (``{STATUS4: Immigration status}``)."""
+    notes: tuple[str, ...] = ()
+    """Notes printed under every table."""
+    toplines: tuple[ToplineSpec, ...] = (ToplineSpec(id="topline"),)
+    banners: tuple[BannerSpec, ...] = ()
+    trends: tuple[TrendSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_table_ids(self) -> TablesConfig:
+        ids = [t.id for t in (*self.toplines, *self.banners, *self.trends)]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"table ids must be unique across toplines, banners and trends (repeated: {', '.join(repeated)})")
+        return self
+
+    def flag_rules(self) -> dict[str, Any]:
+        """The part the estimate stage's ``flag`` column depends on (its config fingerprint)."""
+        return json.loads(self.model_dump_json(include={"min_n", "reliability", "disclosure"}))
+
+
+ExportFormat = Literal["csv", "markdown", "xlsx", "html", "latex", "sav", "dta", "png", "svg", "methods", "report"]
 
 
 class ExportConfig(_Model):
-    formats: tuple[Literal["csv", "markdown"], ...] = ("csv", "markdown")
+    """What the export stage writes (every format is built from estimates.csv)."""
+
+    formats: tuple[ExportFormat, ...] = ("csv", "markdown")
+    charts: tuple[str, ...] = ()
+    """Estimate ids charted by subgroup (empty: every estimate); charts are written as ``png``/``svg``."""
+    weights: tuple[str, ...] = ("w_final", "w_pop")
+    """Weight columns kept in the analysis file (``sav``/``dta``); other weights are left out."""
+
+
+class MethodsConfig(_Model):
+    """Study facts for the methods statement (AAPOR Transparency Initiative disclosure elements).
+
+    The rest (dates, sample sizes, weighting variables and target sources, design effect,
+    margins of error) is taken from the config, the targets file and the weighting report.
+    """
+
+    sponsor: str | None = None
+    conducted_by: str | None = None
+    population: str | None = None
+    frame: str | None = None
+    sample_design: str | None = None
+    mode: str | None = None
+    languages: tuple[str, ...] = ()
+    response_rate: str | None = None
+    contact: str | None = None
+    moe_by: tuple[str, ...] | None = None
+    """Key subgroups for the margin-of-error table (default: the banners' column variables)."""
+    notes: tuple[str, ...] = ()
 
 
 class StudyConfig(_Model):
@@ -313,6 +657,7 @@ class StudyConfig(_Model):
     estimates: tuple[EstimateSpec, ...] = ()
     tables: TablesConfig = TablesConfig()
     export: ExportConfig = ExportConfig()
+    methods: MethodsConfig = MethodsConfig()
 
     # where the file lives; set by load_config, not by the YAML
     path: Path | None = Field(default=None, exclude=True)
@@ -355,14 +700,20 @@ class StudyConfig(_Model):
         if stage == "ingest":
             return {"wave": {"id": w.id, "raw": str(w.raw)}, "ingest": dump(self.ingest)}
         if stage == "clean":
-            return {"field_dates": [str(d) for d in w.field_dates] if w.field_dates else None, "clean": dump(self.clean)}
+            return {
+                "field_dates": [str(d) for d in w.field_dates] if w.field_dates else None,
+                "wave_recodes": [dump(r) for r in w.recodes],
+                "wave_missing_also": [dump(m) for m in w.missing_also],
+                "clean": dump(self.clean),
+            }
         if stage == "weight":
             replicate = {k: v for k, v in dump(self.design).items() if k in ("weights", "strata", "ids", "fpc", "nest", "variance", "replicates")}
             return {"targets": str(w.targets) if w.targets else None, "weight": dump(self.weight), "design": replicate}
         if stage == "estimate":
-            return {"design": dump(self.design), "rake": dump(self.weight.rake) if self.weight.rake else None, "estimates": [dump(e) for e in self.estimates], "tables": dump(self.tables)}
+            return {"design": dump(self.design), "rake": dump(self.weight.rake) if self.weight.rake else None, "estimates": [dump(e) for e in self.estimates], "tables": self.tables.flag_rules()}
         if stage == "export":
-            return {"title": self.title, "notice": self.notice, "tables": dump(self.tables), "export": dump(self.export)}
+            return {"title": self.title, "notice": self.notice, "tables": dump(self.tables), "export": dump(self.export),
+                    "methods": dump(self.methods), "waves": [x.id for x in self.waves]}
         raise ValueError(stage)
 
 
@@ -402,7 +753,7 @@ def load_config(path: Path | str) -> StudyConfig:
     except ValidationError as exc:
         raise ConfigError(f"{path}: the config has {exc.error_count()} problem(s):", problems=_describe(exc, raw)) from exc
     config = config.model_copy(update={"path": path.resolve()})
-    problems = _check_paths(config) + _check_expressions(config)
+    problems = _check_paths(config) + _check_expressions(config) + _check_tables(config)
     if problems:
         raise ConfigError(f"{path}: the config has {len(problems)} problem(s):", problems=problems)
     return config
@@ -498,13 +849,47 @@ def _check_expressions(config: StudyConfig) -> list[str]:
     items: list[tuple[str, str]] = []
     items += [(f"clean.derive[{i}].expr", d.expr) for i, d in enumerate(config.clean.derive)]
     items += [(f"clean.recodes[{i}].when", r.when) for i, r in enumerate(config.clean.recodes) if r.when]
+    items += [(f"clean.checks[{i}].expr", c.expr) for i, c in enumerate(config.clean.checks)]
+    items += [(f"clean.skips[{i}].asked_if", c.asked_if) for i, c in enumerate(config.clean.skips)]
+    for w_i, w in enumerate(config.waves):
+        items += [(f"waves[{w_i}].recodes[{i}].when", r.when) for i, r in enumerate(w.recodes) if r.when]
+
     items += [(f"weight.base.factors[{i}].expr", f.expr) for i, f in enumerate(config.weight.base.factors)]
+    if config.weight.nonresponse is not None:
+        items.append(("weight.nonresponse.respondent", config.weight.nonresponse.respondent))
     problems = []
     for key, text in items:
         try:
             pl.sql_expr(text)
         except Exception as exc:  # polars raises SQLInterfaceError / SQLSyntaxError
             problems.append(f"{key}: cannot parse the expression {text!r}: {exc}")
+    return problems
+
+
+def _check_tables(config: StudyConfig) -> list[str]:
+    """Tables and charts name configured estimates; banner columns are estimated domains."""
+    known = {e.id: e for e in config.estimates}
+    problems = []
+
+    def check_ids(key: str, ids: tuple[str, ...]) -> None:
+        for j, est_id in enumerate(ids):
+            if est_id not in known:
+                close = difflib.get_close_matches(est_id, list(known), n=1, cutoff=0.6)
+                hint = f"; did you mean '{close[0]}'?" if close else f"; estimates: {', '.join(known) or 'none'}"
+                problems.append(f"{key}[{j}]: no estimate with id '{est_id}'{hint}")
+
+    for kind in ("toplines", "banners", "trends"):
+        for i, spec in enumerate(getattr(config.tables, kind)):
+            check_ids(f"tables.{kind}[{i}].estimates", spec.estimates)
+    check_ids("export.charts", config.export.charts)
+    for i, banner in enumerate(config.tables.banners):
+        chosen = [known[e] for e in banner.estimates if e in known] or list(known.values())
+        for j, by in enumerate(banner.columns):
+            if by and not any(tuple(by) in {tuple(b) for b in e.by} for e in chosen):
+                problems.append(
+                    f"tables.banners[{i}].columns[{j}]: no estimate of the banner is estimated by {list(by)}; "
+                    "add it to the estimates' by lists"
+                )
     return problems
 
 

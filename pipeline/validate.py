@@ -32,7 +32,7 @@ def validate(config: StudyConfig) -> list[str]:
             config_problems.append(f"waves[{i}]: {exc.message}")
             continue
         try:
-            _check_names(frame, config.clean)
+            _check_names(frame, codebook, config.clean, [*wave.recodes, *config.clean.recodes], wave.missing_also, wave.field_dates)
         except ConfigError as exc:
             config_problems += [f"waves[{i}] ({wave.id}): {p}" for p in exc.problems] or [exc.message]
         if wave.targets is not None:

@@ -65,4 +65,4 @@ def test_every_config_key_is_documented():
         parent_row = rows.get(parent) or rows.get(parent + "[]") or rows.get(parent.removesuffix("[]")) or ""
         if not (sibling or re.search(rf"\b{leaf}\b", parent_row)):
             missing.append(key)
-    assert missing == []
+    assert missing == [], "\n".join(missing)

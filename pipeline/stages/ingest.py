@@ -1,8 +1,9 @@
 """Ingest: read the wave's raw delivery into polars with its codebook; drop declared PII.
 
 The raw file is only read. Declared identifier columns (``ingest.pii``) are removed here, so
-no later stage and no output ever sees them. (A later cleaning rule that needs a salted hash
-of an identifier will derive it here, before the drop.)
+no later stage and no output ever sees them. A cleaning rule that needs an identifier (near-duplicate
+detection by phone number) gets a salted hash of it (``ingest.hash``), made here before the
+drop; the clean stage drops the hash in turn.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
     from pipeline.config import IngestConfig
 
 
-def ingest(path: Path, config: IngestConfig, *, wave_index: int = 0) -> tuple[pl.DataFrame, Codebook, dict]:
-    """Read ``path`` and drop the PII columns.
+def ingest(path: Path, config: IngestConfig, *, salt: str = "", wave_index: int = 0) -> tuple[pl.DataFrame, Codebook, dict]:
+    """Read ``path``, keep salted hashes of the ``hash`` columns, and drop the PII columns.
 
     Returns
     -------
@@ -31,11 +32,15 @@ def ingest(path: Path, config: IngestConfig, *, wave_index: int = 0) -> tuple[pl
     import polars as pl
 
     frame, codebook = read_survey(path)
-    missing = [c for c in (*config.pii, *( [config.id] if config.id else [])) if c not in frame.columns]
+    missing = [c for c in (*config.pii, *config.hash, *([config.id] if config.id else [])) if c not in frame.columns]
     if missing:
         raise ConfigError(
             f"ingest: column(s) {', '.join(missing)} named in the config are not in {path}",
             hint=f"columns in the file: {', '.join(frame.columns[:40])}{' ...' if frame.width > 40 else ''}",
+        )
+    if config.hash:
+        frame = frame.with_columns(
+            [salted_hash(pl.col(src), salt).alias(dst) for src, dst in config.hash.items()]
         )
     frame = frame.drop(list(config.pii))
     codebook = codebook.drop(config.pii)
@@ -44,16 +49,48 @@ def ingest(path: Path, config: IngestConfig, *, wave_index: int = 0) -> tuple[pl
         "raw_rows": frame.height,
         "columns": frame.width - 1,
         "pii_dropped": list(config.pii),
+        "pii_hashed": dict(config.hash),
         "file_label": codebook.file_label,
     }
     return frame, codebook, diagnostics
+
+
+def salted_hash(expr: pl.Expr, salt: str) -> pl.Expr:
+    """sha256(salt + value), 32 hex characters; null stays null."""
+    import hashlib
+
+    import polars as pl
+
+    return expr.cast(pl.String).map_elements(lambda v: hashlib.sha256((salt + v).encode()).hexdigest()[:32], return_dtype=pl.String)
+
+
+def study_salt(outputs: Path) -> str:
+    """The salt of identifier hashes: ``SURVEY_PIPELINE_SALT``, else ``outputs/<study>/.salt``.
+
+    The file is created once with a random salt and never published; deleting it only changes
+    the hashes, not what the cleaning rules find.
+    """
+    import os
+    import secrets
+
+    env = os.environ.get("SURVEY_PIPELINE_SALT")
+    if env:
+        return env
+    path = outputs / ".salt"
+    if not path.is_file():
+        outputs.mkdir(parents=True, exist_ok=True)
+        from pipeline.io import write_text
+
+        write_text(path, secrets.token_hex(16))
+    return path.read_text(encoding="utf-8").strip()
 
 
 def run(ctx: StageContext) -> StageOutput:
     wave = ctx.wave
     path = ctx.config.resolve(wave.raw)
     index = [w.id for w in ctx.config.waves].index(wave.id)
-    frame, codebook, diagnostics = ingest(path, ctx.config.ingest, wave_index=index)
+    salt = study_salt(ctx.config.outputs) if ctx.config.ingest.hash else ""
+    frame, codebook, diagnostics = ingest(path, ctx.config.ingest, salt=salt, wave_index=index)
     return StageOutput(
         files={"ingest/data.parquet": frame, "ingest/codebook.json": codebook.to_json()},
         diagnostics=diagnostics,

@@ -39,7 +39,7 @@ def config(**kw) -> CleanConfig:
         "drop_partials": {"variable": "STATUS", "complete": [1]},
         "drop_duplicates": {"id": "ID"},
         "missing": {"also": [{"variables": ["Q"], "codes": [98]}]},
-        "recodes": [{"variable": "EDUC", "when": "REGION = 2", "map": {0: 1, 1: 2, 2: 3, 3: 4}}],
+        "recodes": [{"variables": "EDUC", "when": "REGION = 2", "map": {0: 1, 1: 2, 2: 3, 3: 4}}],
         "valid": {"labelled": ["REGION", "Q"], "ranges": {"AGE": [18, 97]}},
         "required": ["REGION"],
         "derive": [{"name": "young", "expr": "CASE WHEN AGE BETWEEN 18 AND 29 THEN 1 WHEN AGE BETWEEN 30 AND 97 THEN 0 END", "value_labels": {1: "18-29", 0: "30+"}}],
@@ -92,11 +92,11 @@ def test_unknown_variables_are_one_config_error_naming_each_rule():
     cfg = config(required=["REGOIN"], derive=[{"name": "x", "expr": "AGEE + 1"}])
     with pytest.raises(ConfigError) as info:
         clean(frame(), codebook(), cfg)
-    assert info.value.problems == ["clean.required: REGOIN is not in the data", "clean.derive[0] (x): unknown variable(s) AGEE"]
+    assert info.value.problems == ["clean.required: REGOIN is not in the data", "clean.derive[0] (x): unknown variable(s) AGEE in 'AGEE + 1'"]
 
 
 def test_labelled_rule_on_unlabelled_variable_is_config_error():
-    with pytest.raises(ConfigError, match="clean.valid.labelled: EDUC has no value labels"):
+    with pytest.raises(ConfigError, match="clean.valid.labelled: EDUC has no value labels in the codebook, so no code is valid"):
         clean(frame(), codebook(), config(valid={"labelled": ["EDUC"]}))
 
 
