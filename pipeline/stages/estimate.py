@@ -156,6 +156,13 @@ def estimate_all(
             problems.append(f"estimates[{i}].proportion: {spec.proportion} is not in the weighted data")
         for by in spec.by:
             problems += [f"estimates[{i}].by: {b} is not in the weighted data" for b in by if b not in frame.columns]
+        labels = codebook.get(spec.proportion).value_labels
+        unknown = [c for c in spec.levels or () if labels and c not in labels]
+        if unknown:
+            problems.append(
+                f"estimates[{i}].levels ({spec.id}): code(s) {unknown} are not labelled codes of {spec.proportion} "
+                f"(codes: {', '.join(f'{k} {v}' for k, v in labels.items())})"
+            )
     if problems:
         raise ConfigError(f"estimates: {len(problems)} problem(s):", problems=problems)
 

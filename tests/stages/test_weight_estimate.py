@@ -162,3 +162,17 @@ def test_design_config_names_unknown_column():
 
     with pytest.raises(ConfigError, match="design: variable\\(s\\) NOPE are not in the weighted data"):
         build_design(sample().with_columns(pl.lit(1.0).alias("w_pop")), DesignConfig(strata=("NOPE",)))
+
+
+def test_unknown_level_code_is_a_config_error_naming_the_estimate():
+    from pipeline.errors import ConfigError
+
+    f = sample()
+    res = weight(f, targets(), weight_config())
+    cb = Codebook(variables={"Q": VariableInfo("Q", value_labels={1: "Yes", 2: "No", 8: "Don't know"})})
+    spec = EstimateSpec(id="q_yes", proportion="Q", levels=(1, 7))
+    design_config = DesignConfig(weights="w_pop", strata=("G",))
+    design = build_design(res.data, design_config, weight_config())
+    with pytest.raises(ConfigError) as info:
+        estimate_all(res.data, cb, [spec], design, design_config, TablesConfig(), wave="w")
+    assert info.value.problems == ["estimates[0].levels (q_yes): code(s) [7] are not labelled codes of Q (codes: 1 Yes, 2 No, 8 Don't know)"]
