@@ -465,17 +465,17 @@ def _domain_matrix(dom: _Domains) -> np.ndarray:
 
 
 def _keys(dom: _Domains, levels: list[Any] | None, level_dtype: pl.DataType | None) -> pl.DataFrame:
+    """One row per estimate: the domain's ``by`` values (domains slowest) and ``level``."""
+    n_lv = 1 if levels is None else len(levels)
     n_dom = max(dom.count, 1)
     if levels is None:
-        keys = dom.keys if dom.count else pl.DataFrame()
-        return keys.with_columns(pl.Series("level", [None] * n_dom, dtype=pl.String)) if keys.width else pl.DataFrame(
-            {"level": pl.Series([None] * n_dom, dtype=pl.String)}
-        )
-    lv = pl.Series("level", levels * n_dom, dtype=level_dtype, strict=False)
-    if dom.count:
-        rep = dom.keys.select(pl.all().repeat_by(len(levels)).explode())
-        return rep.with_columns(lv)
-    return pl.DataFrame({"level": lv})
+        level = pl.Series("level", [None] * n_dom, dtype=pl.String)
+    else:
+        level = pl.Series("level", levels * n_dom, dtype=level_dtype, strict=False)
+    if not dom.count:
+        return pl.DataFrame([level])
+    by = dom.keys.select(pl.all().repeat_by(n_lv).explode())
+    return by.with_columns(level)
 
 
 # ------------------------------------------------------------------ estimators
