@@ -240,9 +240,8 @@ def clean(
     kept = frame.with_columns(flags.alias(FLAGS_COLUMN)).filter(~drop).drop(drop_cols)
     codebook = codebook.drop(drop_cols).with_variable(VariableInfo(FLAGS_COLUMN, label="data-quality flags of the cleaning rules (;-separated)"))
 
+    reconcile(original, kept, quarantine)
     raw_rows, kept_rows, q_rows = n, kept.height, quarantine.height
-    if raw_rows != kept_rows + q_rows:
-        raise DataError(f"clean: rows do not reconcile: raw {raw_rows} != kept {kept_rows} + quarantined {q_rows}")
     reasons_table = _missing_table(kept, codebook, ledger, skipped_mask, frame)
     report = {
         "raw_rows": raw_rows,
@@ -257,6 +256,22 @@ def clean(
         "by": _counts_by(frame, codebook, config.report_by, drop, ledger),
     }
     return CleanResult(data=kept, quarantine=quarantine, codebook=codebook, missing_reasons=reasons_table, interviewers=interviewers, report=report)
+
+
+def reconcile(raw: pl.DataFrame, kept: pl.DataFrame, quarantine: pl.DataFrame) -> None:
+    """Every raw row is either kept or quarantined, exactly once; else a DataError naming rows."""
+    import polars as pl
+
+    rows = pl.concat([kept.select("raw_row"), quarantine.select("raw_row")]).get_column("raw_row")
+    lost = raw.select("raw_row").filter(~pl.col("raw_row").is_in(rows.implode())).get_column("raw_row")
+    twice = rows.filter(rows.is_duplicated()).unique().sort()
+    if raw.height != kept.height + quarantine.height or lost.len() or twice.len():
+        raise DataError(
+            f"clean: rows do not reconcile: raw {raw.height} != kept {kept.height} + quarantined {quarantine.height}"
+            + (f"; lost raw rows {lost.head(10).to_list()}" if lost.len() else "")
+            + (f"; rows both kept and quarantined or repeated {twice.head(10).to_list()}" if twice.len() else ""),
+            hint="this is a bug in a cleaning rule: please report it with the config",
+        )
 
 
 # ---------------------------------------------------------------------------- rule helpers
