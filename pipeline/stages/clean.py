@@ -218,7 +218,17 @@ def clean(
             frame = frame.with_columns(parse_expr(d.expr).alias(d.name))
         except Exception as exc:  # polars' own errors, wrapped with the rule's name
             raise ConfigError(f"clean.derive ({d.name}): cannot evaluate {d.expr!r}: {exc}") from exc
-        codebook = codebook.with_variable(VariableInfo(name=d.name, label=d.label, value_labels=dict(d.value_labels)))
+        source = codebook.get(d.labels_from) if d.labels_from else VariableInfo(name=d.name)
+        codebook = codebook.with_variable(
+            VariableInfo(
+                name=d.name,
+                label=d.label or source.label,
+                value_labels={**source.value_labels, **d.value_labels},
+                missing_values=source.missing_values,
+                missing_ranges=source.missing_ranges,
+                missing_reasons=source.missing_reasons,
+            )
+        )
 
     # split: quarantine / kept, with reasons and flags
     n = frame.height
@@ -436,6 +446,8 @@ def _check_names(
     derived = set(cols)
     for i, d in enumerate(config.derive):
         exprs(f"clean.derive[{i}] ({d.name})", d.expr, derived)
+        if d.labels_from and d.labels_from not in derived:
+            problems.append(f"clean.derive[{i}] ({d.name}).labels_from: {d.labels_from} is not in the data")
         derived.add(d.name)
     if problems:
         raise ConfigError(f"clean: {len(problems)} rule(s) name variables or codes that are not in the data:", problems=problems)

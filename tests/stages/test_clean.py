@@ -211,3 +211,11 @@ def test_unknown_partial_code_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         run_rules(rows(S=[1, 2]), cb, drop_partials={"variable": "S", "complete": [7]})
     assert info.value.problems == ["clean.drop_partials.complete: code(s) [7] of S are not labelled codes (labels: {1: 'Complete', 2: 'Partial'})"]
+
+
+def test_derived_variable_carries_labels_from_its_source():
+    cb = Codebook(variables={"Q": VariableInfo("Q", label="Agree?", value_labels={1: "Yes", 2: "No", 8: "Don't know"}, missing_values=(8,))})
+    res = run_rules(rows(Q=[1, 2, 8]), cb, derive=[{"name": "Q_copy", "expr": "CASE WHEN Q = 2 THEN 2 ELSE Q END", "labels_from": "Q"}])
+    info = res.codebook.get("Q_copy")
+    assert (info.label, info.value_labels, info.missing_values) == ("Agree?", {1: "Yes", 2: "No", 8: "Don't know"}, (8,))
+    assert info.missing_reasons == {8: "dont_know"}
