@@ -117,6 +117,8 @@ class Derive(_Model):
     expr: str
     label: str | None = None
     value_labels: Mapping[Code, str] = Field(default_factory=dict)
+    labels_from: str | None = None
+    """Carry the value labels and missing codes of this variable (a recoded copy keeps its labels)."""
 
 
 class PartialRule(_Model):
