@@ -24,6 +24,8 @@ Conventions follow R ``survey`` 4.1-1 (see ``conformance/README.md``):
     domain rows (``N`` the sum of their weights, ``n`` the rows with a non-zero
     weight, or all rows for replicate designs); totals multiply ``var_srs``
     by ``N^2``, ratios by ``(N / B)^2``. ``deff="replace"`` omits ``(1 - n/N)``.
+    Weights that sum to less than the sample size give NaN (R's ``svymean``
+    warns and returns NA); weights summing to exactly ``n`` give ``inf``.
 ``df``
     The domain's design degrees of freedom (R ``degf`` of the domain subset,
     as ``svyby(..., svyciprop)`` uses); :attr:`Estimates.design_df` holds the
@@ -436,6 +438,8 @@ def _deff(
         vsrs = s2 * factor / nobs
         if deff is True:
             vsrs = vsrs * (big_n - nobs) / big_n
+            # R (svymean): "Sample size greater than population size: are weights correctly scaled?" -> NA
+            vsrs = np.where(big_n < nobs, np.nan, vsrs)
         return np.diag(vcov) / vsrs
 
 
