@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError, PipelineError, UsageError
 
-STAGE_NAMES = ("ingest", "clean", "weight", "estimate", "export")
+STAGE_NAMES = ("ingest", "harmonize", "clean", "weight", "estimate", "export", "trends")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,6 +104,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report = result.outputs / wave_id / "tables" / "topline.md"
         if report.is_file():
             print(f"tables:  {_display(report)}")
+    trend = result.outputs / "trends" / "estimates.csv"
+    if trend.is_file() and len({w.id for w in config.waves}) > 1:
+        print(f"trends:  {_display(trend)}")
     print(f"manifest: {_display(result.outputs / 'manifest.json')}")
     return 0
 
@@ -129,7 +132,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for s in rows:
         why = f"  ({s.reason})" if s.reason else ""
         when = f"  (last ran {s.finished})" if s.finished else ""
-        print(f"[{s.wave}] {s.stage:<8} {s.state}{why}{when}")
+        print(f"[{s.wave}] {s.stage:<9} {s.state}{why}{when}")
     return 0
 
 

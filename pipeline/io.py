@@ -129,6 +129,13 @@ class Codebook:
         gone = set(names)
         return replace(self, variables={k: v for k, v in self.variables.items() if k not in gone})
 
+    def rename(self, mapping: Mapping[str, str]) -> Codebook:
+        """Rename variables (old -> new), keeping their order."""
+        return replace(
+            self,
+            variables={mapping.get(k, k): replace(v, name=mapping.get(k, k)) for k, v in self.variables.items()},
+        )
+
     def with_variable(self, info: VariableInfo) -> Codebook:
         return replace(self, variables={**self.variables, info.name: info})
 

@@ -30,7 +30,7 @@ from typing import Any
 from pipeline import __version__
 from pipeline.config import StudyConfig
 from pipeline.errors import ConfigError, DataError, LockError, PipelineError
-from pipeline.stages import STAGES, StageContext, StageOutput, external_inputs, stage_runner
+from pipeline.stages import ALL_STAGES, STAGES, STUDY_STAGES, StageContext, StageOutput, external_inputs, stage_runner
 
 MANIFEST_VERSION = 1
 
@@ -50,7 +50,7 @@ class Progress:
             print(text, file=self.stream, flush=True)
 
     def stage(self, wave: str, stage: str, status: str, *, rows: int | None = None, seconds: float | None = None, note: str = "") -> None:
-        parts = [f"[{wave}] {stage:<8} {status:<7}"]
+        parts = [f"[{wave}] {stage:<9} {status:<7}"]
         if rows is not None:
             parts.append(f"{rows:>7,} rows")
         if seconds is not None:
@@ -156,6 +156,12 @@ class Manifest:
 
     def record(self, wave: str, stage: str, entry: dict[str, Any]) -> None:
         self.data["waves"].setdefault(wave, {})[stage] = entry
+
+    def study_entry(self, stage: str) -> dict[str, Any] | None:
+        return self.data.get("study_stages", {}).get(stage)
+
+    def record_study(self, stage: str, entry: dict[str, Any]) -> None:
+        self.data.setdefault("study_stages", {})[stage] = entry
 
     def save(self, study: str) -> None:
         from pipeline.io import write_json
@@ -263,8 +269,8 @@ def _select_waves(config: StudyConfig, waves: Sequence[str] | None) -> list[str]
 
 
 def _check_stage(name: str | None, option: str) -> None:
-    if name is not None and name not in STAGES:
-        raise ConfigError(f"{option} {name}: unknown stage", hint=f"stages: {', '.join(STAGES)}")
+    if name is not None and name not in ALL_STAGES:
+        raise ConfigError(f"{option} {name}: unknown stage", hint=f"stages: {', '.join(ALL_STAGES)}")
 
 
 def acquire_lock(outputs: Path) -> Any:
@@ -313,40 +319,105 @@ def run(
     progress = progress or Progress()
     wave_ids = _select_waves(config, waves)
     outputs = config.outputs
+    start = ALL_STAGES.index(from_stage) if from_stage else 0
+    selection = _Selection(
+        selected=frozenset(s for i, s in enumerate(ALL_STAGES) if (only is None or s == only) and i >= start),
+        forced=force or from_stage is not None or only is not None,
+        explicit=only or from_stage,
+    )
     lock = acquire_lock(outputs)
     try:
         manifest = Manifest(outputs / "manifest.json")
         records: list[StageRecord] = []
         for wave_id in wave_ids:
-            records += _run_wave(config, wave_id, manifest, from_stage=from_stage, only=only, force=force, progress=progress)
+            records += _run_wave(config, wave_id, manifest, ("ingest",), selection, progress)
+        records += _run_study_stage(config, "harmonize", manifest, selection, progress)
+        for wave_id in wave_ids:
+            records += _run_wave(config, wave_id, manifest, STAGES[1:], selection, progress)
+        records += _run_study_stage(config, "trends", manifest, selection, progress)
         return RunResult(records=tuple(records), outputs=outputs)
     finally:
         lock.release()
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """Which stages this run may run, and whether it reruns them when fresh."""
+
+    selected: frozenset[str]
+    forced: bool
+    explicit: str | None  # the --only/--from stage, for messages
+
+
+def _execute(
+    config: StudyConfig,
+    label: str,
+    stage: str,
+    ctx: Any,
+    directory: Path,
+    manifest: Manifest,
+    fp: Fingerprint,
+    reason: str | None,
+    selection: _Selection,
+    progress: Progress,
+    record: Any,
+) -> StageRecord:
+    """Run one stage, write its files, record it in the manifest (or record the failure)."""
+    started = time.perf_counter()
+    try:
+        output = stage_runner(stage)(ctx)
+        artifacts = write_stage_files(directory, stage, output)
+    except PipelineError as exc:
+        seconds = time.perf_counter() - started
+        record({"status": "failed", "error": str(exc), "seconds": round(seconds, 3)})
+        manifest.save(config.study)
+        progress.stage(label, stage, "failed", seconds=seconds)
+        if not str(exc).startswith(f"[{label}]"):
+            exc.message = f"[{label}] {stage}: {exc.message}"
+            exc.args = (exc.message,)
+        raise
+    seconds = time.perf_counter() - started
+    record(
+        {
+            "status": "ran",
+            "fingerprint": fp.value,
+            "fingerprint_parts": fp.to_dict(),
+            "seconds": round(seconds, 3),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "rows": output.rows,
+            "artifacts": artifacts,
+            "diagnostics": dict(output.diagnostics),
+        }
+    )
+    manifest.save(config.study)
+    note = "(forced)" if selection.forced and reason is None else f"({reason})" if reason else ""
+    progress.stage(label, stage, "ran", rows=output.rows, seconds=seconds, note=note)
+    return StageRecord(label, stage, "ran", seconds, reason)
 
 
 def _run_wave(
     config: StudyConfig,
     wave_id: str,
     manifest: Manifest,
-    *,
-    from_stage: str | None,
-    only: str | None,
-    force: bool,
+    stages: Sequence[str],
+    selection: _Selection,
     progress: Progress,
 ) -> list[StageRecord]:
     wave = config.wave(wave_id)
     wave_dir = config.outputs / wave_id
     records: list[StageRecord] = []
-    upstream: str | None = None
-    start_index = STAGES.index(from_stage) if from_stage else 0
-    for index, stage in enumerate(STAGES):
-        selected = (only is None or stage == only) and index >= start_index
+    first = STAGES.index(stages[0])
+    previous = manifest.entry(wave_id, STAGES[first - 1]) if first else None
+    upstream: str | None = previous.get("fingerprint") if previous else None
+    for stage in stages:
         entry = manifest.entry(wave_id, stage)
-        if not selected:
+        if stage not in selection.selected:
+            later = STAGES[STAGES.index(stage) + 1 :]
+            if not any(s in selection.selected for s in later):
+                continue
             if entry is None or entry.get("status") not in ("ran", "cached"):
-                later = only or from_stage
                 raise PipelineError(
-                    f"[{wave_id}] {stage} has no artifacts yet, and {later} needs them",
+                    f"[{wave_id}] {stage} has no artifacts yet, and {selection.explicit} needs them",
                     hint=f"run the whole wave first: survey-pipeline run {config.path} --wave {wave_id}",
                 )
             upstream = entry["fingerprint"]
@@ -354,49 +425,71 @@ def _run_wave(
             continue
         fp = fingerprint(config, wave_id, stage, upstream)
         reason = stale_reason(entry, fp, wave_dir)
-        forced = force or (from_stage is not None) or (only is not None)
-        if reason is None and not forced:
+        if reason is None and not selection.forced:
             progress.stage(wave_id, stage, "cached", rows=entry.get("rows"))
-            entry = {**entry, "status": "cached", "seconds": 0.0}
-            manifest.record(wave_id, stage, entry)
+            manifest.record(wave_id, stage, {**entry, "status": "cached", "seconds": 0.0})
             manifest.save(config.study)
             records.append(StageRecord(wave_id, stage, "cached"))
             upstream = fp.value
             continue
-        started = time.perf_counter()
         ctx = StageContext(config=config, wave=wave, wave_dir=wave_dir)
-        try:
-            output = stage_runner(stage)(ctx)
-            artifacts = write_stage_files(wave_dir, stage, output)
-        except PipelineError as exc:
-            seconds = time.perf_counter() - started
-            manifest.record(wave_id, stage, {"status": "failed", "error": str(exc), "seconds": round(seconds, 3)})
-            manifest.save(config.study)
-            progress.stage(wave_id, stage, "failed", seconds=seconds)
-            if not str(exc).startswith(f"[{wave_id}]"):
-                exc.message = f"[{wave_id}] {stage}: {exc.message}"
-                exc.args = (exc.message,)
-            raise
-        seconds = time.perf_counter() - started
-        manifest.record(
-            wave_id,
-            stage,
-            {
-                "status": "ran",
-                "fingerprint": fp.value,
-                "fingerprint_parts": fp.to_dict(),
-                "seconds": round(seconds, 3),
-                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "rows": output.rows,
-                "artifacts": artifacts,
-                "diagnostics": dict(output.diagnostics),
-            },
+        records.append(
+            _execute(config, wave_id, stage, ctx, wave_dir, manifest, fp, reason, selection, progress,
+                     lambda e, s=stage: manifest.record(wave_id, s, e))
         )
-        manifest.save(config.study)
-        progress.stage(wave_id, stage, "ran", rows=output.rows, seconds=seconds, note="" if reason is None else f"({reason})" if not forced else "(forced)")
-        records.append(StageRecord(wave_id, stage, "ran", seconds, reason))
         upstream = fp.value
     return records
+
+
+# ------------------------------------------------------------------------------ study stages
+
+#: the wave stage whose artifacts a study stage reads
+_STUDY_INPUT = {"harmonize": "ingest", "trends": "estimate"}
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What a study-level stage may read: the config and every wave's artifacts."""
+
+    config: StudyConfig
+    waves: tuple[str, ...]  # the waves with the input artifacts, in config order
+    outputs: Path
+
+    def wave_path(self, wave: str, relative: str) -> Path:
+        return self.outputs / wave / relative
+
+
+def study_fingerprint(config: StudyConfig, stage: str, manifest: Manifest) -> tuple[Fingerprint, tuple[str, ...]]:
+    """A study stage's fingerprint: its config slice and the input stage's fingerprint in every wave."""
+    inputs: dict[str, str] = {}
+    for w in config.waves:
+        entry = manifest.entry(w.id, _STUDY_INPUT[stage])
+        if entry and entry.get("status") in ("ran", "cached"):
+            inputs[w.id] = entry["fingerprint"]
+    fp = Fingerprint(
+        version=__version__,
+        code=code_digest(),
+        config=_hash_json(config.study_slice(stage)),
+        upstream=_hash_json(inputs),
+        inputs=inputs,
+    )
+    return fp, tuple(inputs)
+
+
+def _run_study_stage(config: StudyConfig, stage: str, manifest: Manifest, selection: _Selection, progress: Progress) -> list[StageRecord]:
+    if stage not in selection.selected:
+        return []
+    fp, waves = study_fingerprint(config, stage, manifest)
+    entry = manifest.study_entry(stage)
+    reason = stale_reason(entry, fp, config.outputs)
+    forced = selection.forced
+    if reason is None and not forced:
+        progress.stage("study", stage, "cached")
+        manifest.record_study(stage, {**entry, "status": "cached", "seconds": 0.0})
+        manifest.save(config.study)
+        return [StageRecord("study", stage, "cached")]
+    ctx = StudyContext(config=config, waves=waves, outputs=config.outputs)
+    return [_execute(config, "study", stage, ctx, config.outputs, manifest, fp, reason, selection, progress, lambda e: manifest.record_study(stage, e))]
 
 
 # ------------------------------------------------------------------------------ status
@@ -443,4 +536,16 @@ def status(config: StudyConfig, *, waves: Iterable[str] | None = None) -> list[S
             )
             upstream_stale = upstream_stale or reason is not None
             upstream = fp.value if fp else None
+    stale_input = {"harmonize": {s.wave for s in out if s.stage == "ingest" and s.state == "stale"},
+                   "trends": {s.wave for s in out if s.stage == "estimate" and s.state == "stale"}}
+    for stage in STUDY_STAGES:
+        entry = manifest.study_entry(stage)
+        fp, _ = study_fingerprint(config, stage, manifest)
+        reason = stale_reason(entry, fp, config.outputs)
+        if stale_input[stage]:
+            reason = f"{_STUDY_INPUT[stage]} is stale in wave(s) {', '.join(sorted(stale_input[stage]))}"
+        elif reason == "upstream stage changed":
+            reason = "a wave's input changed"
+        out.append(StageStatus("study", stage, "stale" if reason else "fresh", reason,
+                               entry.get("status") if entry else None, entry.get("finished") if entry else None))
     return out

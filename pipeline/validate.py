@@ -24,7 +24,7 @@ def validate(config: StudyConfig) -> list[str]:
     for i, wave in enumerate(config.waves):
         path = config.resolve(wave.raw)
         try:
-            frame, codebook, diag = ingest(path, config.ingest, wave_index=i)
+            frame, codebook, diag = ingest(path, config.ingest, wave_index=i, rename=wave.rename, labels=wave.labels)
         except DataError as exc:
             data_problems.append(f"waves[{i}].raw: {exc.message}")
             continue

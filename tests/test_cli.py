@@ -136,7 +136,8 @@ def test_status_and_validate(tiny_project, capsys):
     assert not (cfg.parent.parent / "outputs").exists()  # validate writes nothing
     assert main(["status", str(cfg)]) == 0
     out, _ = capsys.readouterr()
-    assert "[w1] ingest   stale  (never run)" in out
+    assert "[w1] ingest    stale  (never run)" in out
+    assert "[study] trends    stale  (estimate is stale in wave(s) w1)" in out
     main(["run", str(cfg), "--quiet"])
     capsys.readouterr()
     cfg.write_text(cfg.read_text().replace("min_n: 5", "min_n: 6"))

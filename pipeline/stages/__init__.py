@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from pipeline.io import Codebook
 
 STAGES: tuple[str, ...] = ("ingest", "clean", "weight", "estimate", "export")
+"""The stages run once per wave, in this order."""
+STUDY_STAGES: tuple[str, ...] = ("harmonize", "trends")
+"""The stages run once per study: harmonize after every wave's ingest, trends at the end."""
+ALL_STAGES: tuple[str, ...] = ("ingest", "harmonize", "clean", "weight", "estimate", "export", "trends")
+"""Every stage in the order a run takes them (for ``--from`` and ``--only``)."""
 
 
 @dataclass(frozen=True)

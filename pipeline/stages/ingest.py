@@ -8,7 +8,9 @@ drop; the clean stage drops the hash in turn.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
 from pipeline.io import Codebook, read_survey
@@ -22,8 +24,23 @@ if TYPE_CHECKING:
     from pipeline.config import IngestConfig
 
 
-def ingest(path: Path, config: IngestConfig, *, salt: str = "", wave_index: int = 0) -> tuple[pl.DataFrame, Codebook, dict]:
-    """Read ``path``, keep salted hashes of the ``hash`` columns, and drop the PII columns.
+def ingest(
+    path: Path,
+    config: IngestConfig,
+    *,
+    salt: str = "",
+    wave_index: int = 0,
+    rename: Mapping[str, str] | None = None,
+    labels: Mapping[str, Mapping[Any, str]] | None = None,
+) -> tuple[pl.DataFrame, Codebook, dict]:
+    """Read ``path``, harmonise names and labels, keep salted hashes, drop the PII columns.
+
+    Parameters
+    ----------
+    rename : mapping, optional
+        The wave's variable names -> the study's names (``waves[].rename``), applied first.
+    labels : mapping, optional
+        Value labels replacing the file's for some variables (``waves[].labels``).
 
     Returns
     -------
@@ -32,6 +49,21 @@ def ingest(path: Path, config: IngestConfig, *, salt: str = "", wave_index: int 
     import polars as pl
 
     frame, codebook = read_survey(path)
+    if rename:
+        absent = [k for k in rename if k not in frame.columns]
+        clash = [v for k, v in rename.items() if v in frame.columns and v not in rename]
+        if absent or clash:
+            raise ConfigError(
+                f"waves[{wave_index}].rename: cannot rename in {path}",
+                problems=[f"waves[{wave_index}].rename.{k}: {k} is not in the file" for k in absent]
+                + [f"waves[{wave_index}].rename: {v} is already a column of the file" for v in clash],
+            )
+        frame = frame.rename(dict(rename))
+        codebook = codebook.rename(rename)
+    for name, mapping in (labels or {}).items():
+        if name not in frame.columns:
+            raise ConfigError(f"waves[{wave_index}].labels.{name}: {name} is not in {path} (after renaming)")
+        codebook = codebook.with_variable(replace(codebook.get(name), value_labels=dict(mapping)))
     missing = [c for c in (*config.pii, *config.hash, *([config.id] if config.id else [])) if c not in frame.columns]
     if missing:
         raise ConfigError(
@@ -90,7 +122,7 @@ def run(ctx: StageContext) -> StageOutput:
     path = ctx.config.resolve(wave.raw)
     index = [w.id for w in ctx.config.waves].index(wave.id)
     salt = study_salt(ctx.config.outputs) if ctx.config.ingest.hash else ""
-    frame, codebook, diagnostics = ingest(path, ctx.config.ingest, salt=salt, wave_index=index)
+    frame, codebook, diagnostics = ingest(path, ctx.config.ingest, salt=salt, wave_index=index, rename=wave.rename, labels=wave.labels)
     return StageOutput(
         files={"ingest/data.parquet": frame, "ingest/codebook.json": codebook.to_json()},
         diagnostics=diagnostics,
