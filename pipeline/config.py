@@ -64,6 +64,10 @@ class Wave(_Model):
     raw: Path
     targets: Path | None = None
     field_dates: tuple[dt.date, dt.date] | None = None
+    rename: Mapping[str, str] = Field(default_factory=dict)
+    """This wave's variable names -> the study's common names, e.g. ``{PHONE_STATUS: PHONESTAT}``."""
+    labels: Mapping[str, Mapping[Code, str]] = Field(default_factory=dict)
+    """Value labels that replace the file's for this wave (after renaming), to harmonise wording."""
     recodes: tuple[Recode, ...] = ()
     """This wave's own recodes, applied before the study's (a vendor that coded differently)."""
     missing_also: tuple[ExtraMissing, ...] = ()
@@ -645,6 +649,25 @@ class MethodsConfig(_Model):
     notes: tuple[str, ...] = ()
 
 
+class SameMeaning(_Model):
+    """Codes of a variable whose labels differ between waves but mean the same."""
+
+    variable: str
+    codes: tuple[Code, ...]
+
+
+class HarmonizeConfig(_Model):
+    """Checks across waves: value-label drift is an error unless mapped or accepted here."""
+
+    same_meaning: tuple[SameMeaning, ...] = ()
+
+
+class TrendsConfig(_Model):
+    """Change rows between consecutive waves in ``trends/estimates.csv``."""
+
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
+
+
 class StudyConfig(_Model):
     """The whole study config."""
 
@@ -660,6 +683,8 @@ class StudyConfig(_Model):
     tables: TablesConfig = TablesConfig()
     export: ExportConfig = ExportConfig()
     methods: MethodsConfig = MethodsConfig()
+    harmonize: HarmonizeConfig = HarmonizeConfig()
+    trends: TrendsConfig = TrendsConfig()
 
     # where the file lives; set by load_config, not by the YAML
     path: Path | None = Field(default=None, exclude=True)
@@ -695,12 +720,24 @@ class StudyConfig(_Model):
         assert self.path is not None
         return (self.path.parent / p).resolve()
 
+    def study_slice(self, stage: str) -> dict[str, Any]:
+        """The part of the config a study-level stage depends on (for its fingerprint)."""
+        dump = lambda m: json.loads(m.model_dump_json())  # noqa: E731
+        if stage == "harmonize":
+            return {"waves": [w.id for w in self.waves], "harmonize": dump(self.harmonize)}
+        if stage == "trends":
+            return {"waves": [w.id for w in self.waves], "trends": dump(self.trends), "title": self.title}
+        raise ValueError(stage)
+
     def stage_slice(self, stage: str, wave_id: str) -> dict[str, Any]:
         """The part of the config a stage depends on (for its fingerprint)."""
         w = self.wave(wave_id)
         dump = lambda m: json.loads(m.model_dump_json())  # noqa: E731
         if stage == "ingest":
-            return {"wave": {"id": w.id, "raw": str(w.raw)}, "ingest": dump(self.ingest)}
+            return {
+                "wave": {"id": w.id, "raw": str(w.raw), "rename": dict(w.rename), "labels": json.loads(json.dumps(w.labels, default=str))},
+                "ingest": dump(self.ingest),
+            }
         if stage == "clean":
             return {
                 "field_dates": [str(d) for d in w.field_dates] if w.field_dates else None,
@@ -714,8 +751,10 @@ class StudyConfig(_Model):
         if stage == "estimate":
             return {"design": dump(self.design), "rake": dump(self.weight.rake) if self.weight.rake else None, "estimates": [dump(e) for e in self.estimates], "tables": self.tables.flag_rules()}
         if stage == "export":
+            # not the list of waves: adding a wave must not rerun the earlier waves' exports
+            # (tables across waves are the study-level trends stage's)
             return {"title": self.title, "notice": self.notice, "tables": dump(self.tables), "export": dump(self.export),
-                    "methods": dump(self.methods), "waves": [x.id for x in self.waves]}
+                    "methods": dump(self.methods)}
         raise ValueError(stage)
 
 
@@ -780,6 +819,8 @@ def _describe(exc: ValidationError, raw: Any) -> list[str]:
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         found = "" if err["type"] == "missing" else f" (found: {_short(err.get('input'))})"
+        if err["type"] == "string_type" and isinstance(err.get("input"), bool):
+            found += "; YAML reads an unquoted Yes/No/On/Off as true/false: quote the text ('Yes')"
         out.append(f"{key or '(top level)'}: {msg}{found}")
     return out
 
