@@ -39,9 +39,10 @@ def build_design(frame: pl.DataFrame, config: DesignConfig, weighting: WeightCon
     """The linearization design of the config's ``design`` section.
 
     With the weight stage's config and ``design.weighting_variance``, the design remembers the
-    weighting, so Taylor linearization uses its residuals as R survey does.
+    weighting (:func:`pipeline.stages.weight.variance_adjustment`: raking, post-stratification
+    or calibration residuals), so Taylor linearization accounts for it as R survey does.
     """
-    rake = weighting.rake if weighting is not None else None
+    from pipeline.stages.weight import variance_adjustment
     from pipeline.survey.design import Design
 
     missing = [c for c in (config.weights, *config.strata, *config.ids, *config.fpc) if c not in frame.columns]
@@ -56,28 +57,12 @@ def build_design(frame: pl.DataFrame, config: DesignConfig, weighting: WeightCon
         nest=config.nest,
         lonely_psu=config.lonely_psu,
     )
-    if rake is not None and config.weighting_variance:
+    if weighting is not None and config.weighting_variance:
         w = frame.get_column(config.weights).to_numpy()
-        design = design.reweight(w, raking_adjustment(frame, w, rake.variables, rake.by))
+        adjustment = variance_adjustment(frame, w, weighting)
+        if adjustment is not None:
+            design = design.reweight(w, adjustment)
     return design
-
-
-def raking_adjustment(frame: pl.DataFrame, weights: Any, variables: Sequence[str], by: Sequence[str]) -> Any:
-    """R survey's raking residuals for the final raking step (``svyrecvar``, ``raking`` branch).
-
-    Each margin's key is its group x category; the weights after each margin's step in the
-    last sweep are, at convergence, the final weights, on the scale of the analysis weights.
-    """
-    import numpy as np
-    import polars as pl
-
-    from pipeline.survey.weighting import RakingAdjustment
-
-    index = tuple(
-        frame.select(pl.struct([*by, v]).rank("dense")).to_series().to_numpy().astype(np.int64) - 1 for v in variables
-    )
-    w = np.asarray(weights, dtype=np.float64)
-    return RakingAdjustment(index=index, weights=tuple(w for _ in variables))
 
 
 def replicate_design(frame: pl.DataFrame, config: DesignConfig, replicates: pl.DataFrame, meta: dict[str, Any]) -> Any:
