@@ -1,22 +1,194 @@
 """Reliability and disclosure flags of estimates (the ``flag`` column of estimates.csv).
 
-The estimate stage calls :func:`flags` on its tidy rows; every table shows and footnotes them.
+The estimate stage calls :func:`flags` on its tidy rows; every table suppresses or footnotes
+what the flags say (:func:`flag_rules`, :data:`RULES`).
+
+The rules, in the order they are applied (the first suppression rule that applies is the
+row's only flag; a shown estimate may carry several review flags, joined by ``"; "``):
+
+``cell<10``
+    Disclosure: fewer than ``tables.disclosure.min_cell_n`` respondents in the cell (the
+    estimate's unweighted base): suppressed to protect respondents' privacy.
+``n<30``
+    Fewer than ``tables.min_n`` respondents in the denominator: suppressed.
+
+Then, with ``tables.reliability.standard: nchs``, the NCHS Data Presentation Standards for
+Proportions (Parker JD, Talih M, Malec DJ, et al. Vital Health Stat 2(175), 2017; the decision
+sequence of its Figure 1, as implemented by NCHS's surveytable R package), on the Korn-Graubard
+95% interval (Korn & Graubard 1998; :func:`pipeline.survey.intervals.proportion_ci` with
+``method="korn_graubard"``, degrees-of-freedom adjusted, effective sample size capped at n):
+
+``n_eff<30``
+    Effective sample size ``min(n, p(1-p)/var(p))`` below 30: suppressed.
+``ci_width>=0.3``
+    Absolute CI width of 30 points or more: suppressed.
+``rel_ci_width>1.3``
+    CI width above 5 points and more than 130% of the estimate: suppressed.
+``complement_rel_ci_width>1.3``
+    Shown, but the CI width is more than 130% of the complement ``1 - p``: review.
+``df<8``
+    Shown, fewer than 8 degrees of freedom: review.
+``estimate=0``, ``estimate=1``
+    Shown, an estimate of 0% or 100%: review (its effective sample size is taken as n and
+    its CI width as 0, as the standard does).
+
+The thresholds come from the config; the codes carry the configured values.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import polars as pl
 
     from pipeline.config import TablesConfig
 
+#: the NCHS standard is defined on 95% Korn-Graubard intervals, whatever the tables show
+NCHS_CONF_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class FlagRule:
+    """What a flag code means in a table.
+
+    Attributes
+    ----------
+    name : str
+        The code's rule name (``n_eff``, ``ci_width``, ...).
+    action : {'suppress', 'review'}
+        Suppressed estimates are not shown; reviewed ones are shown with a footnote.
+    symbol : str
+        The mark tables put on the cell (``*`` for every suppression).
+    """
+
+    name: str
+    action: Literal["suppress", "review"]
+    symbol: str
+    text: str
+
+    def describe(self, threshold: str) -> str:
+        return self.text.format(t=threshold)
+
+
+#: rule name -> its meaning; the name is the part of a flag code before the comparison
+RULES: dict[str, FlagRule] = {
+    "cell": FlagRule("cell", "suppress", "*", "fewer than {t} respondents in the cell (suppressed to protect respondents' privacy)"),
+    "n": FlagRule("n", "suppress", "*", "fewer than {t} respondents in the base"),
+    "n_eff": FlagRule("n_eff", "suppress", "*", "effective sample size below {t} (NCHS standard)"),
+    "ci_width": FlagRule("ci_width", "suppress", "*", "Korn-Graubard 95% confidence interval {t} or more wide (NCHS standard)"),
+    "rel_ci_width": FlagRule(
+        "rel_ci_width", "suppress", "*", "Korn-Graubard 95% confidence interval wider than {t} times the estimate (NCHS standard)"
+    ),
+    "complement_rel_ci_width": FlagRule(
+        "complement_rel_ci_width", "review", "‡", "confidence interval wider than {t} times the complement (100% minus the estimate): flagged for statistical review (NCHS standard)"
+    ),
+    "df": FlagRule("df", "review", "†", "fewer than {t} degrees of freedom: flagged for statistical review (NCHS standard)"),
+    "estimate": FlagRule("estimate", "review", "§", "an estimate of 0% or 100%: flagged for statistical review (NCHS standard)"),
+    # change rows of trend estimates (pipeline.exporters.trends)
+    "component": FlagRule("component", "suppress", "*", "a change involving a suppressed estimate"),
+}
+
+_CODE = re.compile(r"^([a-z_]+)(<|>=|>|=)(.+)$")
+
+
+def parse_flag(flag: str | None) -> list[tuple[FlagRule, str]]:
+    """The rules of a ``flag`` value, each with its threshold text.
+
+    Examples
+    --------
+    >>> [(r.name, t) for r, t in parse_flag("df<8; estimate=1")]
+    [('df', '8'), ('estimate', '1')]
+    """
+    out = []
+    for code in (flag or "").split(";"):
+        code = code.strip()
+        if not code:
+            continue
+        m = _CODE.match(code)
+        rule = RULES.get(m.group(1)) if m else None
+        if rule is None:
+            # an unknown code (another tool's rule): shown, and footnoted with its text
+            out.append((FlagRule(code, "review", "†", code), ""))
+            continue
+        threshold = m.group(3)
+        if rule.name == "ci_width":
+            threshold = f"{100 * float(threshold):g} points"
+        out.append((rule, threshold))
+    return out
+
+
+def is_suppressed(flag: str | None) -> bool:
+    """Whether a ``flag`` value suppresses the estimate."""
+    return any(rule.action == "suppress" for rule, _ in parse_flag(flag))
+
 
 def flags(rows: pl.DataFrame, tables: TablesConfig) -> pl.Series:
-    """One flag per row: empty, or the rule that applies (``n<30``)."""
+    """One flag per row: empty, or the rules that apply (see the module docstring).
+
+    Parameters
+    ----------
+    rows : polars.DataFrame
+        Tidy estimates with ``n``, ``estimate``, ``se`` and ``df`` (proportions as fractions).
+    tables : TablesConfig
+        ``min_n``, ``disclosure.min_cell_n`` and the ``reliability`` thresholds.
+
+    Returns
+    -------
+    polars.Series
+        ``flag``, as strings.
+    """
+    import numpy as np
     import polars as pl
 
-    return rows.select(
-        pl.when(pl.col("n") < tables.min_n).then(pl.lit(f"n<{tables.min_n}")).otherwise(pl.lit("")).alias("flag")
-    ).to_series()
+    from pipeline.survey.intervals import ProportionInputs, proportion_ci
+
+    k = rows.height
+    if k == 0:
+        return pl.Series("flag", [], dtype=pl.String)
+    n = rows.get_column("n").cast(pl.Float64).to_numpy()
+    p = rows.get_column("estimate").cast(pl.Float64).to_numpy()
+    se = rows.get_column("se").cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    df = rows.get_column("df").cast(pl.Float64).fill_null(float("inf")).to_numpy() if "df" in rows.columns else np.full(k, np.inf)
+    out = [""] * k
+    done = np.zeros(k, dtype=bool)
+
+    def suppress(mask: np.ndarray, code: str) -> None:
+        for i in np.flatnonzero(mask & ~done):
+            out[i] = code
+        done[:] |= mask
+
+    suppress(n < tables.disclosure.min_cell_n, f"cell<{tables.disclosure.min_cell_n}")
+    suppress(n < tables.min_n, f"n<{tables.min_n}")
+    rel = tables.reliability
+    if rel.standard == "none":
+        return pl.Series("flag", out, dtype=pl.String)
+
+    var = se**2
+    boundary = (p <= 0) | (p >= 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Parker et al. (2017): n_eff = p(1-p)/var(p), capped at n; n at 0% and 100%
+        n_eff = np.where(boundary | ~(var > 0), n, np.minimum(n, p * (1 - p) / var))
+    low, high = proportion_ci(ProportionInputs.simple(p, var, df=df, n=n), "korn_graubard", NCHS_CONF_LEVEL)
+    width = np.where(boundary, 0.0, high - low)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(p > 0, width / p, np.inf)
+        complement = np.where(p < 1, width / (1 - p), np.inf)
+    suppress(n_eff < rel.min_effective_n, f"n_eff<{rel.min_effective_n:g}")
+    fine = width <= rel.ci_width_ok
+    suppress(~fine & (width >= rel.max_ci_width), f"ci_width>={rel.max_ci_width:g}")
+    suppress(~fine & (relative > rel.max_relative_ci_width), f"rel_ci_width>{rel.max_relative_ci_width:g}")
+
+    shown = ~done
+    reviews: list[tuple[np.ndarray, str]] = [
+        (shown & ~fine & (complement > rel.max_relative_ci_width), f"complement_rel_ci_width>{rel.max_relative_ci_width:g}"),
+        (shown & (df < rel.min_df), f"df<{rel.min_df:g}"),
+        (shown & (p <= 0), "estimate=0"),
+        (shown & (p >= 1), "estimate=1"),
+    ]
+    for mask, code in reviews:
+        for i in np.flatnonzero(mask):
+            out[i] = f"{out[i]}; {code}" if out[i] else code
+    return pl.Series("flag", out, dtype=pl.String)
