@@ -1,83 +1,299 @@
-"""Export: publication tables from the tidy ``estimates.csv`` (the single source of numbers).
+"""Export: publication outputs of a wave, built from the tidy ``estimates.csv``.
 
-For now: a topline table per estimate (overall and each domain: unweighted n, weighted
-percent, confidence interval), as Markdown and as CSV. Flags from the estimate stage are
-footnoted. Every number in a table is a rounding of one row of ``estimates.csv``.
+``estimates.csv`` is the single source of every number in the tables and charts. The stage
+builds the configured tables (:mod:`pipeline.exporters.tables`: toplines, banners with
+significance letters, trend tables when earlier waves have estimates) and writes what
+``export.formats`` asks for, under the wave's folder:
+
+==========================  =====================================================================
+``tables/<id>.csv``         ``csv``: the table as tidy data, one row per cell, with its estimates.csv row
+``tables/comparisons.csv``  ``csv``: the banners' pairwise tests (the significance letters' source)
+``tables/<id>.md``          ``markdown``
+``tables/<id>.html``        ``html`` (great_tables)
+``tables/<id>.tex``         ``latex`` (great_tables)
+``tables/tables.xlsx``      ``xlsx``: one sheet per table
+``analysis/<study>_<wave>.sav``, ``.dta``  ``sav``, ``dta``: the weighted respondents with labels
+``charts/<id>.png``, ``.svg``  ``png``, ``svg``: each estimate by subgroup; ``weighting`` (targets)
+``methods.md``              ``methods``: the AAPOR Transparency Initiative statement
+``report.html``             ``report``: one self-contained page (methods, tables, charts, QA)
+==========================  =====================================================================
+
+Besides ``estimates.csv`` it reads the estimate stage's codebook (question wording, labels),
+and, for the analysis file, the significance tests (``design`` method), the methods statement
+and the report, the weight stage's data, ``qa.json`` and ``margins.csv`` and the clean stage's
+``report.json``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pipeline.stages import StageContext, StageOutput
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from pipeline.config import StudyConfig
+    from pipeline.config import StudyConfig, Wave
+    from pipeline.exporters.tables import Table
+    from pipeline.io import Codebook
 
 
-def topline_frame(estimates: pl.DataFrame, *, decimals: int = 0) -> pl.DataFrame:
-    """One formatted row per estimate row: what the published topline shows."""
+@dataclass(frozen=True)
+class Publication:
+    """The tables of a wave, and the tests behind their letters."""
+
+    tables: tuple[Table, ...]
+    comparisons: pl.DataFrame
+    trends: pl.DataFrame | None = None
+
+
+def build_tables(
+    estimates: pl.DataFrame,
+    config: StudyConfig,
+    *,
+    wave: str,
+    codebook: Codebook | None = None,
+    covariance: Any = None,
+    waves: Sequence[tuple[str, pl.DataFrame]] = (),
+) -> Publication:
+    """Every configured table of a wave.
+
+    Parameters
+    ----------
+    estimates : polars.DataFrame
+        The wave's ``estimates.csv`` (:func:`pipeline.exporters.tables.read_estimates`).
+    config : StudyConfig
+    wave : str
+    codebook : Codebook, optional
+        Question wording and variable labels.
+    covariance : callable, optional
+        :class:`pipeline.exporters.significance.DomainCovariance` for ``significance.method:
+        design``; without it the banners' tests use the ``independent`` method.
+    waves : sequence of (wave id, estimates)
+        Every wave up to this one, in order, for the trend tables (none: no trend tables).
+    """
     import polars as pl
 
-    pct = lambda c: (pl.col(c) * 100).round(decimals)  # noqa: E731
-    fmt = lambda e: e.cast(pl.Float64).map_elements(lambda v: f"{v:.{decimals}f}", return_dtype=pl.String)  # noqa: E731
-    return estimates.select(
-        "estimate_id",
-        "title",
-        "level",
-        pl.when(pl.col("by") == "").then(pl.lit("All")).otherwise(pl.col("by")).alias("group"),
-        pl.col("domain"),
-        pl.col("n"),
-        fmt(pct("estimate")).alias("percent"),
-        pl.concat_str([fmt(pct("ci_low")), pl.lit("–"), fmt(pct("ci_high"))]).alias("ci"),
-        pl.col("flag"),
-    )
+    from pipeline.exporters.significance import COMPARISON_COLUMNS, compare_columns, letters_note
+    from pipeline.exporters.tables import banner_table, topline_table, trend_table
+    from pipeline.exporters.trends import trend_estimates
+
+    t = config.tables
+    sig = t.significance
+    common = {"codebook": codebook, "title": config.title, "notice": config.notice}
+    out: list[Table] = [topline_table(estimates, spec, t, wave=wave, **common) for spec in t.toplines]
+    comparisons = []
+    method = sig.method if (sig.method == "independent" or covariance is not None) else "independent"
+    for spec in t.banners:
+        ids = list(spec.estimates) or estimates.get_column("estimate_id").unique(maintain_order=True).to_list()
+        cmp = compare_columns(estimates, ids, spec.columns, method=method, covariance=covariance, alpha=sig.alpha, adjust=sig.adjust)
+        comparisons.append(cmp.with_columns(pl.lit(spec.id).alias("table")))
+        out.append(banner_table(estimates, spec, t, comparisons=cmp, wave=wave, letters_note=letters_note(method, sig.alpha, sig.adjust), **common))
+    trends = None
+    if t.trends and len(waves) > 1:
+        trends = trend_estimates(waves)
+        out += [trend_table(trends, spec, t, alpha=sig.alpha, **common) for spec in t.trends]
+    frame = pl.concat(comparisons) if comparisons else pl.DataFrame(schema={**{c: pl.String for c in COMPARISON_COLUMNS}, "table": pl.String})
+    return Publication(tuple(out), frame, trends)
 
 
-def topline_markdown(estimates: pl.DataFrame, config: StudyConfig, wave: str) -> str:
+def _read_json(ctx: StageContext, relative: str) -> dict[str, Any] | None:
+    p = ctx.path(relative)
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+
+def _target_sources(config: StudyConfig, wave: Wave) -> dict[str, str]:
     import polars as pl
 
-    decimals = config.tables.decimals
-    table = topline_frame(estimates, decimals=decimals)
-    conf = estimates.get_column("conf_level").unique().to_list() if estimates.height else [config.design.conf_level]
-    level_text = ", ".join(f"{100 * c:g}%" for c in conf)
-    lines = [f"# {config.title or config.study}: topline, wave {wave}", ""]
-    if config.notice:
-        lines += [f"> {config.notice}", ""]
-    for est_id in table.get_column("estimate_id").unique(maintain_order=True).to_list():
-        part = table.filter(pl.col("estimate_id") == est_id)
-        first = estimates.filter(pl.col("estimate_id") == est_id).row(0, named=True)
-        base = "all respondents asked, don't know and refused included" if first["denominator"] == "all" else "valid answers"
-        several = part.get_column("level").n_unique() > 1
-        what = "Shares of each answer" if several else f"Share answering **{first['level']}**"
-        lines += [f"## {first['title']}", "", f"{what} (`{est_id}`, variable `{first['variable']}`; base: {base}).", ""]
-        head = ["group", "domain", *(["answer"] if several else []), "n", "%", f"{level_text} CI"]
-        lines += ["| " + " | ".join(head) + " |", "|---|---|" + ("---|" if several else "") + "---:|---:|---|"]
-        for r in part.iter_rows(named=True):
-            mark = " †" if r["flag"] else ""
-            cells = [r["group"], r["domain"], *([r["level"]] if several else []), f"{r['n']:,}", f"{r['percent']}{mark}", r["ci"]]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += [
-        "---",
-        f"Weighted percentages; {level_text} confidence intervals ({', '.join(estimates.get_column('ci_method').unique().to_list()) if estimates.height else config.design.ci_method} method) "
-        "from Taylor-linearized design-based standard errors. n is the unweighted number of respondents.",
-        f"† fewer than {config.tables.min_n} respondents: interpret with caution.",
-        "",
-    ]
-    return "\n".join(lines)
+    if wave.targets is None:
+        return {}
+    path = config.resolve(wave.targets)
+    try:
+        t = pl.read_csv(path, infer_schema_length=None)
+    except Exception:  # the weight stage already read it; a problem there is reported there
+        return {}
+    if "source" not in t.columns or "variable" not in t.columns:
+        return {}
+    year = pl.col("year").cast(pl.String) if "year" in t.columns else pl.lit(None, dtype=pl.String)
+    rows = t.select("variable", pl.col("source").cast(pl.String), year.alias("year")).unique(maintain_order=True)
+    return {r["variable"]: r["source"] + (f" ({r['year']})" if r["year"] and r["year"] not in r["source"] else "") for r in rows.iter_rows(named=True)}
+
+
+def _pii_columns(config: StudyConfig) -> list[str]:
+    hashed = getattr(config.ingest, "hash", None) or {}
+    return [*config.ingest.pii, *hashed.keys(), *hashed.values()]
+
+
+def _covariance(ctx: StageContext, frame: pl.DataFrame, codebook: Codebook) -> Any:
+    from pipeline.exporters.significance import DomainCovariance
+    from pipeline.stages.estimate import build_design, replicate_design
+
+    config = ctx.config
+    if config.design.variance == "replicate":
+        meta = json.loads(ctx.path("weight/replicates.json").read_text(encoding="utf-8"))
+        design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
+    else:
+        design = build_design(frame, config.design, config.weight)
+    return DomainCovariance(frame, codebook, design, config.estimates)
+
+
+def _earlier_waves(ctx: StageContext, estimates: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """Every wave up to this one (config order) whose estimates.csv exists."""
+    from pipeline.exporters.tables import read_estimates
+
+    out = []
+    for w in ctx.config.waves:
+        if w.id == ctx.wave.id:
+            out.append((w.id, estimates))
+            break
+        p = ctx.config.outputs / w.id / "estimates.csv"
+        if p.is_file():
+            out.append((w.id, read_estimates(p)))
+    return out
 
 
 def run(ctx: StageContext) -> StageOutput:
     import polars as pl
 
-    est = pl.read_csv(ctx.path("estimates.csv"), infer_schema_length=None, schema_overrides={"by": pl.String, "flag": pl.String, "level": pl.String, "domain": pl.String})
-    est = est.with_columns(pl.col("by").fill_null(""), pl.col("flag").fill_null(""))
-    files: dict[str, object] = {}
-    if "markdown" in ctx.config.export.formats:
-        files["tables/topline.md"] = topline_markdown(est, ctx.config, ctx.wave.id)
-    if "csv" in ctx.config.export.formats:
-        files["tables/topline.csv"] = topline_frame(est, decimals=ctx.config.tables.decimals)
-    return StageOutput(files=files, diagnostics={"tables": len(files)}, rows=est.height)
+    from pipeline.exporters.tables import read_estimates, table_frame
+    from pipeline.io import Codebook
+
+    config, wave = ctx.config, ctx.wave
+    formats = set(config.export.formats)
+    est = read_estimates(ctx.path("estimates.csv"))
+    cb_path = ctx.path("estimate/codebook.json")
+    codebook = Codebook.from_json(cb_path.read_text(encoding="utf-8")) if cb_path.is_file() else None
+
+    need_data = bool({"sav", "dta", "methods", "report"} & formats) or (
+        bool(config.tables.banners) and config.tables.significance.method == "design"
+    )
+    frame = ctx.read_frame("weight/data.parquet") if need_data and ctx.path("weight/data.parquet").is_file() else None
+    covariance = None
+    if frame is not None and config.tables.banners and config.tables.significance.method == "design" and codebook is not None:
+        covariance = _covariance(ctx, frame, codebook)
+    waves = _earlier_waves(ctx, est) if config.tables.trends and len(config.waves) > 1 else []
+    pub = build_tables(est, config, wave=wave.id, codebook=codebook, covariance=covariance, waves=waves)
+
+    files: dict[str, Any] = {}
+    if "csv" in formats:
+        for t in pub.tables:
+            files[f"tables/{t.id}.csv"] = table_frame(t, est)
+        if config.tables.banners:
+            files["tables/comparisons.csv"] = pub.comparisons
+        if pub.trends is not None:
+            files["tables/trend_estimates.csv"] = pub.trends
+    if "markdown" in formats:
+        from pipeline.exporters.markdown import table_markdown
+
+        for t in pub.tables:
+            files[f"tables/{t.id}.md"] = table_markdown(t)
+    fragments: dict[str, str] = {}
+    if {"html", "report"} & formats:
+        from pipeline.exporters.html import table_html, table_html_fragment
+
+        for t in pub.tables:
+            fragments[t.id] = table_html_fragment(t)
+            if "html" in formats:
+                files[f"tables/{t.id}.html"] = table_html(t)
+    if "latex" in formats:
+        from pipeline.exporters.latex import table_latex
+
+        for t in pub.tables:
+            files[f"tables/{t.id}.tex"] = table_latex(t)
+    if "xlsx" in formats:
+        from pipeline.exporters.xlsx import workbook_bytes
+
+        files["tables/tables.xlsx"] = workbook_bytes(pub.tables, title=config.title or config.study, wave=wave.id, notice=config.notice, estimates=est)
+    if {"sav", "dta"} & formats and frame is not None:
+        from pipeline.exporters.spss import analysis_file, dta_bytes, sav_bytes
+
+        wb = ctx.path("weight/codebook.json")
+        data_codebook = Codebook.from_json(wb.read_text(encoding="utf-8")) if wb.is_file() else (codebook or Codebook())
+        label = f"{config.study} wave {wave.id}" + (" (SYNTHETIC)" if config.notice and "SYNTHETIC" in config.notice.upper() else "")
+        data = analysis_file(frame, data_codebook, weights=config.export.weights, drop=_pii_columns(config), file_label=label, note=config.notice or "")
+        stem = f"analysis/{config.study}_{wave.id}"
+        if "sav" in formats:
+            files[f"{stem}.sav"] = sav_bytes(data)
+        if "dta" in formats:
+            files[f"{stem}.dta"] = dta_bytes(data)
+
+    qa = _read_json(ctx, "weight/qa.json")
+    clean_report = _read_json(ctx, "clean/report.json")
+    margins = ctx.read_frame("weight/margins.csv") if ctx.path("weight/margins.csv").is_file() and ctx.path("weight/margins.csv").stat().st_size > 1 else None
+    charts: list[Any] = []
+    weighting = None
+    if {"png", "svg", "report"} & formats:
+        charts, weighting = _charts(config, est, codebook, margins, files, formats)
+    statement = None
+    if {"methods", "report"} & formats:
+        from pipeline.exporters.methods import methods_markdown, methods_statement
+
+        statement = methods_statement(
+            config, wave, qa=qa, clean_report=clean_report, estimates=est, frame=frame, codebook=codebook,
+            target_sources=_target_sources(config, wave),
+        )
+        if "methods" in formats:
+            files["methods.md"] = methods_markdown(statement)
+    if "report" in formats:
+        from pipeline.exporters.methods import methods_html
+        from pipeline.exporters.report import report_html
+
+        listed = sorted(f for f in files if f != "report.html")
+        files["report.html"] = report_html(
+            title=config.title or config.study,
+            wave=wave.id,
+            notice=config.notice,
+            tables=[(t.id, t.title.removeprefix(f"{config.title}: ") if config.title else t.title, fragments[t.id]) for t in pub.tables],
+            charts=charts,
+            weighting_chart=weighting,
+            methods=methods_html(statement) if statement is not None else "",
+            qa=qa,
+            margins=margins,
+            clean_report=clean_report,
+            files=listed,
+            generated=dt.date.today(),
+        )
+    suppressed = sum(1 for t in pub.tables for r in t.rows for c in r.cells if c.suppressed)
+    diagnostics = {
+        "tables": len(pub.tables),
+        "files": len(files),
+        "suppressed_cells": suppressed,
+        "significant_comparisons": int(pub.comparisons.get_column("significant").sum()) if pub.comparisons.height else 0,
+        "significance_method": "design" if covariance is not None else ("independent" if config.tables.banners else None),
+    }
+    return StageOutput(files=files, diagnostics=diagnostics, rows=est.height)
+
+
+def _charts(
+    config: StudyConfig, est: pl.DataFrame, codebook: Codebook | None, margins: pl.DataFrame | None, files: dict[str, Any], formats: set[str]
+) -> tuple[list[Any], Any]:
+    from pipeline.exporters.charts import estimate_chart, figure_bytes, weighting_chart
+    from pipeline.exporters.report import Chart
+
+    ids = list(config.export.charts) or est.get_column("estimate_id").unique(maintain_order=True).to_list()
+    decimals = config.tables.decimals
+    charts = []
+    for est_id in ids:
+        fig = estimate_chart(est, est_id, labels=config.tables.labels, codebook=codebook, decimals=decimals, notice=config.notice)
+        svg = figure_bytes(fig, "svg")
+        if "svg" in formats:
+            files[f"charts/{est_id}.svg"] = svg
+        if "png" in formats:
+            files[f"charts/{est_id}.png"] = figure_bytes(fig, "png")
+        charts.append(Chart(est_id, est_id, svg.decode("utf-8"), "Weighted percent with its confidence interval; * suppressed."))
+    weighting = None
+    if margins is not None and margins.height and "target_share" in margins.columns:
+        by = list(config.weight.rake.by) if config.weight.rake is not None else []
+        fig = weighting_chart(margins, codebook=codebook, group_columns=by, notice=config.notice)
+        svg = figure_bytes(fig, "svg")
+        if "svg" in formats:
+            files["charts/weighting.svg"] = svg
+        if "png" in formats:
+            files["charts/weighting.png"] = figure_bytes(fig, "png")
+        weighting = Chart("weighting", "weighting", svg.decode("utf-8"), "Red ticks: targets; open circles: unweighted sample; dots: final weights.")
+    return charts, weighting
+

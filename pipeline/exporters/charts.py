@@ -1,0 +1,205 @@
+"""Charts (matplotlib, no pyplot state): estimates by subgroup and the weighting check.
+
+:func:`estimate_chart`
+    One estimate, overall and by each of its domains: horizontal bars of the weighted
+    percent with confidence-interval whiskers, from ``estimates.csv``; suppressed estimates
+    are drawn as a note, not a bar.
+:func:`weighting_chart`
+    Per raking variable (rows) and raking group (columns): each category's target share
+    against its unweighted and weighted (final) shares, from ``weight/margins.csv``.
+
+:func:`figure_bytes` renders a figure as PNG or SVG (text kept as text in SVG, no dates in the
+metadata, so the same inputs give the same file).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pipeline.stages._reliability import is_suppressed
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from pipeline.io import Codebook
+
+__all__ = ["estimate_chart", "figure_bytes", "weighting_chart"]
+
+PALETTE = ("#1f4e79", "#2e7d32", "#b45f06", "#6a1b9a", "#00695c", "#ad1457")
+MUTED = "#7f7f7f"
+
+
+def _figure(width: float, height: float, *, layout: str | None = "constrained") -> Any:
+    import matplotlib
+
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text in SVG (searchable, smaller)
+    matplotlib.rcParams["svg.hashsalt"] = "survey-pipeline"  # deterministic element ids
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout=layout)
+
+
+def figure_bytes(figure: Any, fmt: Literal["png", "svg"], *, dpi: int = 150) -> bytes:
+    """The figure as PNG or SVG bytes."""
+    import io
+
+    buf = io.BytesIO()
+    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    figure.savefig(buf, format=fmt, dpi=dpi, metadata=metadata)
+    return buf.getvalue()
+
+
+def estimate_chart(
+    estimates: pl.DataFrame,
+    estimate_id: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    codebook: Codebook | None = None,
+    decimals: int = 0,
+    notice: str | None = None,
+) -> Any:
+    """Bars of one estimate (each level) overall and by domain, with CI whiskers.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import numpy as np
+    import polars as pl
+
+    from pipeline.exporters.tables import by_label, domain_label, prepare_estimates
+
+    est = prepare_estimates(estimates).filter(pl.col("estimate_id") == estimate_id)
+    if est.height == 0:
+        raise ValueError(f"no estimate {estimate_id!r} in estimates.csv")
+    levels = est.get_column("level").unique(maintain_order=True).to_list()
+    first = est.row(0, named=True)
+    # y positions: the whole sample, then each domain variable's block, with a gap and a heading
+    ticks: list[tuple[float, str, bool]] = []
+    bars: list[tuple[float, dict[str, Any], int]] = []
+    y = 0.0
+    groups = est.get_column("by").unique(maintain_order=True).to_list()
+    bar_h = 0.8 / len(levels)
+    for g, by in enumerate(groups):
+        part = est.filter(pl.col("by") == by)
+        if by:
+            y += 0.4
+            ticks.append((y, by_label(by, codebook, labels or {}), True))
+            y += 1.0
+        for domain in part.get_column("domain").unique(maintain_order=True).to_list():
+            ticks.append((y, domain_label(domain) if by else "All", False))
+            for k, level in enumerate(levels):
+                row = part.filter((pl.col("domain") == domain) & (pl.col("level") == level))
+                if row.height:
+                    offset = (k - (len(levels) - 1) / 2) * bar_h
+                    bars.append((y + offset, row.row(0, named=True), k if len(levels) > 1 else g))
+            y += 1.0
+    # a fixed layout (constrained layout doubles the drawing time): room for the longest label
+    longest = max(len(t[1]) for t in ticks)
+    width, height = 7.5, 1.9 + 0.3 * y
+    left = min(0.45, (0.3 + 0.075 * longest) / width)
+    fig = _figure(width, height, layout=None)
+    ax = fig.add_axes((left, 0.85 / height, 0.93 - left, 1 - 1.75 / height))
+    for pos, r, colour in bars:
+        if is_suppressed(r["flag"]):
+            ax.text(0.005, pos, "* suppressed (unreliable or too few respondents)", va="center", ha="left", fontsize=8, color=MUTED)
+            continue
+        p = 100 * r["estimate"]
+        lo, hi = 100 * r["ci_low"], 100 * r["ci_high"]
+        ax.barh(pos, p, height=bar_h * 0.9, color=PALETTE[colour % len(PALETTE)], alpha=0.85 if r["by"] else 1.0)
+        ax.errorbar(p, pos, xerr=np.array([[p - lo], [hi - p]]), fmt="none", ecolor="#222222", elinewidth=1, capsize=3)
+        ax.text(hi + 1.0, pos, f"{p:.{decimals}f}%", va="center", ha="left", fontsize=8)
+    ax.set_yticks([t[0] for t in ticks], [t[1] for t in ticks])
+    for tick, (_, _, heading) in zip(ax.get_yticklabels(), ticks, strict=True):
+        if heading:
+            tick.set_fontweight("bold")
+    ax.set_ylim(y - 0.4, -0.6)  # top to bottom, with room around the first and last bars
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("percent (weighted), with confidence interval")
+    ax.xaxis.grid(True, color="#e0e0e0")
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    title = textwrap.fill(str(first.get("title") or estimate_id), 85)
+    what = levels[0] if len(levels) == 1 else ", ".join(levels)
+    fig.text(0.01, 1 - 0.12 / height, f"{title}\n{what}; {100 * first['conf_level']:g}% CI ({first['ci_method']})", fontsize=10, va="top", ha="left")
+    if len(levels) > 1:
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color=PALETTE[k % len(PALETTE)], label=lv) for k, lv in enumerate(levels)], fontsize=8, loc="lower right")
+    if notice:
+        fig.text(0.01, 0.05 / height, textwrap.fill(notice, 130), fontsize=6.5, color=MUTED, va="bottom", ha="left")
+    return fig
+
+
+def weighting_chart(
+    margins: pl.DataFrame,
+    *,
+    codebook: Codebook | None = None,
+    group_columns: Sequence[str] = (),
+    notice: str | None = None,
+) -> Any:
+    """Targets against unweighted and weighted shares of every raking margin.
+
+    Parameters
+    ----------
+    margins : polars.DataFrame
+        ``weight/margins.csv``: ``variable``, ``category``, ``label``, ``target_share``,
+        ``unweighted_share``, ``final_share`` and the raking groups' columns.
+    group_columns : sequence of str
+        The raking groups' columns (``weight.rake.by``); one panel column per group.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import polars as pl
+
+    variables = margins.get_column("variable").unique(maintain_order=True).to_list()
+    by = [c for c in group_columns if c in margins.columns]
+    groups = margins.select(by).unique(maintain_order=True).rows() if by else [()]
+    from matplotlib.ticker import MaxNLocator
+
+    sizes = [margins.filter(pl.col("variable") == v).get_column("category").n_unique() for v in variables]
+    # a fixed layout: constrained layout would double the drawing time of these many panels
+    width, height = 2.4 * len(groups) + 2.6, sum(0.2 * s + 0.55 for s in sizes) + 1.2
+    fig = _figure(width, height, layout=None)
+    grid = fig.add_gridspec(
+        len(variables), len(groups), height_ratios=sizes, left=2.4 / width, right=1 - 0.15 / width,
+        top=1 - 0.75 / height, bottom=0.75 / height, hspace=0.55, wspace=0.08,
+    )
+    for i, v in enumerate(variables):
+        for j, g in enumerate(groups):
+            ax = fig.add_subplot(grid[i, j])
+            part = margins.filter(pl.col("variable") == v)
+            for col, value in zip(by, g, strict=True):
+                part = part.filter(pl.col(col) == value)
+            part = part.sort("category")
+            ypos = list(range(part.height))
+            cats = part.get_column("label").to_list() if "label" in part.columns else part.get_column("category").cast(pl.String).to_list()
+            ax.scatter(100 * part.get_column("unweighted_share").fill_null(0), ypos, facecolors="none", edgecolors=MUTED, s=22, label="unweighted", zorder=2)
+            ax.scatter(100 * part.get_column("final_share").fill_null(0), ypos, color=PALETTE[0], s=14, label="weighted", zorder=3)
+            ax.scatter(100 * part.get_column("target_share").fill_null(0), ypos, marker="|", color="#c62828", s=120, linewidths=1.6, label="target", zorder=4)
+            ax.set_yticks(ypos, [textwrap.shorten(str(c), 30) for c in cats] if j == 0 else [""] * len(cats))
+            ax.set_ylim(len(ypos) - 0.5, -0.5)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.grid(True, color="#e6e6e6")
+            ax.set_axisbelow(True)
+            ax.set_xlim(left=0)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            if i == 0 and by:
+                names = [codebook.label_of(c, x) if codebook is not None else str(x) for c, x in zip(by, g, strict=True)]
+                ax.set_title(", ".join(names), fontsize=9)
+            if j == 0:
+                label = codebook.get(v).label if codebook is not None and v in codebook else v
+                ax.set_ylabel(textwrap.fill(str(label or v), 22), fontsize=8)
+            if i == len(variables) - 1:
+                ax.set_xlabel("percent", fontsize=8)
+            if i == 0 and j == len(groups) - 1:
+                ax.legend(fontsize=7, loc="lower right", frameon=False)
+    fig.suptitle("Weighting check: raking targets against unweighted and weighted shares", fontsize=11, x=0.01, y=1 - 0.12 / height, ha="left", va="top")
+    if notice:
+        fig.text(0.01, 0.05 / height, textwrap.fill(notice, 160), fontsize=6.5, color=MUTED, va="bottom", ha="left")
+    return fig
