@@ -32,7 +32,9 @@ sequence of its Figure 1, as implemented by NCHS's surveytable R package), on th
     Shown, an estimate of 0% or 100%: review (its effective sample size is taken as n and
     its CI width as 0, as the standard does).
 
-The thresholds come from the config; the codes carry the configured values.
+The thresholds come from the config; the codes carry the configured values. One more code is
+written by :mod:`pipeline.exporters.trends` on change rows between waves: ``component=suppressed``
+(the change of a suppressed estimate is suppressed too).
 """
 
 from __future__ import annotations
