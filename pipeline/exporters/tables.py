@@ -300,6 +300,11 @@ def _question(rows: pl.DataFrame, codebook: Codebook | None) -> tuple[str, str]:
     return str(title), " ".join(parts)
 
 
+def _unique(group: str, est_id: str, groups: Mapping[str, str]) -> str:
+    """A row group label not used yet in the table (two estimates may share a title)."""
+    return f"{group} ({est_id})" if group in groups else group
+
+
 def standard_notes(est: pl.DataFrame, *, notice: str | None, extra: Sequence[str] = ()) -> tuple[str, ...]:
     """Notes every table carries: weighting, the interval method, the data notice."""
     methods = ", ".join(est.get_column("ci_method").unique(maintain_order=True).to_list()) if est.height else "logit"
@@ -369,6 +374,7 @@ def topline_table(
         if part.height == 0:
             continue
         group, description = _question(part, codebook)
+        group = _unique(group, est_id, groups)
         groups[group] = description
         for r in part.sort("_order", "_row").iter_rows(named=True):
             cells = [
@@ -474,6 +480,7 @@ def banner_table(
     for est_id in ids:
         part = est.filter(pl.col("estimate_id") == est_id)
         group, description = _question(part, codebook)
+        group = _unique(group, est_id, groups)
         groups[group] = description
         levels = part.get_column("level").unique(maintain_order=True).to_list()
         for level in levels:
@@ -568,6 +575,7 @@ def trend_table(
         if part.height == 0:
             continue
         group, description = _question(part, codebook)
+        group = _unique(group, est_id, groups)
         groups[group] = description
         several = part.get_column("level").n_unique() > 1
         seen: list[tuple[str, str, str]] = []

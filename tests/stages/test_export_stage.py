@@ -88,3 +88,22 @@ def test_tiny_study_every_format_independent_tests(tiny_project, capsys):
 
     frame, _ = pyreadstat.read_sav(str(wave / "analysis" / "tiny_w1.sav"), output_format="polars")
     assert "PHONE" not in frame.columns and "w_final" in frame.columns
+
+
+def test_second_wave_gets_a_trend_table(tiny_project):
+    cfg = tiny_project
+    text = cfg.read_text()
+    wave1 = '  - id: "w1"\n    raw: ../raw/tiny.sav\n    targets: ../raw/targets.csv\n'
+    assert wave1 in text
+    text = text.replace(wave1, wave1 + wave1.replace('"w1"', '"w2"'))
+    text = text.replace("tables:\n  min_n: 5\n", "tables:\n  min_n: 5\n  trends: [{id: trend, by: [[], [REGION]]}]\n")
+    cfg.write_text(text)
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    out = cfg.parent.parent / "outputs" / "tiny"
+    assert not (out / "w1" / "tables" / "trend.md").exists()  # one wave so far at w1
+    table = (out / "w2" / "tables" / "trend.md").read_text()
+    assert "| All | " in table and "Change w1–w2 (points)" in table
+    assert "## Do you agree? (q1_all)" in table  # two estimates share a title: the second is named
+    cells = pl.read_csv(out / "w2" / "tables" / "trend.csv", schema_overrides={"text": pl.String})
+    change = cells.filter(pl.col("column") == "change")
+    assert change.height > 0 and set(change.get_column("text").to_list()) <= {"0", "*"}  # the same data twice
