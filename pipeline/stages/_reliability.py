@@ -178,12 +178,14 @@ def flags(rows: pl.DataFrame, tables: TablesConfig) -> pl.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(p > 0, width / p, np.inf)
         complement = np.where(p < 1, width / (1 - p), np.inf)
-    suppress(n_eff < rel.min_effective_n, f"n_eff<{rel.min_effective_n:g}")
-    fine = width <= rel.ci_width_ok
+    # the standard is for proportions; other statistics get min_n and disclosure only
+    prop = (rows.get_column("statistic") == "proportion").to_numpy() if "statistic" in rows.columns else np.ones(k, dtype=bool)
+    suppress(prop & (n_eff < rel.min_effective_n), f"n_eff<{rel.min_effective_n:g}")
+    fine = ~prop | (width <= rel.ci_width_ok)
     suppress(~fine & (width >= rel.max_ci_width), f"ci_width>={rel.max_ci_width:g}")
     suppress(~fine & (relative > rel.max_relative_ci_width), f"rel_ci_width>{rel.max_relative_ci_width:g}")
 
-    shown = ~done
+    shown = ~done & prop
     reviews: list[tuple[np.ndarray, str]] = [
         (shown & ~fine & (complement > rel.max_relative_ci_width), f"complement_rel_ci_width>{rel.max_relative_ci_width:g}"),
         (shown & (df < rel.min_df), f"df<{rel.min_df:g}"),

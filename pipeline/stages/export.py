@@ -5,18 +5,15 @@ builds the configured tables (:mod:`pipeline.exporters.tables`: toplines, banner
 significance letters, trend tables when earlier waves have estimates) and writes what
 ``export.formats`` asks for, under the wave's folder:
 
-==========================  =====================================================================
-``tables/<id>.csv``         ``csv``: the table as tidy data, one row per cell, with its estimates.csv row
-``tables/comparisons.csv``  ``csv``: the banners' pairwise tests (the significance letters' source)
-``tables/<id>.md``          ``markdown``
-``tables/<id>.html``        ``html`` (great_tables)
-``tables/<id>.tex``         ``latex`` (great_tables)
-``tables/tables.xlsx``      ``xlsx``: one sheet per table
-``analysis/<study>_<wave>.sav``, ``.dta``  ``sav``, ``dta``: the weighted respondents with labels
-``charts/<id>.png``, ``.svg``  ``png``, ``svg``: each estimate by subgroup; ``weighting`` (targets)
-``methods.md``              ``methods``: the AAPOR Transparency Initiative statement
-``report.html``             ``report``: one self-contained page (methods, tables, charts, QA)
-==========================  =====================================================================
+- ``csv``: ``tables/<id>.csv`` (each table as tidy data, one row per cell, with the
+  estimates.csv row it shows), ``tables/comparisons.csv`` (the banners' pairwise tests, the
+  source of their letters), ``tables/trend_estimates.csv`` (with a trend table);
+- ``markdown``, ``html``, ``latex``: ``tables/<id>.md``, ``.html``, ``.tex`` (great_tables);
+- ``xlsx``: ``tables/tables.xlsx``, one sheet per table;
+- ``sav``, ``dta``: ``analysis/<study>_<wave>.sav``, ``.dta``, the weighted respondents with labels;
+- ``png``, ``svg``: ``charts/<estimate id>.*`` (by subgroup) and ``charts/weighting.*`` (targets);
+- ``methods``: ``methods.md``, the AAPOR Transparency Initiative statement;
+- ``report``: ``report.html``, one self-contained page (charts, methods, tables, weighting, cleaning).
 
 Besides ``estimates.csv`` it reads the estimate stage's codebook (question wording, labels),
 and, for the analysis file, the significance tests (``design`` method), the methods statement

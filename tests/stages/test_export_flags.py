@@ -67,3 +67,10 @@ def test_vectorised_over_many_rows():
     got = flags(rows, TablesConfig())
     assert got.len() == 500
     assert all(f == "cell<10" for f, k in zip(got, n, strict=True) if k < 10)
+
+
+def test_the_standard_applies_to_proportions_only():
+    rows = pl.DataFrame({"statistic": ["mean", "proportion"], "n": [100, 100], "estimate": [0.9, 0.9], "se": [0.08, 0.08], "df": [99.0, 99.0]})
+    assert flags(rows, TablesConfig()).to_list() == ["", "n_eff<30"]
+    rows = pl.DataFrame({"statistic": ["total"], "n": [20], "estimate": [5.0], "se": [1.0], "df": [19.0]})
+    assert flags(rows, TablesConfig()).to_list() == ["n<30"]
