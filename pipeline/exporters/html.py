@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import html as _html
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline.exporters.tables import Table
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["table_html", "table_html_fragment", "to_gt"]
 

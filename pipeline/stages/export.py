@@ -154,8 +154,6 @@ def _earlier_waves(ctx: StageContext, estimates: pl.DataFrame) -> list[tuple[str
 
 
 def run(ctx: StageContext) -> StageOutput:
-    import polars as pl
-
     from pipeline.exporters.tables import read_estimates, table_frame
     from pipeline.io import Codebook
 

@@ -12,7 +12,10 @@ from pipeline.stages._reliability import flags, is_suppressed, parse_flag
 from pipeline.survey.intervals import ProportionInputs, proportion_ci
 
 
-def flag_of(n, p, se, df=None, tables=TablesConfig()):
+DEFAULT = TablesConfig()
+
+
+def flag_of(n, p, se, df=None, tables=DEFAULT):
     rows = pl.DataFrame({"n": [n], "estimate": [p], "se": [se], "df": [float(n - 1 if df is None else df)]})
     return flags(rows, tables)[0]
 
