@@ -81,3 +81,20 @@ def test_design_method_refuses_stale_estimates():
     }))
     with pytest.raises(DataError, match="estimates.csv says 0.1"):
         compare_columns(est, ["yes"], [("G",)], method="design", covariance=DomainCovariance(frame, codebook, design, [spec]))
+
+
+def test_design_method_with_replicate_weights():
+    from pipeline.survey.replicates import jkn
+
+    frame = survey_frame(n=300, seed=5).with_columns(pl.int_range(pl.len()).alias("psu") // 10)
+    codebook = Codebook(variables={"Y": VariableInfo("Y", value_labels={1: "Yes", 2: "No"}), "G": VariableInfo("G", value_labels={1: "a", 2: "b", 3: "c"})})
+    design = jkn(Design.from_frame(frame, weights="w", strata=["S"], ids=["psu"], nest=True))
+    spec = EstimateSpec(id="yes", proportion="Y", levels=(1,), level_label="Yes", by=(("G",),))
+    res = proportions(design.with_frame(frame.with_columns((pl.col("Y") == 1).cast(pl.Int64).alias("yes"))), "yes", by=["G"], levels=[1], na_rm=True)
+    est = prepare_estimates(pl.DataFrame({
+        "estimate_id": ["yes"] * 3, "level": ["Yes"] * 3, "by": ["G"] * 3, "domain": ["a", "b", "c"],
+        "n": res.n.tolist(), "estimate": res.estimate.tolist(), "se": res.se.tolist(), "df": res.df.astype(float).tolist(), "flag": [""] * 3,
+    }))
+    cmp = compare_columns(est, ["yes"], [("G",)], method="design", covariance=DomainCovariance(frame, codebook, design, [spec]))
+    r = cmp.filter((pl.col("domain_a") == "a") & (pl.col("domain_b") == "c")).row(0, named=True)
+    assert r["se"] == pytest.approx(float(res.difference({"G": 1}, {"G": 3}).se[0]), rel=1e-12)
