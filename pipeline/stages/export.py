@@ -2,12 +2,13 @@
 
 ``estimates.csv`` is the single source of every number in the tables and charts. The stage
 builds the configured tables (:mod:`pipeline.exporters.tables`: toplines, banners with
-significance letters, trend tables when earlier waves have estimates) and writes what
-``export.formats`` asks for, under the wave's folder:
+significance letters) and writes what ``export.formats`` asks for, under the wave's folder
+(tables across waves are the study-level trends stage's, under ``trends/``, so that adding a
+wave never reruns an earlier wave's export):
 
 - ``csv``: ``tables/<id>.csv`` (each table as tidy data, one row per cell, with the
   estimates.csv row it shows), ``tables/comparisons.csv`` (the banners' pairwise tests, the
-  source of their letters), ``tables/trend_estimates.csv`` (with a trend table);
+  source of their letters);
 - ``markdown``, ``html``, ``latex``: ``tables/<id>.md``, ``.html``, ``.tex`` (great_tables);
 - ``xlsx``: ``tables/tables.xlsx``, one sheet per table;
 - ``sav``, ``dta``: ``analysis/<study>_<wave>.sav``, ``.dta``, the weighted respondents with labels;
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,6 @@ class Publication:
 
     tables: tuple[Table, ...]
     comparisons: pl.DataFrame
-    trends: pl.DataFrame | None = None
 
 
 def build_tables(
@@ -55,7 +54,6 @@ def build_tables(
     wave: str,
     codebook: Codebook | None = None,
     covariance: Any = None,
-    waves: Sequence[tuple[str, pl.DataFrame]] = (),
 ) -> Publication:
     """Every configured table of a wave.
 
@@ -70,14 +68,11 @@ def build_tables(
     covariance : callable, optional
         :class:`pipeline.exporters.significance.DomainCovariance` for ``significance.method:
         design``; without it the banners' tests use the ``independent`` method.
-    waves : sequence of (wave id, estimates)
-        Every wave up to this one, in order, for the trend tables (none: no trend tables).
     """
     import polars as pl
 
     from pipeline.exporters.significance import COMPARISON_COLUMNS, compare_columns, letters_note
-    from pipeline.exporters.tables import banner_table, topline_table, trend_table
-    from pipeline.exporters.trends import trend_estimates
+    from pipeline.exporters.tables import banner_table, topline_table
 
     t = config.tables
     sig = t.significance
@@ -90,12 +85,8 @@ def build_tables(
         cmp = compare_columns(estimates, ids, spec.columns, method=method, covariance=covariance, alpha=sig.alpha, adjust=sig.adjust)
         comparisons.append(cmp.with_columns(pl.lit(spec.id).alias("table")))
         out.append(banner_table(estimates, spec, t, comparisons=cmp, wave=wave, letters_note=letters_note(method, sig.alpha, sig.adjust), **common))
-    trends = None
-    if t.trends and len(waves) > 1:
-        trends = trend_estimates(waves)
-        out += [trend_table(trends, spec, t, alpha=sig.alpha, **common) for spec in t.trends]
     frame = pl.concat(comparisons) if comparisons else pl.DataFrame(schema={**{c: pl.String for c in COMPARISON_COLUMNS}, "table": pl.String})
-    return Publication(tuple(out), frame, trends)
+    return Publication(tuple(out), frame)
 
 
 def _read_json(ctx: StageContext, relative: str) -> dict[str, Any] | None:
@@ -138,21 +129,6 @@ def _covariance(ctx: StageContext, frame: pl.DataFrame, codebook: Codebook) -> A
     return DomainCovariance(frame, codebook, design, config.estimates)
 
 
-def _earlier_waves(ctx: StageContext, estimates: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
-    """Every wave up to this one (config order) whose estimates.csv exists."""
-    from pipeline.exporters.tables import read_estimates
-
-    out = []
-    for w in ctx.config.waves:
-        if w.id == ctx.wave.id:
-            out.append((w.id, estimates))
-            break
-        p = ctx.config.outputs / w.id / "estimates.csv"
-        if p.is_file():
-            out.append((w.id, read_estimates(p)))
-    return out
-
-
 def run(ctx: StageContext) -> StageOutput:
     from pipeline.exporters.tables import read_estimates, table_frame
     from pipeline.io import Codebook
@@ -170,8 +146,7 @@ def run(ctx: StageContext) -> StageOutput:
     covariance = None
     if frame is not None and config.tables.banners and config.tables.significance.method == "design" and codebook is not None:
         covariance = _covariance(ctx, frame, codebook)
-    waves = _earlier_waves(ctx, est) if config.tables.trends and len(config.waves) > 1 else []
-    pub = build_tables(est, config, wave=wave.id, codebook=codebook, covariance=covariance, waves=waves)
+    pub = build_tables(est, config, wave=wave.id, codebook=codebook, covariance=covariance)
 
     files: dict[str, Any] = {}
     if "csv" in formats:
@@ -179,8 +154,6 @@ def run(ctx: StageContext) -> StageOutput:
             files[f"tables/{t.id}.csv"] = table_frame(t, est)
         if config.tables.banners:
             files["tables/comparisons.csv"] = pub.comparisons
-        if pub.trends is not None:
-            files["tables/trend_estimates.csv"] = pub.trends
     if "markdown" in formats:
         from pipeline.exporters.markdown import table_markdown
 

@@ -5,13 +5,20 @@ The waves are independent samples, so the difference of two estimates has varian
 se_1^2 + se_2^2 (no covariance), and its degrees of freedom are df_1 + df_2 (the two designs
 stacked as strata of one design, as R survey's degf would count them). The interval is
 difference +/- t(df) se, the p-value two-sided from t(df); a change row is flagged
-``significant`` when p < ``trends.alpha``.
+``significant`` when p < ``trends.alpha``, and ``component=suppressed`` (withheld in tables)
+when either wave's estimate is suppressed.
+
+The stage also renders the trend tables (``tables.trends``; by default one table of every
+estimate overall) with :func:`pipeline.exporters.tables.trend_table`, in the formats of
+``export.formats``, under ``trends/``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
+
+from pipeline.stages._reliability import is_suppressed
 
 if TYPE_CHECKING:
     import polars as pl
@@ -33,8 +40,8 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
     stacked = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
     changes = []
     for w0, w1 in zip(waves, waves[1:]):
-        a = estimates[w0].select(*KEY, "n", "estimate", "se", "df", "conf_level")
-        b = estimates[w1].select(*KEY, "n", "estimate", "se", "df", "conf_level", "ci_method", *(["denominator", "title"] if "title" in estimates[w1].columns else []))
+        a = estimates[w0].select(*KEY, "n", "estimate", "se", "df", "conf_level", "flag")
+        b = estimates[w1].select(*KEY, "n", "estimate", "se", "df", "conf_level", "flag", *(["denominator", "title"] if "title" in estimates[w1].columns else []))
         j = b.join(a, on=list(KEY), how="inner", suffix="_from")
         if j.height == 0:
             continue
@@ -44,6 +51,8 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
         conf = j["conf_level"].to_numpy()
         t = stats.t.ppf(1 - (1 - conf) / 2, df)
         with_se = se > 0
+        # a change involving a suppressed estimate is withheld too
+        suppressed = [is_suppressed(f0) or is_suppressed(f1) for f0, f1 in zip(j["flag_from"].fill_null(""), j["flag"].fill_null(""))]
         p = pl.Series([float(2 * stats.t.sf(abs(d / s), f)) if ok else float("nan") for d, s, f, ok in zip(diff, se, df, with_se)])
         changes.append(
             j.select(
@@ -63,7 +72,8 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
                 "conf_level",
                 pl.Series("df", df, dtype=pl.Float64),
                 pl.lit(None, dtype=pl.Float64).alias("deff"),
-                pl.when(p < config.alpha).then(pl.lit("significant")).otherwise(pl.lit("")).alias("flag"),
+                pl.when(pl.Series(suppressed)).then(pl.lit("component=suppressed"))
+                .when(p < config.alpha).then(pl.lit("significant")).otherwise(pl.lit("")).alias("flag"),
                 *([pl.col("denominator"), pl.col("title")] if "title" in j.columns else []),
                 pl.lit(w0).alias("wave_from"),
                 pl.lit(w1).alias("wave_to"),
@@ -74,54 +84,49 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
     return out
 
 
-def trends_markdown(table: pl.DataFrame, title: str) -> str:
-    """One table per estimate: domains down, waves and changes across."""
-    import polars as pl
-
-    lines = [f"# {title}: trends", ""]
-    if table.height == 0:
-        return "\n".join(lines + ["No estimates yet.", ""])
-    levels = table.filter(pl.col("statistic") != "difference")
-    waves = levels.get_column("wave").unique(maintain_order=True).to_list()
-    changes = table.filter(pl.col("statistic") == "difference").get_column("wave").unique(maintain_order=True).to_list()
-    for est_id in levels.get_column("estimate_id").unique(maintain_order=True).to_list():
-        part = table.filter(pl.col("estimate_id") == est_id)
-        lines += [f"## {part.get_column('title')[0] if 'title' in part.columns else est_id} (`{est_id}`)", ""]
-        lines += ["| group | domain | level | " + " | ".join(waves + changes) + " |", "|---|---|---|" + "---:|" * (len(waves) + len(changes))]
-        for (by, domain, level), rows in part.group_by(["by", "domain", "level"], maintain_order=True):
-            cells = []
-            for w in waves + changes:
-                r = rows.filter(pl.col("wave") == w)
-                if r.height == 0:
-                    cells.append("—")
-                    continue
-                v = 100 * r.get_column("estimate")[0]
-                mark = " *" if r.get_column("flag")[0] == "significant" else ""
-                cells.append(f"{v:+.1f}{mark}" if w in changes else f"{v:.1f}")
-            lines.append(f"| {by or 'All'} | {domain} | {level} | " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += ["Percentages; changes in percentage points (later wave minus earlier). * significant at the configured level (independent samples, t test).", ""]
-    return "\n".join(lines)
-
-
 def run(ctx: StudyContext) -> StageOutput:
     import polars as pl
 
+    from pipeline.config import TrendSpec
+    from pipeline.exporters.tables import prepare_estimates, read_estimates, table_frame, trend_table
     from pipeline.stages import StageOutput
 
-    strings = {c: pl.String for c in ("wave", "by", "flag", "level", "domain")}
-    est = {
-        w: pl.read_csv(ctx.wave_path(w, "estimates.csv"), infer_schema_length=None, schema_overrides=strings).with_columns(
-            pl.col("by").fill_null(""), pl.col("flag").fill_null("")
-        )
-        for w in ctx.waves
-    }
-    table = trends(est, ctx.config.trends, order=list(ctx.waves))
+    config = ctx.config
+    est = {w: read_estimates(ctx.wave_path(w, "estimates.csv")).drop("_row") for w in ctx.waves}
+    table = trends(est, config.trends, order=list(ctx.waves))
+    files: dict[str, object] = {"trends/estimates.csv": table}
+    tables = []
+    if table.height:
+        rows = prepare_estimates(table)  # _row: the row of trends/estimates.csv each cell shows
+        specs = config.tables.trends or (TrendSpec(id="trends"),)
+        common = {"title": config.title, "notice": config.notice}
+        tables = [trend_table(rows, spec, config.tables, alpha=config.trends.alpha, **common) for spec in specs]
+        formats = set(config.export.formats)
+        for t in tables:
+            if "csv" in formats:
+                files[f"trends/{t.id}.csv"] = table_frame(t, rows)
+            if "markdown" in formats:
+                from pipeline.exporters.markdown import table_markdown
+
+                files[f"trends/{t.id}.md"] = table_markdown(t)
+            if "html" in formats:
+                from pipeline.exporters.html import table_html
+
+                files[f"trends/{t.id}.html"] = table_html(t)
+            if "latex" in formats:
+                from pipeline.exporters.latex import table_latex
+
+                files[f"trends/{t.id}.tex"] = table_latex(t)
+        if "xlsx" in formats:
+            from pipeline.exporters.xlsx import workbook_bytes
+
+            files["trends/tables.xlsx"] = workbook_bytes(tuple(tables), title=config.title or config.study, wave=", ".join(ctx.waves), notice=config.notice, estimates=rows)
     changes = table.filter(pl.col("statistic") == "difference") if table.height else table
     return StageOutput(
-        files={"trends/estimates.csv": table, "trends/trends.md": trends_markdown(table, ctx.config.title or ctx.config.study)},
+        files=files,
         diagnostics={
             "waves": list(ctx.waves),
+            "tables": len(tables),
             "change_rows": changes.height,
             "significant": int((changes.get_column("flag") == "significant").sum()) if changes.height else 0,
         },

@@ -18,7 +18,8 @@ from pipeline.exporters.tables import (
     topline_table,
     trend_table,
 )
-from pipeline.exporters.trends import trend_estimates
+from pipeline.config import TrendsConfig
+from pipeline.stages.trends import trends as trend_estimates_of
 
 TABLES = TablesConfig(labels={"REGION": "Region"})
 
@@ -86,8 +87,8 @@ def test_table_frame_traces_every_numeric_cell(estimates):
 
 
 def test_trend_table_from_two_waves():
-    waves = [("2012", small_estimates("2012")), ("2014", small_estimates("2014", shift=0.06))]
-    trends = trend_estimates(waves)
+    waves = {"2012": small_estimates("2012"), "2014": small_estimates("2014", shift=0.06)}
+    trends = trend_estimates_of({w: e.drop("_row", strict=False) for w, e in waves.items()}, TrendsConfig(), order=["2012", "2014"])
     changes = trends.filter(pl.col("statistic") == "difference")
     assert changes.height == 7 and set(changes.get_column("wave_from").to_list()) == {"2012"} and changes.get_column("wave_to").unique().to_list() == ["2014"]
     row = changes.filter((pl.col("estimate_id") == "q_agree") & (pl.col("domain") == "All")).row(0, named=True)

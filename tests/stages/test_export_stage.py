@@ -91,6 +91,7 @@ def test_tiny_study_every_format_independent_tests(tiny_project, capsys):
 
 
 def test_second_wave_gets_a_trend_table(tiny_project):
+    """Trend tables are the study-level trends stage's: no wave's export depends on another wave."""
     cfg = tiny_project
     text = cfg.read_text()
     wave1 = '  - id: "w1"\n    raw: ../raw/tiny.sav\n    targets: ../raw/targets.csv\n'
@@ -100,10 +101,15 @@ def test_second_wave_gets_a_trend_table(tiny_project):
     cfg.write_text(text)
     assert main(["run", str(cfg), "--quiet"]) == 0
     out = cfg.parent.parent / "outputs" / "tiny"
-    assert not (out / "w1" / "tables" / "trend.md").exists()  # one wave so far at w1
-    table = (out / "w2" / "tables" / "trend.md").read_text()
+    assert not (out / "w1" / "tables" / "trend.md").exists() and not (out / "w2" / "tables" / "trend.md").exists()
+    table = (out / "trends" / "trend.md").read_text()
     assert "| All | " in table and "Change w1–w2 (points)" in table
     assert "## Do you agree? (q1_all)" in table  # two estimates share a title: the second is named
-    cells = pl.read_csv(out / "w2" / "tables" / "trend.csv", schema_overrides={"text": pl.String})
+    cells = pl.read_csv(out / "trends" / "trend.csv", schema_overrides={"text": pl.String})
     change = cells.filter(pl.col("column") == "change")
     assert change.height > 0 and set(change.get_column("text").to_list()) <= {"0", "*"}  # the same data twice
+    # every shown number traces back to its row of trends/estimates.csv
+    est = pl.read_csv(out / "trends" / "estimates.csv", schema_overrides={"by": pl.String, "flag": pl.String})
+    shown = cells.filter(pl.col("field") == "estimate")
+    for r in shown.iter_rows(named=True):
+        assert r["value"] == est.row(r["source_row"], named=True)["estimate"]
