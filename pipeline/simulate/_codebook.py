@@ -9,6 +9,11 @@ items); legitimately skipped = system-missing (blank).
 
 WEIGHT and WEIGHT_POP are listed in the study codebook but are *not* part of the raw delivery:
 the pipeline computes the weights.
+
+Later waves drift from this codebook the way real questionnaires do: a :class:`QuestionnaireSpec`
+per wave renames variables, drops and adds items, moves a battery's don't-know/refused codes and
+changes value labels. The simulator works in the 2012 names throughout (the *internal* names);
+a wave's names and labels apply to the delivery it writes (``Codebook.sources`` maps them back).
 """
 
 from __future__ import annotations
@@ -164,6 +169,138 @@ MISSING_VALUES: dict[str, tuple[int, ...]] = {
     "ORIGIN": (DK2, REF2),
 }
 
+@dataclass(frozen=True)
+class AddedItem:
+    """An item a later wave asks that wave 2012 did not.
+
+    Attributes
+    ----------
+    name : str
+        Variable name.
+    label : str
+        Variable label.
+    value_labels : tuple of (int, str)
+        Value labels.
+    missing : tuple of int
+        User-missing codes.
+    after : str
+        The (internal) variable it follows, in the file and in the interview.
+    measure : str
+        SPSS measurement level.
+    """
+
+    name: str
+    label: str
+    value_labels: tuple[tuple[int, str], ...]
+    missing: tuple[int, ...]
+    after: str
+    measure: str = "nominal"
+
+
+@dataclass(frozen=True)
+class QuestionnaireSpec:
+    """How one wave's delivery names, codes and labels the study's variables.
+
+    Wave 2012 is the reference: every field empty. Names in every field are the internal
+    (2012) names, except ``renames``' targets and the added items' names.
+
+    Attributes
+    ----------
+    renames : tuple of (str, str)
+        Internal name -> the name in this wave's file.
+    dropped : tuple of str
+        Items of 2012 this wave does not ask (not generated, not delivered).
+    added : tuple of AddedItem
+        Items this wave asks that 2012 did not.
+    nonresponse_codes : tuple of (tuple of str, int, int)
+        Items whose don't-know and refused codes differ from 8/9 in this wave (for every row:
+        the value labels and MISSING VALUES of the file say so), with those codes.
+    value_labels : tuple of (str, tuple of (int, str))
+        Items whose value labels this wave replaces (before the nonresponse codes apply).
+    variable_labels : tuple of (str, str)
+        Items whose variable label this wave replaces.
+    modeled_items : str
+        The items "modeled on press paraphrases", for the file's notes.
+    changes : str
+        What changed since 2012, for the file's notes (empty for 2012).
+    """
+
+    renames: tuple[tuple[str, str], ...] = ()
+    dropped: tuple[str, ...] = ()
+    added: tuple[AddedItem, ...] = ()
+    nonresponse_codes: tuple[tuple[tuple[str, ...], int, int], ...] = ()
+    value_labels: tuple[tuple[str, tuple[tuple[int, str], ...]], ...] = ()
+    variable_labels: tuple[tuple[str, str], ...] = ()
+    modeled_items: str = "Q10B-Q10F, Q11-Q15"
+    changes: str = ""
+
+    def delivered(self, name: str) -> str:
+        """The name of internal variable ``name`` in this wave's file."""
+        return dict(self.renames).get(name, name)
+
+    def dk_ref(self, name: str) -> tuple[int, int]:
+        """Don't-know and refused codes of a substantive item in this wave (default 8, 9)."""
+        for names, dk, ref in self.nonresponse_codes:
+            if name in names:
+                return dk, ref
+        return DK, REF
+
+    def asks(self, name: str) -> bool:
+        """Whether this wave asks (and delivers) internal variable ``name``."""
+        return name not in self.dropped and (name in VARIABLES or any(a.name == name for a in self.added))
+
+
+QUESTIONNAIRE_2012 = QuestionnaireSpec()
+
+#: Wave 2014's questionnaire drift [E] (the config's 2014 entry maps it back; see the report of
+#: issue 7): two variables renamed; the Q10 battery's don't know / refused moved to the two-digit
+#: codes 98 / 99 in every row; Q15 (heard of Secure Communities) dropped after the program's end
+#: was announced, Q16 (police asked you or someone you know about status, past 12 months) added
+#: in its place; EDUC split "Some college/technical/associate's" (2012 code 4) into code 4
+#: "Associate's degree" and a new code 7 "Some college/technical, no degree" (label drift: the
+#: same code 4 means something else); INCOME asks about 2013.
+QUESTIONNAIRE_2014 = QuestionnaireSpec(
+    renames=(("PHONESTAT", "PHONE_STATUS"), ("HH_ADULTS", "ADULTS_HH")),
+    dropped=("Q15",),
+    added=(
+        AddedItem(
+            name="Q16",
+            label=(
+                "Q16. In the past 12 months, have you or someone you know been asked about immigration "
+                "status by local police? (new in 2014; not a known study item)"
+            ),
+            value_labels=tuple(_YES_NO.items()),
+            missing=(DK, REF),
+            after="Q14A",
+        ),
+    ),
+    nonresponse_codes=((BATTERY, DK2, REF2),),
+    value_labels=(
+        (
+            "EDUC",
+            (
+                (1, "8th grade or less"),
+                (2, "Some high school"),
+                (3, "High school graduate/GED"),
+                (4, "Associate's degree"),
+                (5, "Bachelor's degree"),
+                (6, "Postgraduate"),
+                (7, "Some college/technical, no degree"),
+                (DK, "Don't know"),
+                (REF, "Refused"),
+            ),
+        ),
+    ),
+    variable_labels=(("INCOME", "2013 household income"),),
+    modeled_items="Q10B-Q10F, Q11-Q14A, Q16",
+    changes=(
+        "Changes since the 2012 wave: PHONESTAT is now PHONE_STATUS and HH_ADULTS is now ADULTS_HH; "
+        "Q10A-Q10F code don't know 98 and refused 99; Q15 was dropped and Q16 added; EDUC code 4 "
+        "is now Associate's degree and the new code 7 is Some college/technical, no degree."
+    ),
+)
+
+
 #: Valid values of the numeric variables without a complete set of value labels, as inclusive
 #: ranges; a labelled variable's valid values are its labelled codes.
 VALID_RANGES_UNLABELLED: dict[str, tuple[tuple[int, int], ...]] = {
@@ -206,6 +343,8 @@ class Codebook:
         SPSS file label (at most 64 characters).
     notes : tuple of str
         SPSS document lines (provenance; says the data are synthetic).
+    sources : Mapping[str, str]
+        The internal (2012) name of every variable (the identity except for renamed ones).
     """
 
     variables: tuple[str, ...]
@@ -217,6 +356,7 @@ class Codebook:
     measures: Mapping[str, str]
     file_label: str
     notes: tuple[str, ...]
+    sources: Mapping[str, str]
 
     def is_valid(self, name: str, values: np.ndarray) -> np.ndarray:
         """Boolean mask: which values (a numpy array of numbers) are valid codes of ``name``.
@@ -233,7 +373,43 @@ class Codebook:
         return ok
 
 
-def build_codebook(*, wave: str, seed: int, study_title: str) -> Codebook:
+def wave_variables(questionnaire: QuestionnaireSpec) -> dict[str, tuple[str, dict[int, str] | None]]:
+    """The wave's variables in file order, by internal name: (variable label, value labels).
+
+    Starts from the 2012 list (:data:`VARIABLES`), drops and adds items, then replaces labels and
+    moves the don't-know/refused codes as the questionnaire says.
+    """
+    out: dict[str, tuple[str, dict[int, str] | None]] = {}
+    for name, (label, labels) in VARIABLES.items():
+        if name not in questionnaire.dropped:
+            out[name] = (label, dict(labels) if labels else None)
+        for item in questionnaire.added:
+            if item.after == name:
+                out[item.name] = (item.label, dict(item.value_labels))
+    for name, label in questionnaire.variable_labels:
+        out[name] = (label, out[name][1])
+    for name, labels in questionnaire.value_labels:
+        out[name] = (out[name][0], dict(labels))
+    for names, dk, ref in questionnaire.nonresponse_codes:
+        for name in names:
+            label, labels = out[name]
+            kept = {code: text for code, text in (labels or {}).items() if code not in (DK, REF)}
+            out[name] = (label, {**kept, dk: "Don't know", ref: "Refused"})
+    return out
+
+
+def wave_missing_values(questionnaire: QuestionnaireSpec) -> dict[str, tuple[int, ...]]:
+    """The wave's user-missing codes by internal name (:data:`MISSING_VALUES` with the drift)."""
+    out = {name: codes for name, codes in MISSING_VALUES.items() if name not in questionnaire.dropped}
+    out.update({item.name: tuple(item.missing) for item in questionnaire.added})
+    for names, dk, ref in questionnaire.nonresponse_codes:
+        out.update({name: (dk, ref) for name in names})
+    return out
+
+
+def build_codebook(
+    *, wave: str, seed: int, study_title: str, questionnaire: QuestionnaireSpec = QUESTIONNAIRE_2012
+) -> Codebook:
     """Assemble the codebook of one wave's delivery.
 
     Parameters
@@ -244,26 +420,32 @@ def build_codebook(*, wave: str, seed: int, study_title: str) -> Codebook:
         Seed of the generator (goes into the notes).
     study_title : str
         Title of the study the data are modeled on.
+    questionnaire : QuestionnaireSpec, default wave 2012's
+        The wave's names, codes and labels.
     """
-    value_labels = {name: MappingProxyType(dict(labels)) for name, (_, labels) in VARIABLES.items() if labels}
-    valid: dict[str, tuple[tuple[int, int], ...]] = {}
-    for name in VARIABLES:
+    variables = wave_variables(questionnaire)
+    value_labels_by_internal = {name: labels for name, (_, labels) in variables.items() if labels}
+    valid_internal: dict[str, tuple[tuple[int, int], ...]] = {}
+    for name in variables:
         if name in STRING_VARIABLES or name in DATE_VARIABLES:
             continue
         if name in VALID_RANGES_UNLABELLED:
-            valid[name] = VALID_RANGES_UNLABELLED[name]
+            valid_internal[name] = VALID_RANGES_UNLABELLED[name]
         else:
-            valid[name] = tuple((code, code) for code in sorted(value_labels[name]))
-    formats = {}
-    for name in VARIABLES:
+            valid_internal[name] = tuple((code, code) for code in sorted(value_labels_by_internal[name]))
+    formats_internal = {}
+    for name in variables:
         if name in STRING_VARIABLES:
-            formats[name] = f"A{STRING_VARIABLES[name]}"
+            formats_internal[name] = f"A{STRING_VARIABLES[name]}"
         elif name in DATE_VARIABLES:
-            formats[name] = "DATE11"
+            formats_internal[name] = "DATE11"
         else:
-            formats[name] = "F6.0"
-    measures = {
-        name: "scale" if name in _SCALE else "ordinal" if name in _ORDINAL else "nominal" for name in VARIABLES
+            formats_internal[name] = "F6.0"
+    added_measures = {item.name: item.measure for item in questionnaire.added}
+    measures_internal = {
+        name: added_measures.get(name)
+        or ("scale" if name in _SCALE else "ordinal" if name in _ORDINAL else "nominal")
+        for name in variables
     }
     file_label = f"SYNTHETIC data modeled on UIC Insecure Communities, {wave}"
     if len(file_label) > 64:  # SPSS file labels hold 64 bytes
@@ -273,24 +455,52 @@ def build_codebook(*, wave: str, seed: int, study_title: str) -> Codebook:
         f"Generated by survey-pipeline simulate (wave {wave}, seed {seed}).",
         "Modeled on the study by Nik Theodore, University of Illinois at Chicago,",
         *textwrap.wrap(f"May 2013: {study_title}.", width=80),
-        "Q10A is the published item verbatim; Q10B-Q10F, Q11-Q15 are items modeled on",
-        "press paraphrases. Specification: studies/insecure_communities.md section 7.",
+        *textwrap.wrap(
+            f"Q10A is the published item verbatim; {questionnaire.modeled_items} are items modeled on "
+            "press paraphrases. Specification: studies/insecure_communities.md section 7.",
+            width=80,
+        ),
+        *textwrap.wrap(questionnaire.changes, width=80),
         "Includes deliberately injected data problems (see the answer-key CSV).",
         "No weights: the pipeline computes WEIGHT and WEIGHT_POP.",
     )
     if any(len(line) > 80 for line in notes):  # SPSS document lines hold 80 bytes
         raise ValueError("codebook notes must be at most 80 characters a line")
+
+    name_of = questionnaire.delivered
+    delivered = tuple(name_of(name) for name in variables)
+    if len(set(delivered)) != len(delivered):
+        raise ValueError(f"wave {wave}: renaming gives duplicate variable names")
+    missing = wave_missing_values(questionnaire)
     return Codebook(
-        variables=tuple(VARIABLES),
-        variable_labels=MappingProxyType({name: label for name, (label, _) in VARIABLES.items()}),
-        value_labels=MappingProxyType(value_labels),
-        missing_values=MappingProxyType(dict(MISSING_VALUES)),
-        valid_ranges=MappingProxyType(valid),
-        formats=MappingProxyType(formats),
-        measures=MappingProxyType(measures),
+        variables=delivered,
+        variable_labels=MappingProxyType({name_of(name): label for name, (label, _) in variables.items()}),
+        value_labels=MappingProxyType(
+            {name_of(name): MappingProxyType(dict(labels)) for name, labels in value_labels_by_internal.items()}
+        ),
+        missing_values=MappingProxyType({name_of(name): codes for name, codes in missing.items()}),
+        valid_ranges=MappingProxyType({name_of(name): r for name, r in valid_internal.items()}),
+        formats=MappingProxyType({name_of(name): f for name, f in formats_internal.items()}),
+        measures=MappingProxyType({name_of(name): m for name, m in measures_internal.items()}),
         file_label=file_label,
         notes=notes,
+        sources=MappingProxyType({name_of(name): name for name in variables}),
     )
+
+
+def to_wave_codes(records: dict[str, np.ndarray], questionnaire: QuestionnaireSpec) -> dict[str, np.ndarray]:
+    """Interview answers in 8/9 don't-know/refused codes -> the wave's codes (all rows).
+
+    Returns a new dict; the arrays of items whose codes do not change are shared, not copied.
+    """
+    import numpy as np
+
+    out = dict(records)
+    for names, dk, ref in questionnaire.nonresponse_codes:
+        for name in names:
+            values = records[name]
+            out[name] = np.where(values == DK, dk, np.where(values == REF, ref, values)).astype(values.dtype)
+    return out
 
 
 def derive_agecat(age: np.ndarray) -> np.ndarray:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from ._problems import Injected
 
 DEFAULT_WAVE = "2012"
+#: Wave 2012's seed and size (each wave has its own: ``WaveSpec.default_seed`` and ``reference_n``,
+#: used when ``simulate_delivery`` gets no seed or n).
 DEFAULT_SEED = 20121120  # see README "The demo seed": the realized sample nearest the published figures
 DEFAULT_N = 2004
 #: Below 100 completes some strata would get no interview or no injected problem of a kind;
@@ -72,18 +74,22 @@ class Delivery:
     clean: pl.DataFrame
 
 
-def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int = DEFAULT_SEED, n: int = DEFAULT_N) -> Delivery:
+def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int | None = None, n: int | None = None) -> Delivery:
     """Simulate the raw delivery of one wave of the synthetic Insecure Communities study.
 
     Parameters
     ----------
     wave : str, default '2012'
-        Wave id; only ``"2012"`` is defined.
-    seed : int, default 20121117
+        Wave id: ``"2012"`` or ``"2014"`` (see :mod:`pipeline.simulate._waves`).
+    seed : int, optional
         Seed of every random draw. The same seed gives the same delivery on any machine.
-    n : int, default 2004
-        Completes, allocated equally to the four counties (501 each at 2,004) and 50/50 to the
-        landline and cell frames; the injected problem counts scale with ``n``.
+        Default: the wave's demo seed (2012: 20121120; 2014: 20141133), which made the committed
+        files in ``raw/``.
+    n : int, optional
+        Completes, allocated to the four counties and the landline and cell frames as the wave's
+        design says (2012: equally, 501 each at 2,004, 50/50 frames; 2014: 20/25/35/20%, 40%
+        landline); the injected problem counts scale with ``n``. Default: the wave's size
+        (2012: 2,004; 2014: 2,000).
 
     Returns
     -------
@@ -103,7 +109,7 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int = DEFAULT_SEED, n: 
     """
     import numpy as np
 
-    from ._codebook import SYSMIS, build_codebook, derive_agecat, derive_status4
+    from ._codebook import SYSMIS, build_codebook, derive_agecat, derive_status4, to_wave_codes
     from ._fieldwork import assign_fieldwork
     from ._population import build_population
     from ._problems import FLAGS, inject_problems, scaled
@@ -114,6 +120,8 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int = DEFAULT_SEED, n: 
     from ._waves import STUDY_TITLE, wave_spec
 
     spec = wave_spec(wave)
+    seed = spec.default_seed if seed is None else seed
+    n = spec.reference_n if n is None else n
     problems = []
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         problems.append(f"seed must be a non-negative integer (got {seed!r})")
@@ -123,10 +131,11 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int = DEFAULT_SEED, n: 
         raise ConfigError("simulate: invalid arguments", problems=problems)
     seed, n = int(seed), int(n)
 
-    pop = build_population(spec.population, stream(seed, "population"))
+    key = spec.stream_key
+    pop = build_population(spec.population, stream(seed, "population", key))
     allocation = allocate(spec.sample, n, len(spec.population.county_adults))
-    sample = draw_sample(pop, spec.sample, allocation, stream(seed, "sample"))
-    answers = answer_interviews(pop, sample.person, sample.frame, spec.responses, stream(seed, "responses"))
+    sample = draw_sample(pop, spec.sample, allocation, stream(seed, "sample", key))
+    answers = answer_interviews(pop, sample.person, sample.frame, spec.responses, stream(seed, "responses", key))
     county = pop.county[sample.person].astype(np.int64)
     fieldwork = assign_fieldwork(
         spec.fieldwork,
@@ -134,7 +143,7 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int = DEFAULT_SEED, n: 
         language=pop.language[sample.person].astype(np.int64),
         spare=scaled(spec.problems.near_duplicate_pairs, n, spec.problems.reference_n),
         reserve_fabricator=spec.problems.fabricated > 0,
-        rng=stream(seed, "fieldwork"),
+        rng=stream(seed, "fieldwork", key),
     )
     rows = sample.person.shape[0]
     records: dict[str, np.ndarray] = {
@@ -151,8 +160,15 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int = DEFAULT_SEED, n: 
     }
     records["AGECAT"] = derive_agecat(records["AGE"])
     records["STATUS4"] = derive_status4(records["BORN"], records["CITIZEN"], records["LEGAL"])
+    records = to_wave_codes(records, spec.questionnaire)
 
-    codebook = build_codebook(wave=spec.wave, seed=seed, study_title=STUDY_TITLE)
+    codebook = build_codebook(wave=spec.wave, seed=seed, study_title=STUDY_TITLE, questionnaire=spec.questionnaire)
+    internal = set(codebook.sources.values())
+    if internal != set(records):  # the questionnaire and the response model name the same items
+        raise RuntimeError(
+            f"simulate: wave {spec.wave}: generated items {sorted(set(records) - internal)} are not in the "
+            f"codebook, codebook items {sorted(internal - set(records))} were not generated"
+        )
     complete = sample.complete
     clean_order = np.lexsort((records["RESPID"][complete], fieldwork.minute[complete], records["INTDATE"][complete]))
     clean = _frame({name: col[complete][clean_order] for name, col in records.items()}, codebook, SYSMIS)
@@ -166,15 +182,13 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int = DEFAULT_SEED, n: 
         n=n,
         fabricator=fieldwork.fabricator,
         spare_respids=fieldwork.spare_respids,
-        rng=stream(seed, "problems"),
+        rng=stream(seed, "problems", key),
+        questionnaire=spec.questionnaire,
     )
     data = _frame(injected.records, codebook, SYSMIS)
     answer_key = _answer_key(injected, FLAGS)
 
-    source = (
-        f"synthetic population, survey-pipeline simulate wave={spec.wave} seed={seed}; modeled on ACS 2011 / "
-        "NHIS 2012 margins, see studies/insecure_communities.md section 5b"
-    )
+    source = f"synthetic population, survey-pipeline simulate wave={spec.wave} seed={seed}; {spec.targets_basis}"
     return Delivery(
         wave=spec.wave,
         seed=seed,
@@ -189,12 +203,13 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int = DEFAULT_SEED, n: 
 
 
 def _frame(records: dict[str, np.ndarray], codebook: Codebook, sysmis: int) -> pl.DataFrame:
-    """Column arrays -> a polars frame in codebook order (SYSMIS -> null, dates -> Date)."""
+    """Column arrays (internal names) -> a polars frame in codebook order and names (SYSMIS -> null,
+    dates -> Date)."""
     import polars as pl
 
     columns = []
     for name in codebook.variables:
-        values = records[name]
+        values = records[codebook.sources[name]]
         fmt = codebook.formats[name]
         if fmt.startswith("A"):
             columns.append(pl.Series(name, values.tolist(), dtype=pl.String))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -81,6 +81,20 @@ FIELDWORK_2012 = FieldworkSpec(
     interviewer_ids=INTERVIEWER_IDS_2012,
     bilingual_interviewer_ids=BILINGUAL_INTERVIEWER_IDS_2012,
     area_codes=AREA_CODES_2012,
+)
+
+#: Wave 2014 [E]: the same 24-day autumn window two years on, opening two days after the 20
+#: November 2014 announcement that Secure Communities would end; Thanksgiving was 2014-11-27.
+#: Interview lengths, interviewers and area codes as in 2012.
+FIELD_START_2014 = dt.date(2014, 11, 22)
+FIELD_END_2014 = dt.date(2014, 12, 15)
+HOLIDAYS_2014: tuple[tuple[dt.date, float], ...] = ((dt.date(2014, 11, 27), 0.3),)
+
+FIELDWORK_2014 = replace(
+    FIELDWORK_2012,
+    field_start=FIELD_START_2014,
+    field_end=FIELD_END_2014,
+    holidays=HOLIDAYS_2014,
 )
 
 

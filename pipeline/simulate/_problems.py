@@ -2,22 +2,24 @@
 
 This module owns section 7.7 of ``studies/insecure_communities.md``: exact duplicates,
 near-duplicate re-interviews, partial interviews (break-offs), speeders with straight-lining,
-out-of-range codes, skip-pattern violations, the Maricopa vendor batch with drifted missing and
-education codes, interview dates outside the field window, and one fabricating interviewer. It
+out-of-range codes, skip-pattern violations, a vendor batch delivered in its own codes (2012: the
+Maricopa batch's missing and education codes; 2014: the Harris batch's SEX), interview dates
+outside the field window, and one fabricating interviewer. It
 also puts the rows in delivery order (by interview date, then time of day; the exact duplicates
 are re-appended at the end, as a vendor's faulty merge would).
 
-Counts are those of section 7.7 at the reference size of 2,004 completes and scale with ``n``.
+Counts are those of section 7.7 at the reference size of 2,004 completes (wave 2014: its own,
+somewhat smaller counts at 2,000) and scale with ``n``.
 Decisions where the spec is silent:
 
 - The problem sets on completes are disjoint (a speeder is never also a skip violation, ...), so
-  every flag counts exactly the rows it injected. The Maricopa drift is a property of a whole
-  vendor batch and overlaps everything in Maricopa.
+  every flag counts exactly the rows it injected. The drifted batch is a property of a whole
+  vendor batch (a county) and overlaps everything in that county.
 - Duplicates and near-duplicates copy problem-free completes. The later row of a pair is the one
   flagged. Removing the DQ_DUP, DQ_NEARDUP and DQ_PARTIAL rows leaves exactly the ``n``
-  completes, equally allocated to the counties.
+  completes, allocated to the counties as the wave's design says.
 - COUNTY = 5 is injected on partial interviews only: a complete with an unknown county could not
-  be weighted, and the acceptance count of section 7.8 (501 completes per county) must hold.
+  be weighted, and the acceptance count of section 7.8 (501 completes per county in 2012) must hold.
 - Speeders, out-of-range codes, skip violations, wrong dates and the fabricated interviews live on
   the completes, for cleaning to fix, flag or remove.
 """
@@ -26,11 +28,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._codebook import BATTERY, DK, REF, SYSMIS, derive_agecat, derive_status4
+from ._codebook import (
+    BATTERY,
+    DK,
+    DK2,
+    QUESTIONNAIRE_2012,
+    SYSMIS,
+    QuestionnaireSpec,
+    derive_agecat,
+    derive_status4,
+    wave_variables,
+)
 from ._fieldwork import FieldworkSpec, draw_dates, draw_durations, draw_interviewers
 from ._random import permutation
 
@@ -66,6 +78,33 @@ PERTURBABLE_ITEMS: dict[str, tuple[int, ...]] = {
     "Q15": (1, 2),
     "INCOME": (1, 2, 3, 4, 5),
 }
+
+
+
+def questionnaire_order(questionnaire: QuestionnaireSpec) -> tuple[str, ...]:
+    """The wave's interview order (internal names): :data:`QUESTIONNAIRE_ORDER` without the
+    dropped items, each added item right after the item it follows."""
+    order: list[str] = []
+    for name in QUESTIONNAIRE_ORDER:
+        if questionnaire.asks(name):
+            order.append(name)
+        order.extend(item.name for item in questionnaire.added if item.after == name)
+    missing = [item.name for item in questionnaire.added if item.name not in order]
+    if missing:
+        raise ValueError(f"added items {missing} follow no question of the interview")
+    return tuple(order)
+
+
+def perturbable_items(questionnaire: QuestionnaireSpec) -> dict[str, tuple[int, ...]]:
+    """The wave's :data:`PERTURBABLE_ITEMS` (added items too), in interview order."""
+    labels = wave_variables(questionnaire)
+    added = {
+        item.name: tuple(c for c in sorted(labels[item.name][1] or {}) if c not in questionnaire.dk_ref(item.name))
+        for item in questionnaire.added
+    }
+    items = {**PERTURBABLE_ITEMS, **added}
+    return {name: items[name] for name in questionnaire_order(questionnaire) if name in items}
+
 
 #: The skip-violation kinds of section 7.7.
 SKIP_KINDS: tuple[str, ...] = (
@@ -117,8 +156,8 @@ class ProblemSpec:
     fabricated: int
     fabricated_patterns: tuple[tuple[tuple[int, ...], float], ...]
     drift_county: int
-    drift_dk_code: int
-    drift_educ_shift: int
+    drift_recodes: tuple[tuple[tuple[str, ...], tuple[tuple[int, int], ...]], ...]
+    """The drifted batch's codes: (variables, (code as asked, code as delivered) pairs)."""
 
 
 PROBLEMS_2012 = ProblemSpec(
@@ -153,8 +192,42 @@ PROBLEMS_2012 = ProblemSpec(
     # [E] "identical Q10 patterns": most fabricated interviews repeat one answer pattern.
     fabricated_patterns=(((2, 2, 3, 3, 2, 3), 0.75), ((2, 2, 2, 3, 3, 3), 0.15), ((1, 2, 2, 3, 3, 3), 0.10)),
     drift_county=4,  # "the whole Maricopa batch"
-    drift_dk_code=98,  # "DK stored as 98 (not 8) on Q10A-F"
-    drift_educ_shift=-1,  # "EDUC coded 0-5 instead of 1-6"
+    drift_recodes=(
+        (BATTERY, ((DK, DK2),)),  # "DK stored as 98 (not 8) on Q10A-F"
+        (("EDUC",), tuple((code, code - 1) for code in range(1, 7))),  # "EDUC coded 0-5 instead of 1-6"
+    ),
+)
+
+#: Wave 2014 [E]: the same kinds of problem, somewhat fewer (a vendor that learned from 2012), at
+#: the reference size of 2,000 completes. EDUC = 7 is a valid code in 2014, so the keying error is
+#: EDUC = 0. The drifted vendor batch is Harris's: SEX exported as a 0/1 dummy (0 male, 1 female).
+PROBLEMS_2014 = replace(
+    PROBLEMS_2012,
+    reference_n=2000,
+    duplicates=10,
+    near_duplicate_pairs=5,
+    speeders=40,
+    oor_battery_cells=36,
+    oor_educ_cells=8,
+    oor_educ_value=0,
+    oor_age_values=(17, 999),
+    oor_years_over_age=3,
+    skip_violations=(
+        ("us_born_citizenship", 5),
+        ("us_born_years", 5),
+        ("q14a_not_victim", 5),
+        ("abroad_no_citizen", 4),
+        ("citizen_legal_no", 4),
+    ),
+    date_errors=2,
+    date_error_values=(dt.date(2014, 11, 21), dt.date(2014, 12, 16)),
+    fabricated=30,
+    # One dominant pattern, as in 2012; agreeing with Q10A and Q10D in a quarter of the made-up
+    # interviews, near the 2014 truths, so that the fabrication (flagged, not removed, by the demo's
+    # cleaning) hardly moves the trend.
+    fabricated_patterns=(((3, 2, 3, 3, 2, 3), 0.75), ((2, 2, 3, 2, 3, 3), 0.15), ((2, 3, 2, 2, 3, 3), 0.10)),
+    drift_county=2,
+    drift_recodes=((("SEX",), ((1, 0), (2, 1))),),
 )
 
 
@@ -187,7 +260,14 @@ class Injected:
 class _Injector:
     """Mutable working state of one injection run (private; the result is frozen)."""
 
-    def __init__(self, records: dict[str, np.ndarray], complete: np.ndarray, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        records: dict[str, np.ndarray],
+        complete: np.ndarray,
+        rng: np.random.Generator,
+        questionnaire: QuestionnaireSpec,
+    ) -> None:
+        self.q = questionnaire
         self.r = {k: v.copy() for k, v in records.items()}
         self.rows = complete.shape[0]
         self.complete = complete.copy()
@@ -213,7 +293,7 @@ class _Injector:
     def set(self, row: int, name: str, value: int, flag: str, why: str = "") -> None:
         old = self.r[name][row]
         self.r[name][row] = value
-        self.note(row, flag, f"{name} {_show(old)}->{_show(value)}{why}")
+        self.note(row, flag, f"{self.q.delivered(name)} {_show(old)}->{_show(value)}{why}")
 
 
 def _show(value: object) -> str:
@@ -231,6 +311,7 @@ def inject_problems(
     fabricator: int | None,
     spare_respids: np.ndarray,
     rng: np.random.Generator,
+    questionnaire: QuestionnaireSpec = QUESTIONNAIRE_2012,
 ) -> Injected:
     """Inject the section 7.7 problems into clean interviews and put the rows in delivery order.
 
@@ -254,12 +335,15 @@ def inject_problems(
         Unused RESPIDs for the re-interviews.
     rng : numpy.random.Generator
         The ``"problems"`` stream.
+    questionnaire : QuestionnaireSpec, default wave 2012's
+        The wave's items and codes (``records`` are already in its codes, with internal names;
+        the answer key's details use the wave's names).
     """
 
     def k(count: int) -> int:
         return scaled(count, n, spec.reference_n)
 
-    inj = _Injector({**records, "_minute": minute.astype(np.int32)}, complete, rng)
+    inj = _Injector({**records, "_minute": minute.astype(np.int32)}, complete, rng, questionnaire)
     r = inj.r
     comp = inj.complete
 
@@ -292,16 +376,17 @@ def inject_problems(
 def _truncate_partials(inj: _Injector, spec: ProblemSpec) -> None:
     """Break-offs: blank everything after a break position uniform over the items after S1."""
     r = inj.r
+    order = questionnaire_order(inj.q)
     partial_rows = np.flatnonzero(~inj.complete)
-    items = len(QUESTIONNAIRE_ORDER)
+    items = len(order)
     position = np.floor(inj.rng.random(partial_rows.shape[0]) * items).astype(np.int64)
     for row, pos in zip(partial_rows, position):
-        for name in QUESTIONNAIRE_ORDER[pos:]:
+        for name in order[pos:]:
             r[name][row] = SYSMIS
         r["STATUS"][row] = 2
         share = pos / items
         r["DURATION"][row] = int(round(spec.partial_screener_seconds + share * r["DURATION"][row]))
-        inj.note(row, "DQ_PARTIAL", f"break-off before {QUESTIONNAIRE_ORDER[pos]}")
+        inj.note(row, "DQ_PARTIAL", f"break-off before {inj.q.delivered(order[pos])}")
 
 
 def _fabricate(inj: _Injector, spec: ProblemSpec, rows: np.ndarray, fabricator: int) -> None:
@@ -309,14 +394,15 @@ def _fabricate(inj: _Injector, spec: ProblemSpec, rows: np.ndarray, fabricator: 
     r = inj.r
     patterns, shares = zip(*spec.fabricated_patterns)
     cdf = np.cumsum(shares) / np.sum(shares)
-    substitutes = {**{name: 2 for name in (*BATTERY, "Q11", "Q12", "Q13", "Q14", "Q14A", "Q15")}, "INCOME": 2}
+    asked = [*BATTERY, "Q11", "Q12", "Q13", "Q14", "Q14A", "Q15", *(item.name for item in inj.q.added), "INCOME"]
+    substitutes = {name: 2 for name in asked if inj.q.asks(name)}
     for row in rows:
         pattern = patterns[min(int(np.searchsorted(cdf, inj.rng.random(), side="right")), len(patterns) - 1)]
         r["INTVR"][row] = fabricator
         for name, value in zip(BATTERY, pattern):
             r[name][row] = value
         for name, value in substitutes.items():
-            if r[name][row] in (DK, REF):
+            if r[name][row] in inj.q.dk_ref(name):
                 r[name][row] = value
         if r["Q14"][row] != 1:  # keep the skip pattern of the made-up answers consistent
             r["Q14A"][row] = SYSMIS
@@ -346,7 +432,8 @@ def _out_of_range(inj: _Injector, spec: ProblemSpec, k: Callable[[int], int]) ->
         name = items[int(np.floor(rng.random() * len(items)))]
         inj.set(row, name, values[int(np.floor(rng.random() * len(values)))], "DQ_OOR")
     # Not in the drifted batch, whose EDUC codes are shifted: EDUC = 7 must stay unambiguous.
-    eligible = comp & (r["COUNTY"] != spec.drift_county) & (r["EDUC"] >= 1) & (r["EDUC"] <= 6)
+    educ_codes = [c for c in wave_variables(inj.q)["EDUC"][1] or {} if c not in inj.q.dk_ref("EDUC")]
+    eligible = comp & (r["COUNTY"] != spec.drift_county) & np.isin(r["EDUC"], educ_codes)
     for row in inj.take(eligible, k(spec.oor_educ_cells), "out-of-range EDUC"):
         inj.set(row, "EDUC", spec.oor_educ_value, "DQ_OOR")
     eligible = ~comp & (r["COUNTY"] != spec.drift_county)
@@ -406,6 +493,7 @@ def _add_near_duplicates(
 ) -> None:
     """Re-interviews of the same phone: new RESPID, same demographics, ~10% answers changed, later date."""
     r, rng = inj.r, inj.rng
+    perturbable = perturbable_items(inj.q)
     m = sources.shape[0]
     if m == 0:
         return
@@ -425,14 +513,14 @@ def _add_near_duplicates(
     new["INTVR"] = interviewer
     details: list[list[str]] = []
     for i in range(m):
-        changed = [name for name in PERTURBABLE_ITEMS if rng.random() < spec.near_duplicate_perturb_share]
+        changed = [name for name in perturbable if rng.random() < spec.near_duplicate_perturb_share]
         if not changed:
-            names = list(PERTURBABLE_ITEMS)
+            names = list(perturbable)
             changed = [names[int(np.floor(rng.random() * len(names)))]]
         notes = [f"re-interview of RESPID {r['RESPID'][sources[i]]} (same PHONE_HASH)"]
         for name in changed:
             old = int(new[name][i])
-            options = [c for c in PERTURBABLE_ITEMS[name] if c != old]
+            options = [c for c in perturbable[name] if c != old]
             value = options[int(np.floor(rng.random() * len(options)))]
             new[name][i] = value
             notes.append(f"{name} {_show(old)}->{value}")
@@ -449,13 +537,18 @@ def _add_near_duplicates(
 
 
 def _drift(inj: _Injector, spec: ProblemSpec) -> None:
-    """The Maricopa vendor batch: DK stored as 98 on Q10A-F, EDUC coded 0-5 instead of 1-6."""
+    """One vendor batch (a county) delivered in its own codes: ``spec.drift_recodes``, every pair
+    applied at once (2012 Maricopa: DK stored as 98 on Q10A-F, EDUC coded 0-5 instead of 1-6;
+    2014 Harris: SEX 0/1)."""
     r = inj.r
     batch = r["COUNTY"] == spec.drift_county
-    for name in BATTERY:
-        r[name] = np.where(batch & (r[name] == DK), spec.drift_dk_code, r[name]).astype(np.int32)
-    shift = batch & (r["EDUC"] >= 1) & (r["EDUC"] <= 6)
-    r["EDUC"] = np.where(shift, r["EDUC"] + spec.drift_educ_shift, r["EDUC"]).astype(np.int32)
+    for names, pairs in spec.drift_recodes:
+        for name in names:
+            asked = r[name]
+            delivered = asked.copy()
+            for old, new in pairs:
+                delivered[batch & (asked == old)] = new
+            r[name] = delivered.astype(np.int32)
     inj.flags["DQ_DRIFT"][batch] = 1
 
 

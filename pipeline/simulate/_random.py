@@ -8,7 +8,9 @@ and ``Generator.integers``. Categorical draws are done here by inverse CDF on un
 releases), so the committed demo files can be regenerated bit for bit from the seed.
 
 Each concern (population, sample, responses, fieldwork, problems) draws from its own
-stream, so changing how one concern uses randomness never shifts the draws of another.
+stream, so changing how one concern uses randomness never shifts the draws of another. A wave
+after the first adds its own key to every stream, so the same ``--seed`` given to two waves
+still draws two independent samples (trend tests assume independent samples).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ STREAMS: dict[str, int] = {
 }
 
 
-def stream(seed: int, name: str) -> np.random.Generator:
+def stream(seed: int, name: str, key: int | None = None) -> np.random.Generator:
     """Return the random generator of one concern.
 
     Parameters
@@ -35,13 +37,18 @@ def stream(seed: int, name: str) -> np.random.Generator:
         The user's seed (``survey-pipeline simulate --seed``).
     name : {'population', 'sample', 'responses', 'fieldwork', 'problems'}
         The concern drawing from the stream.
+    key : int, optional
+        The wave's stream key (``WaveSpec.stream_key``): None for wave 2012, whose committed
+        files predate wave keys, the wave's year for later waves.
 
     Returns
     -------
     numpy.random.Generator
-        ``Generator(PCG64(SeedSequence([seed, STREAMS[name]])))``.
+        ``Generator(PCG64(SeedSequence([seed, STREAMS[name]])))``, with ``key`` appended to the
+        entropy when given.
     """
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, STREAMS[name]])))
+    entropy = [seed, STREAMS[name]] if key is None else [seed, STREAMS[name], key]
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
 
 
 def categorical(u: np.ndarray, probs: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:

@@ -3,10 +3,15 @@
 This module owns section 7.6 of ``studies/insecure_communities.md`` (the attitude items Q10A-F,
 Q11, Q12: logistic probabilities calibrated on the population, a Gaussian copula on the latent
 fear ``z``, item nonresponse drawn first and agreement then drawn with probability p / (1 - r),
-strongly/somewhat splits), the other items it lists (Q13, Q14, Q14A, Q15), household income with
-about 14% item nonresponse, and how the demographics of section 7.2 are reported in the
-interview (EDUC in six categories, BORN / CITIZEN / LEGAL with their skip pattern, small DK and
-refusal rates on the demographics).
+strongly/somewhat splits), the other items it lists (Q13, Q14, Q14A, Q15; in 2014 Q16 instead of
+Q15), household income with about 14% item nonresponse, and how the demographics of section 7.2
+are reported in the interview (EDUC in six categories, seven from 2014; BORN / CITIZEN / LEGAL
+with their skip pattern, small DK and refusal rates on the demographics).
+
+Each wave is one :class:`ResponseSpec` (``RESPONSES_2012``, ``RESPONSES_2014``); the 2014 one
+differs only where the wave changed: the planted fall of Q10A and Q10D, Q16 for Q15, the EDUC
+split. Answers come in 8/9 don't-know/refused codes; the wave's own codes apply later
+(:func:`pipeline.simulate._codebook.to_wave_codes`).
 
 ``attitude_probability`` and ``nonresponse_rates`` are shared by the interview draw and the
 population truth, so the truth is exactly the marginal probability of the response model.
@@ -17,7 +22,7 @@ legitimate skip.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,6 +63,29 @@ ATTITUDE_ITEMS_2012: tuple[AttitudeItem, ...] = (
     AttitudeItem("Q11", (0.363, 0.103, 0.209, 1.232), (-0.20, 0.05, 0.0, 0.35)),
     AttitudeItem("Q12", (-0.472, 0.029, 0.135, 0.532), (0.0, 0.0, 0.0, 0.05), agree_codes=(2,)),
 )
+
+#: Wave 2014's planted attitude change [E]: after the announced end of Secure Communities
+#: (20 November 2014) and state and local limits on detainers (California's TRUST Act, 2014), the
+#: fear of contacting the police falls. Every status intercept a_j[status] of Q10A and Q10D moves
+#: by these logits; all other items keep their 2012 parameters. The shifts were calibrated by
+#: bisection on the 2014 population (default seed) so that the population truth falls by
+#: PLANTED_CHANGE_2014 (2014 minus 2012, as fractions); they are used as printed. The other items'
+#: truths move only with the population's composition (older, better educated): 0.1-0.2 points.
+PLANTED_CHANGE_2014: dict[str, float] = {"Q10A": -0.08, "Q10D": -0.07}
+INTERCEPT_SHIFT_2014: dict[str, float] = {"Q10A": -0.374, "Q10D": -0.340}
+
+
+def shift_intercepts(items: tuple[AttitudeItem, ...], shifts: dict[str, float]) -> tuple[AttitudeItem, ...]:
+    """The items with ``shifts[name]`` added to every status intercept of the named items."""
+    return tuple(
+        replace(item, intercept_by_status=tuple(round(a + shifts[item.name], 6) for a in item.intercept_by_status))
+        if item.name in shifts
+        else item
+        for item in items
+    )
+
+
+ATTITUDE_ITEMS_2014 = shift_intercepts(ATTITUDE_ITEMS_2012, INTERCEPT_SHIFT_2014)
 
 #: Shared effects of section 7.6.
 EDUCATION_EFFECT_2012: tuple[float, ...] = (0.15, 0.05, -0.05, -0.30)  # <HS / HS / SC / BA+
@@ -112,10 +140,13 @@ class OtherItems:
     q13_county_multiplier: tuple[float, ...]
     q14_yes: float
     q14a_yes_by_status: tuple[float, ...]
-    q15_yes_by_education: tuple[float, ...]
+    q15_yes_by_education: tuple[float, ...] | None
     income_by_education: tuple[tuple[float, ...], ...]
     income_dk: float
     income_ref: float
+    q16_yes_by_status: tuple[float, ...] | None = None
+    q16_county_multiplier: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    """None: the item is not asked (Q15 from 2014 on, Q16 before 2014)."""
 
 
 OTHER_ITEMS_2012 = OtherItems(
@@ -135,6 +166,16 @@ OTHER_ITEMS_2012 = OtherItems(
     income_ref=0.09,
 )
 
+#: Wave 2014 [E]: Q15 is no longer asked; Q16 "In the past 12 months, have you or someone you know
+#: been asked about immigration status by local police?" is, with rates below Q13's "ever" (a
+#: 12-month window) and the same ordering by status and Maricopa excess.
+OTHER_ITEMS_2014 = replace(
+    OTHER_ITEMS_2012,
+    q15_yes_by_education=None,
+    q16_yes_by_status=(0.06, 0.09, 0.11, 0.17),
+    q16_county_multiplier=(1.0, 1.0, 1.0, 1.4),
+)
+
 
 @dataclass(frozen=True)
 class DemographicReporting:
@@ -151,6 +192,8 @@ class DemographicReporting:
     eighth_grade_share_by_nativity: tuple[float, float]
     postgraduate_share: float
     green_card_share: float
+    some_college_codes: tuple[tuple[int, float], ...] = ((4, 1.0),)
+    """EDUC codes of the "some college" group with their shares (2012: all code 4)."""
 
 
 DEMOGRAPHICS_2012 = DemographicReporting(
@@ -171,6 +214,10 @@ DEMOGRAPHICS_2012 = DemographicReporting(
     postgraduate_share=0.28,  # among BA+
     green_card_share=0.75,  # among legal non-citizens
 )
+
+#: Wave 2014 [E]: the questionnaire splits "some college" into code 4 Associate's degree (about a
+#: third, as in the ACS) and the new code 7 Some college/technical, no degree.
+DEMOGRAPHICS_2014 = replace(DEMOGRAPHICS_2012, some_college_codes=((4, 0.33), (7, 0.67)))
 
 
 @dataclass(frozen=True)
@@ -208,6 +255,13 @@ RESPONSES_2012 = ResponseSpec(
     q12_other_answers=Q12_OTHER_ANSWERS_2012,
     other_items=OTHER_ITEMS_2012,
     demographics=DEMOGRAPHICS_2012,
+)
+
+RESPONSES_2014 = replace(
+    RESPONSES_2012,
+    attitude_items=ATTITUDE_ITEMS_2014,
+    other_items=OTHER_ITEMS_2014,
+    demographics=DEMOGRAPHICS_2014,
 )
 
 
@@ -300,7 +354,8 @@ def answer_interviews(
     -------
     dict of str to numpy.ndarray
         ``int32`` codes per variable (SYSMIS where legitimately skipped): SEX, AGE, EDUC, BORN,
-        YRS_US, CITIZEN, LEGAL, ORIGIN, PHONESTAT, HH_ADULTS, INCOME, LANG, Q10A-F, Q11-Q15, Q14A.
+        YRS_US, CITIZEN, LEGAL, ORIGIN, PHONESTAT, HH_ADULTS, INCOME, LANG, Q10A-F, Q11-Q14, Q14A and
+        Q15 or Q16 (whichever the wave asks), all in 8/9 don't-know/refused codes and 2012 names.
     """
     from scipy.special import ndtr
 
@@ -356,7 +411,11 @@ def answer_interviews(
     out["Q14"] = yes_no("Q14", np.full(m, other.q14_yes))
     q14a = yes_no("Q14A", np.asarray(other.q14a_yes_by_status)[status])
     out["Q14A"] = np.where(out["Q14"] == 1, q14a, SYSMIS).astype(np.int32)
-    out["Q15"] = yes_no("Q15", np.asarray(other.q15_yes_by_education)[education])
+    if other.q15_yes_by_education is not None:
+        out["Q15"] = yes_no("Q15", np.asarray(other.q15_yes_by_education)[education])
+    if other.q16_yes_by_status is not None:
+        q16_yes = np.asarray(other.q16_yes_by_status)[status] * np.asarray(other.q16_county_multiplier)[county]
+        out["Q16"] = yes_no("Q16", q16_yes)
 
     u_nr, u = rng.random(m), rng.random(m)
     income = _nonresponse_codes(u_nr, other.income_dk, other.income_ref, (DK, REF))
@@ -398,13 +457,19 @@ def _report_demographics(
     out["AGE"] = with_nonresponse("AGE", pop.age[person].astype(np.int32), (DK2, REF2))
 
     # EDUC, six categories from the four groups (codebook 7.5): <HS splits into 8th grade or less /
-    # some high school (more 8th grade among the foreign-born), BA+ into bachelor's / postgraduate.
+    # some high school (more 8th grade among the foreign-born), BA+ into bachelor's / postgraduate,
+    # and (from 2014) some college into associate's / no degree. One uniform serves all splits.
     u = rng.random(m)
     foreign = (status != US_BORN).astype(np.int64)
     eighth = u < np.asarray(spec.eighth_grade_share_by_nativity)[foreign]
+    college_codes, college_shares = zip(*spec.some_college_codes)
+    college_cdf = np.cumsum(college_shares) / np.sum(college_shares)
+    college = np.asarray(college_codes)[
+        np.minimum(np.searchsorted(college_cdf, u, side="right"), len(college_codes) - 1)
+    ]
     detail = np.select(
         [education == 0, education == 1, education == 2],
-        [np.where(eighth, 1, 2), 3, 4],
+        [np.where(eighth, 1, 2), 3, college],
         default=np.where(u < spec.postgraduate_share, 6, 5),
     )
     out["EDUC"] = with_nonresponse("EDUC", detail.astype(np.int32), (DK, REF))

@@ -1,8 +1,9 @@
 """The dual-frame telephone sample: who is reached, who completes, who breaks off.
 
 This module owns sections 7.1, 7.3 and the selection side of 7.4 of
-``studies/insecure_communities.md``: strata county x frame with equal allocation per county and a
-50/50 landline/cell split; the landline frame reaches landline-only and dual users and selects one
+``studies/insecure_communities.md``: strata county x frame with the wave's allocation to counties
+(2012: equal, 501 each; 2014: 400 / 500 / 700 / 400) and landline/cell split (2012: 50/50;
+2014: 40/60); the landline frame reaches landline-only and dual users and selects one
 adult per household (probability proportional to 1 / HH_ADULTS); the cell frame reaches cell-only
 and dual users. Within each stratum the completes are drawn without replacement with probability
 proportional to the section 7.3 response propensity times the frame selection probability, by
@@ -16,7 +17,7 @@ interviewed, with more break-offs on the cell frame and in Spanish.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,6 +47,14 @@ PARTIAL_RATE_BY_FRAME_2012: tuple[float, ...] = (0.04, 0.06)
 #: Break-off selection multiplier for Spanish speakers ("more in Spanish", section 7.7) [E].
 PARTIAL_SPANISH_MULTIPLIER_2012 = 1.6
 
+#: Wave 2014 [E]: 2,000 completes allocated 400 / 500 / 700 / 400 to Cook / Harris / Los Angeles /
+#: Maricopa (closer to proportional than 2012's equal allocation: LA holds 55% of the adults), and
+#: 40% landline / 60% cell, as dual-frame designs moved towards cell phones by 2014.
+COUNTY_SHARES_2014: tuple[float, ...] = (0.20, 0.25, 0.35, 0.20)
+LANDLINE_SHARE_2014 = 0.4
+#: [E] slightly fewer break-offs than 2012 (a shorter screener): about 90 at 2,000 completes.
+PARTIAL_RATE_BY_FRAME_2014: tuple[float, ...] = (0.035, 0.05)
+
 
 @dataclass(frozen=True)
 class SampleSpec:
@@ -59,6 +68,8 @@ class SampleSpec:
     landline_share: float
     partial_rate_by_frame: tuple[float, ...]
     partial_spanish_multiplier: float
+    county_shares: tuple[float, ...] | None = None
+    """Shares of the completes by county; None: equal allocation (wave 2012)."""
 
 
 SAMPLE_2012 = SampleSpec(
@@ -70,6 +81,13 @@ SAMPLE_2012 = SampleSpec(
     landline_share=LANDLINE_SHARE_2012,
     partial_rate_by_frame=PARTIAL_RATE_BY_FRAME_2012,
     partial_spanish_multiplier=PARTIAL_SPANISH_MULTIPLIER_2012,
+)
+
+SAMPLE_2014 = replace(
+    SAMPLE_2012,
+    county_shares=COUNTY_SHARES_2014,
+    landline_share=LANDLINE_SHARE_2014,
+    partial_rate_by_frame=PARTIAL_RATE_BY_FRAME_2014,
 )
 
 
@@ -109,12 +127,24 @@ class Sample:
 
 
 def allocate(spec: SampleSpec, n: int, counties: int) -> Allocation:
-    """Split ``n`` completes equally over counties, then by frame (section 7.1).
+    """Split ``n`` completes over counties, then by frame (section 7.1).
 
-    ``n = 2004`` gives 501 per county: 250 landline and 251 cell.
+    Equal allocation when ``spec.county_shares`` is None (``n = 2004`` gives 501 per county:
+    250 landline and 251 cell), else the shares, rounded by largest remainder (ties to the
+    first county), so the counts always add up to ``n``.
     """
-    per_county = np.full(counties, n // counties, dtype=np.int64)
-    per_county[: n % counties] += 1
+    if spec.county_shares is None:
+        per_county = np.full(counties, n // counties, dtype=np.int64)
+        per_county[: n % counties] += 1
+    else:
+        shares = np.asarray(spec.county_shares, dtype=np.float64)
+        if shares.shape[0] != counties:
+            raise ValueError(f"county_shares has {shares.shape[0]} entries for {counties} counties")
+        exact = n * shares / shares.sum()
+        per_county = np.floor(exact + 1e-9).astype(np.int64)
+        remainder = exact - per_county
+        for c in np.argsort(-remainder, kind="stable")[: n - int(per_county.sum())]:
+            per_county[c] += 1
     landline = np.floor(per_county * spec.landline_share).astype(np.int64)
     completes = np.column_stack([landline, per_county - landline])
     rates = np.asarray(spec.partial_rate_by_frame)

@@ -52,3 +52,9 @@ def test_categorical_picks_the_interval_holding_u(weights: list[float], u: float
 def test_permutation_is_a_permutation() -> None:
     perm = permutation(stream(3, "problems"), 1000)
     assert sorted(perm.tolist()) == list(range(1000))
+
+
+def test_a_wave_key_gives_an_independent_stream() -> None:
+    """Wave 2014's streams add the wave key; wave 2012's (key None) are the original ones."""
+    assert stream(20121117, "population", None).random() == GOLDEN_POPULATION_DRAWS["random"][0]
+    assert stream(20121117, "population", 2014).random() != GOLDEN_POPULATION_DRAWS["random"][0]
