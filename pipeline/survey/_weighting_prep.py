@@ -168,10 +168,54 @@ def _check_no_nulls(frame: pl.DataFrame, columns: Sequence[str], *, role: str) -
             )
 
 
+# Codes spanning at most this many values (or twice the rows) are encoded by counting, in
+# linear time, instead of by sorting (np.unique): the usual case of survey codes.
+_COUNTING_SPAN = 1 << 16
+
+
+def _dense_by_counting(keys: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense rank of non-negative integer ``keys`` < ``span``, the distinct keys (sorted) and
+    their counts.
+
+    The same result as ``np.unique(keys, return_inverse=True, return_counts=True)`` (up to
+    dtype), by counting.
+    """
+    counts = np.bincount(keys, minlength=span)
+    present = counts > 0
+    first = int(np.argmax(present))
+    if present[first:].all():
+        # the usual case, codes 1..k all present: the rank is a shift (no gather over the rows)
+        dense = keys - first if first else keys
+    else:
+        dense = (np.cumsum(present, dtype=np.int64) - 1)[keys]
+    return dense, np.flatnonzero(present), counts[present]
+
+
 def encode_column(values: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]]:
     """Dense codes of ``values`` and the sorted distinct values as Python objects."""
-    uniq, inverse = np.unique(values, return_inverse=True)
-    return inverse.astype(np.int64, copy=False).reshape(-1), tuple(uniq.tolist())
+    codes, categories, _ = encode_column_counts(values)
+    return codes, categories
+
+
+def encode_column_counts(values: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...], np.ndarray | None]:
+    """:func:`encode_column` and, when it came for free, the count of every distinct value."""
+    v = np.asarray(values)
+    if v.size and v.dtype.kind in "iuf":
+        ints = v if v.dtype.kind in "iu" else None
+        if ints is None:
+            with np.errstate(invalid="ignore"):
+                as_int = v.astype(np.int64)
+            if np.array_equal(as_int, v):  # integral floats, as SPSS codes are (NaN is never equal)
+                ints = as_int
+        if ints is not None:
+            lo, hi = int(ints.min()), int(ints.max())
+            if hi - lo < max(_COUNTING_SPAN, 2 * v.size) and hi < 2**62:
+                keys = ints if lo >= 0 and ints.dtype == np.int64 else ints.astype(np.int64) - lo
+                offset = 0 if keys is ints else lo
+                codes, distinct, counts = _dense_by_counting(keys, (hi if offset == 0 else hi - lo) + 1)
+                return codes, tuple((distinct + offset).astype(v.dtype).tolist()), counts
+    uniq, inverse = np.unique(v, return_inverse=True)
+    return inverse.astype(np.int64, copy=False).reshape(-1), tuple(uniq.tolist()), None
 
 
 def combine_codes(codes: Sequence[np.ndarray], sizes: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,16 +224,33 @@ def combine_codes(codes: Sequence[np.ndarray], sizes: Sequence[int], n: int) -> 
     Returns the dense code per row (in sorted order of the combination) and
     the ``(n_combinations, len(codes))`` table of component codes.
     """
+    inverse, table, _ = combine_codes_counts(codes, sizes, n)
+    return inverse, table
+
+
+def combine_codes_counts(codes: Sequence[np.ndarray], sizes: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`combine_codes` and the number of rows of every combination."""
     if not codes:
-        return np.zeros(n, dtype=np.int64), np.zeros((1, 0), dtype=np.int64)
-    if float(np.prod([float(s) for s in sizes])) < 2.0**62:
-        flat = np.ravel_multi_index(tuple(codes), tuple(int(s) for s in sizes))
-        uniq, inverse = np.unique(flat, return_inverse=True)
-        table = np.stack(np.unravel_index(uniq, tuple(int(s) for s in sizes)), axis=1)
-        return inverse.reshape(-1).astype(np.int64), table.astype(np.int64)
+        return np.zeros(n, dtype=np.int64), np.zeros((1, 0), dtype=np.int64), np.array([n], dtype=np.int64)
+    dims = tuple(int(s) for s in sizes)
+    span = float(np.prod([float(s) for s in dims]))
+    if span < max(_COUNTING_SPAN, 2 * n):
+        # row-major flat index (np.ravel_multi_index without its checks), then dense by counting
+        flat = np.array(codes[0], dtype=np.int64, copy=True)
+        for c, size in zip(codes[1:], dims[1:]):
+            flat *= size
+            flat += c
+        inverse, uniq, counts = _dense_by_counting(flat, int(span))
+        table = np.stack(np.unravel_index(uniq, dims), axis=1)
+        return inverse, table.astype(np.int64), counts
+    if span < 2.0**62:
+        flat = np.ravel_multi_index(tuple(codes), dims)
+        uniq, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+        table = np.stack(np.unravel_index(uniq, dims), axis=1)
+        return inverse.reshape(-1).astype(np.int64), table.astype(np.int64), counts
     stacked = np.stack(codes, axis=1)
-    table, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    return inverse.reshape(-1).astype(np.int64), table.astype(np.int64)
+    table, inverse, counts = np.unique(stacked, axis=0, return_inverse=True, return_counts=True)
+    return inverse.reshape(-1).astype(np.int64), table.astype(np.int64), counts
 
 
 def _encode_groups(frame: pl.DataFrame, by: tuple[str, ...]) -> Groups:
@@ -426,14 +487,17 @@ def _categorical_margin(
     groups: Groups,
 ) -> Margin:
     col = frame.get_column(v)
-    codes, categories = encode_column(col.to_numpy())
+    codes, categories, counts = encode_column_counts(col.to_numpy())
     k = len(categories)
     cat_index = {c: i for i, c in enumerate(categories)}
     cats_data_type = _cast_like(cats_given, col.dtype, what=f"category of variable '{v}'")
     given = cats_given.to_list()
     tg = target_groups[rows]
 
-    data_counts = np.bincount(groups.codes * k + codes, minlength=groups.n_groups * k).reshape(groups.n_groups, k)
+    if groups.n_groups == 1 and counts is not None:
+        data_counts = counts.reshape(1, k)
+    else:
+        data_counts = np.bincount(groups.codes * k + codes, minlength=groups.n_groups * k).reshape(groups.n_groups, k)
     t = np.zeros((groups.n_groups, k))
     have = np.zeros((groups.n_groups, k), dtype=bool)
     kept: list[tuple[int, int, Any]] = []

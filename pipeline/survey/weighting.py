@@ -24,7 +24,7 @@ those of ``svyrecvar`` (see :class:`PostStratAdjustment`,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -34,7 +34,7 @@ import polars as pl
 from pipeline.errors import CalibrationError, DataError, TargetsError
 from pipeline.survey._weighting_grake import LINEAR, LOGIT, RAKING, CalibrationDistance, grake
 from pipeline.survey._weighting_ipf import CellMargin, StopRule, ipf
-from pipeline.survey._weighting_prep import Problem, check_weight_array, combine_codes, prepare
+from pipeline.survey._weighting_prep import Problem, check_weight_array, combine_codes_counts, prepare
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -158,6 +158,36 @@ class PostStratAdjustment:
         return a[:, 0] if was_vector else a
 
 
+class _RowArrays(Sequence[np.ndarray]):
+    """A tuple of read-only row arrays, each made on first access (and then kept).
+
+    Raking's variance adjustment holds two ``(n,)`` arrays per margin; made eagerly they cost
+    more time and memory than the raking itself on large samples, and most callers never use them.
+    """
+
+    def __init__(self, makers: Sequence[Callable[[], np.ndarray]]) -> None:
+        self._makers = tuple(makers)
+        self._made: dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def _read_only(a: np.ndarray) -> np.ndarray:
+        a = np.ascontiguousarray(a)
+        a.flags.writeable = False
+        return a
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        i = range(len(self._makers))[i]
+        if i not in self._made:
+            self._made[i] = self._read_only(self._makers[i]())
+        return self._made[i]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+
 @dataclass(frozen=True, eq=False)
 class RakingAdjustment:
     """Raking residuals (R survey ``svyrecvar``, ``raking`` branch).
@@ -246,6 +276,8 @@ class ChainedAdjustment:
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
+    if isinstance(a, np.ndarray) and a.dtype == np.float64 and a.base is None and not a.flags.writeable:
+        return a  # already a read-only array that owns its data (made read-only by its maker): no copy
     a = np.array(a, dtype=np.float64, copy=True)
     a.flags.writeable = False
     return a
@@ -399,20 +431,43 @@ def _check_control(*, max_iter: int, tolerance: float, name: str = "tolerance") 
         raise ValueError(f"{name} must be a positive number; found {tolerance!r}")
 
 
-def _margins_report(problem: Problem, weights: np.ndarray) -> tuple[pl.DataFrame, float, str]:
-    """The margins table, the largest margin error and where it is."""
+def _margins_report(
+    problem: Problem,
+    weights: np.ndarray,
+    cells: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> tuple[pl.DataFrame, float, str]:
+    """The margins table, the largest margin error and where it is.
+
+    ``cells`` (raking): the ``(n_cells, 1 + n_margins)`` table of the cells' group and margin
+    codes, and every cell's row count, base weight and final weight; the margins are then
+    added up from the cells, so the report's cost grows with the cells, not the rows.
+    """
     gc = problem.groups.codes
     n_groups = problem.groups.n_groups
-    n_g = np.bincount(gc, minlength=n_groups).astype(np.float64)
-    base_g = np.bincount(gc, weights=problem.base, minlength=n_groups)
-    final_g = np.bincount(gc, weights=weights, minlength=n_groups)
+    if cells is not None:
+        table, *totals = cells
+        per_cell = tuple(np.asarray(c, dtype=np.float64) for c in totals)
+        gc = table[:, 0]
+
+        def key_sums(key: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+            return tuple(np.bincount(key, weights=c, minlength=size) for c in per_cell)
+    else:
+
+        def key_sums(key: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+            return (
+                np.bincount(key, minlength=size).astype(np.float64),
+                np.bincount(key, weights=problem.base, minlength=size),
+                np.bincount(key, weights=weights, minlength=size),
+            )
+
+    n_g, base_g, final_g = key_sums(gc, n_groups)
 
     groups: list[np.ndarray] = []
     variables: list[str] = []
     categories: list[Any] = []
     cols: dict[str, list[np.ndarray]] = {c: [] for c in MARGIN_COLUMNS[2:]}
     errors: list[np.ndarray] = []
-    for m in problem.margins:
+    for v, m in enumerate(problem.margins):
         rows = m.target_rows
         g_idx = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         j_idx = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
@@ -421,11 +476,9 @@ def _margins_report(problem: Problem, weights: np.ndarray) -> tuple[pl.DataFrame
         categories.extend(r[2] for r in rows)
         if m.kind == "categorical":
             k = len(m.categories)
-            key = gc * k + m.codes
+            key = gc * k + (m.codes if cells is None else cells[0][:, 1 + v])
             size = n_groups * k
-            count = np.bincount(key, minlength=size).reshape(n_groups, k)[g_idx, j_idx]
-            base_t = np.bincount(key, weights=problem.base, minlength=size).reshape(n_groups, k)[g_idx, j_idx]
-            final_t = np.bincount(key, weights=weights, minlength=size).reshape(n_groups, k)[g_idx, j_idx]
+            count, base_t, final_t = (a.reshape(n_groups, k)[g_idx, j_idx] for a in key_sums(key, size))
             target = m.targets[g_idx, j_idx]
             target_share = target / m.targets.sum(axis=1)[g_idx]
             achieved_share = final_t / final_g[g_idx]
@@ -437,7 +490,7 @@ def _margins_report(problem: Problem, weights: np.ndarray) -> tuple[pl.DataFrame
             cols["achieved"].append(final_t)
             errors.append(np.abs(achieved_share - target_share))
         else:
-            final_t = np.bincount(gc, weights=weights * m.values, minlength=n_groups)[g_idx]
+            final_t = np.bincount(problem.groups.codes, weights=weights * m.values, minlength=n_groups)[g_idx]
             target = m.targets[g_idx, 0]
             nan = np.full(len(rows), np.nan)
             for c in ("target_share", "unweighted_share", "base_share", "achieved_share"):
@@ -768,7 +821,7 @@ def rake(
     reps = _check_replicates(replicates, problem.n)
     n_groups = problem.groups.n_groups
     margins = problem.margins
-    cell_of_row, table = combine_codes(
+    cell_of_row, table, cell_count = combine_codes_counts(
         [problem.groups.codes, *(m.codes for m in margins)],
         [n_groups, *(len(m.categories) for m in margins)],
         problem.n,
@@ -787,7 +840,8 @@ def rake(
         )
     outcome = ipf(cell_base, cell_groups, cell_margins, max_iter=max_iter, tolerance=tolerance, stop_rule=stop_rule)
     weights = problem.base * (outcome.cell_weights / cell_base)[cell_of_row]
-    report, error, where = _margins_report(problem, weights)
+    weights.flags.writeable = False  # the result's own array: WeightingResult need not copy it
+    report, error, where = _margins_report(problem, weights, cells=(table, cell_count, cell_base, outcome.cell_weights))
     if not outcome.converged and not accept_nonconvergence:
         rule = (
             f"largest share error {error:.3g} ({where}) is not below tolerance {tolerance:g}"
@@ -807,9 +861,11 @@ def rake(
             for cm in cell_margins:
                 raked = raked * _ratio(cm.targets[:, None], _key_sums(cm.keys, raked, cm.targets.size), 1.0)[cm.keys]
         rep_weights = reps * _ratio(raked, cell_reps, 0.0)[cell_of_row]
+    # the per-margin row arrays of the variance adjustment are made when a variance needs them
+    base, gcodes = problem.base, problem.groups.codes
     adjustment = RakingAdjustment(
-        index=tuple(problem.groups.codes * len(m.categories) + m.codes for m in margins),
-        weights=tuple(_frozen(problem.base * (after / cell_base)[cell_of_row]) for after in outcome.after_step),
+        index=_RowArrays([lambda m=m: gcodes * len(m.categories) + m.codes for m in margins]),
+        weights=_RowArrays([lambda a=after: base * (a / cell_base)[cell_of_row] for after in outcome.after_step]),
     )
     return WeightingResult(
         weights=weights,
