@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="write the synthetic demo delivery (raw data, answer key, targets)")
     p.add_argument("--wave", default="2012", metavar="ID", help="wave to simulate (default 2012)")
-    p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default: the demo's seed)")
-    p.add_argument("--n", type=int, default=2004, metavar="N", help="completed interviews (default 2004)")
+    p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default: the wave's demo seed)")
+    p.add_argument("--n", type=int, default=None, metavar="N", help="completed interviews (default: the wave's, 2004 in 2012)")
     p.add_argument("--out", type=Path, default=Path("raw"), metavar="DIR", help="output folder (default raw/)")
     common(p)
     return parser
@@ -137,12 +137,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from pipeline.simulate import DEFAULT_SEED, simulate_delivery, write_delivery
+    from pipeline.simulate import simulate_delivery, write_delivery
 
-    if args.n < 8:
+    if args.n is not None and args.n < 8:
         raise UsageError(f"--n {args.n}: need at least 8 completed interviews (two per county)")
-    seed = DEFAULT_SEED if args.seed is None else args.seed
-    delivery = simulate_delivery(wave=args.wave, seed=seed, n=args.n)
+    delivery = simulate_delivery(wave=args.wave, seed=args.seed, n=args.n)  # None: the wave's own default
     for path in write_delivery(delivery, args.out):
         print(f"wrote {_display(path)}")
     return 0

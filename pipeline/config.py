@@ -72,6 +72,9 @@ class Wave(_Model):
     """This wave's own recodes, applied before the study's (a vendor that coded differently)."""
     missing_also: tuple[ExtraMissing, ...] = ()
     """This wave's own undeclared missing codes (DK stored as 98 instead of 8)."""
+    not_asked: tuple[str, ...] = ()
+    """Study variables this wave's questionnaire did not have: the rules and estimates that
+    name them skip this wave (the harmonization report lists which variables are in which wave)."""
 
     @field_validator("id", mode="before")
     @classmethod
@@ -729,13 +732,45 @@ class StudyConfig(_Model):
             return {"waves": [w.id for w in self.waves], "trends": dump(self.trends), "title": self.title}
         raise ValueError(stage)
 
+    def clean_for(self, wave_id: str) -> CleanConfig:
+        """The study's cleaning rules as they apply to a wave: ``not_asked`` variables left out."""
+        gone = set(self.wave(wave_id).not_asked)
+        if not gone:
+            return self.clean
+        keep = lambda names: tuple(n for n in names if n not in gone)  # noqa: E731
+        c = self.clean
+        valid = c.valid.model_copy(update={"labelled": keep(c.valid.labelled), "ranges": {k: v for k, v in c.valid.ranges.items() if k not in gone}})
+        also = tuple(m.model_copy(update={"variables": keep(m.variables)}) for m in c.missing.also if keep(m.variables))
+        recodes = tuple(r.model_copy(update={"variables": keep(r.variables)}) for r in c.recodes if keep(r.variables))
+        skips = tuple(r.model_copy(update={"variables": keep(r.variables)}) for r in c.skips if keep(r.variables))
+        checks = tuple(r.model_copy(update={"variables": keep(r.variables)}) for r in c.checks if not (set(r.variables) and set(r.variables) <= gone))
+        update: dict[str, Any] = {"valid": valid, "missing": c.missing.model_copy(update={"also": also}), "recodes": recodes, "skips": skips, "checks": checks}
+        if c.straightlining is not None:
+            update["straightlining"] = c.straightlining.model_copy(update={"variables": keep(c.straightlining.variables)})
+        if c.interviewers is not None:
+            update["interviewers"] = c.interviewers.model_copy(update={"battery": keep(c.interviewers.battery)})
+        return c.model_copy(update=update)
+
+    def estimates_for(self, wave_id: str) -> tuple[EstimateSpec, ...]:
+        """The estimates a wave can make: those of ``not_asked`` variables left out, and their
+        domain lists that name one."""
+        gone = set(self.wave(wave_id).not_asked)
+        out = []
+        for e in self.estimates:
+            if e.proportion in gone:
+                continue
+            by = tuple(b for b in e.by if not set(b) & gone)
+            out.append(e if by == e.by else e.model_copy(update={"by": by}))
+        return tuple(out)
+
     def stage_slice(self, stage: str, wave_id: str) -> dict[str, Any]:
         """The part of the config a stage depends on (for its fingerprint)."""
         w = self.wave(wave_id)
         dump = lambda m: json.loads(m.model_dump_json())  # noqa: E731
         if stage == "ingest":
             return {
-                "wave": {"id": w.id, "raw": str(w.raw), "rename": dict(w.rename), "labels": json.loads(json.dumps(w.labels, default=str))},
+                "wave": {"id": w.id, "raw": str(w.raw), "rename": dict(w.rename), "labels": json.loads(json.dumps(w.labels, default=str)),
+                         "not_asked": list(w.not_asked)},
                 "ingest": dump(self.ingest),
             }
         if stage == "clean":
@@ -743,13 +778,13 @@ class StudyConfig(_Model):
                 "field_dates": [str(d) for d in w.field_dates] if w.field_dates else None,
                 "wave_recodes": [dump(r) for r in w.recodes],
                 "wave_missing_also": [dump(m) for m in w.missing_also],
-                "clean": dump(self.clean),
+                "clean": dump(self.clean_for(wave_id)),
             }
         if stage == "weight":
             replicate = {k: v for k, v in dump(self.design).items() if k in ("weights", "strata", "ids", "fpc", "nest", "variance", "replicates")}
             return {"targets": str(w.targets) if w.targets else None, "weight": dump(self.weight), "design": replicate}
         if stage == "estimate":
-            return {"design": dump(self.design), "rake": dump(self.weight.rake) if self.weight.rake else None, "estimates": [dump(e) for e in self.estimates], "tables": self.tables.flag_rules()}
+            return {"design": dump(self.design), "rake": dump(self.weight.rake) if self.weight.rake else None, "estimates": [dump(e) for e in self.estimates_for(wave_id)], "tables": self.tables.flag_rules()}
         if stage == "export":
             # not the list of waves: adding a wave must not rerun the earlier waves' exports
             # (tables across waves are the study-level trends stage's)

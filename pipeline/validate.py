@@ -24,7 +24,7 @@ def validate(config: StudyConfig) -> list[str]:
     for i, wave in enumerate(config.waves):
         path = config.resolve(wave.raw)
         try:
-            frame, codebook, diag = ingest(path, config.ingest, wave_index=i, rename=wave.rename, labels=wave.labels)
+            frame, codebook, diag = ingest(path, config.ingest, wave_index=i, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked)
         except DataError as exc:
             data_problems.append(f"waves[{i}].raw: {exc.message}")
             continue
@@ -32,7 +32,7 @@ def validate(config: StudyConfig) -> list[str]:
             config_problems.append(f"waves[{i}]: {exc.message}")
             continue
         try:
-            _check_names(frame, codebook, config.clean, [*wave.recodes, *config.clean.recodes], wave.missing_also, wave.field_dates)
+            _check_names(frame, codebook, config.clean_for(wave.id), [*wave.recodes, *config.clean_for(wave.id).recodes], wave.missing_also, wave.field_dates)
         except ConfigError as exc:
             config_problems += [f"waves[{i}] ({wave.id}): {p}" for p in exc.problems] or [exc.message]
         if wave.targets is not None:

@@ -219,3 +219,13 @@ def test_killed_run_leaves_no_half_written_artifact(tiny_project, delay):
     assert not list((outputs / "w1").glob(".staging-*"))
     res = run_cli("run", str(tiny_project))
     assert "nothing to do" in res.stderr
+
+
+def test_simulate_uses_the_wave_defaults(tmp_path, capsys):
+    """`simulate --wave 2014` without --seed/--n writes the committed 2014 delivery."""
+    root = Path(__file__).resolve().parents[1]
+    assert main(["simulate", "--wave", "2014", "--out", str(tmp_path)]) == 0
+    for rel in ("insecure_communities_2014_answer_key.csv", "targets/latino_adults_2014.csv"):
+        assert (tmp_path / rel).read_text() == (root / "raw" / rel).read_text(), rel
+    assert main(["simulate", "--wave", "2016", "--out", str(tmp_path)]) == 2
+    assert main(["simulate", "--n", "4"]) == 2

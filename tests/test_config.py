@@ -23,7 +23,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_demo_config_loads():
     config = load_config(ROOT / "configs" / "insecure_communities.yaml")
     assert config.study == "insecure_communities"
-    assert [w.id for w in config.waves] == ["2012"]
+    assert [w.id for w in config.waves] == ["2012", "2014"]
     assert config.resolve(config.waves[0].raw) == ROOT / "raw" / "insecure_communities_2012.sav"
     assert config.outputs == ROOT / "outputs" / "insecure_communities"
     ids = [e.id for e in config.estimates]

@@ -602,7 +602,7 @@ def run(ctx: StageContext) -> StageOutput:
     result = clean(
         frame,
         codebook,
-        ctx.config.clean,
+        ctx.config.clean_for(wave.id),
         wave_recodes=wave.recodes,
         wave_missing=wave.missing_also,
         field_dates=wave.field_dates,

@@ -229,7 +229,7 @@ def run(ctx: StageContext) -> StageOutput:
         design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
     else:
         design = build_design(frame, config.design, config.weight)
-    est = estimate_all(frame, codebook, config.estimates, design, config.design, config.tables, wave=ctx.wave.id)
+    est = estimate_all(frame, codebook, config.estimates_for(ctx.wave.id), design, config.design, config.tables, wave=ctx.wave.id)
     return StageOutput(
         files={"estimates.csv": est, "estimate/codebook.json": codebook.to_json()},
         diagnostics={"estimates": est.height, "flagged": int((est.get_column("flag") != "").sum()) if est.height else 0},

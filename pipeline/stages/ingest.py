@@ -8,7 +8,7 @@ drop; the clean stage drops the hash in turn.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ def ingest(
     wave_index: int = 0,
     rename: Mapping[str, str] | None = None,
     labels: Mapping[str, Mapping[Any, str]] | None = None,
+    not_asked: Sequence[str] = (),
 ) -> tuple[pl.DataFrame, Codebook, dict]:
     """Read ``path``, harmonise names and labels, keep salted hashes, drop the PII columns.
 
@@ -41,6 +42,8 @@ def ingest(
         The wave's variable names -> the study's names (``waves[].rename``), applied first.
     labels : mapping, optional
         Value labels replacing the file's for some variables (``waves[].labels``).
+    not_asked : sequence of str
+        Study variables the wave did not ask (``waves[].not_asked``): an error if the file has one.
 
     Returns
     -------
@@ -60,6 +63,12 @@ def ingest(
             )
         frame = frame.rename(dict(rename))
         codebook = codebook.rename(rename)
+    asked = sorted(set(not_asked or ()) & set(frame.columns))
+    if asked:
+        raise ConfigError(
+            f"waves[{wave_index}].not_asked: {', '.join(asked)} {'is' if len(asked) == 1 else 'are'} in {path}",
+            hint="remove them from not_asked (the wave has them), or rename them with waves[].rename",
+        )
     for name, mapping in (labels or {}).items():
         if name not in frame.columns:
             raise ConfigError(f"waves[{wave_index}].labels.{name}: {name} is not in {path} (after renaming)")
@@ -122,7 +131,9 @@ def run(ctx: StageContext) -> StageOutput:
     path = ctx.config.resolve(wave.raw)
     index = [w.id for w in ctx.config.waves].index(wave.id)
     salt = study_salt(ctx.config.outputs) if ctx.config.ingest.hash else ""
-    frame, codebook, diagnostics = ingest(path, ctx.config.ingest, salt=salt, wave_index=index, rename=wave.rename, labels=wave.labels)
+    frame, codebook, diagnostics = ingest(
+        path, ctx.config.ingest, salt=salt, wave_index=index, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked
+    )
     return StageOutput(
         files={"ingest/data.parquet": frame, "ingest/codebook.json": codebook.to_json()},
         diagnostics=diagnostics,

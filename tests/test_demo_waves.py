@@ -1,0 +1,71 @@
+"""The demo's second wave (issue 7): add 2014 to a study that ran 2012 alone, the trend, label drift."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+WAVE_STAGES = ("ingest", "clean", "weight", "estimate", "export")
+
+
+def wave_2014_entry(text: str) -> str:
+    start = text.index('  - id: "2014"')
+    end = text.index("\ningest:")
+    return text[start:end]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("waves")
+    shutil.copytree(ROOT / "configs", project / "configs")
+    shutil.copytree(ROOT / "raw", project / "raw")
+    return project
+
+
+def test_adding_2014_reruns_only_2014_and_the_trends(project):
+    cfg = project / "configs" / "insecure_communities.yaml"
+    full = cfg.read_text()
+    entry = wave_2014_entry(full)
+    cfg.write_text(full.replace(entry, ""))  # the study as it was in 2012
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    cfg.write_text(full)  # one more entry in waves:
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    m = json.loads((project / "outputs" / "insecure_communities" / "manifest.json").read_text())
+    assert {s: m["waves"]["2012"][s]["status"] for s in WAVE_STAGES} == {s: "cached" for s in WAVE_STAGES}
+    assert {s: m["waves"]["2014"][s]["status"] for s in WAVE_STAGES} == {s: "ran" for s in WAVE_STAGES}
+    assert m["study_stages"]["trends"]["status"] == "ran"
+    assert m["study_stages"]["trends"]["diagnostics"]["waves"] == ["2012", "2014"]
+
+
+def test_the_planted_change_is_detected_and_the_unchanged_items_mostly_not(project):
+    t = pl.read_csv(project / "outputs" / "insecure_communities" / "trends" / "estimates.csv", schema_overrides={"by": pl.String, "flag": pl.String})
+    ch = t.filter((pl.col("statistic") == "difference") & (pl.col("domain") == "All"))
+    flags = dict(ch.select("estimate_id", pl.col("flag").fill_null("")).iter_rows())
+    assert flags["contact_police_less_likely"] == "significant"  # planted: Q10A truth -8.0 points
+    assert flags["afraid_leave_home"] == "significant"  # planted: Q10D truth -7.0 points
+    unchanged = [k for k in flags if k not in ("contact_police_less_likely", "afraid_leave_home")]
+    assert sum(flags[k] == "significant" for k in unchanged) <= 1
+    q10a = ch.filter(pl.col("estimate_id") == "contact_police_less_likely").row(0, named=True)
+    assert -0.13 < q10a["estimate"] < -0.04 and q10a["ci_high"] < 0
+
+
+def test_unmapped_label_drift_stops_the_run(project, capsys):
+    cfg = project / "configs" / "insecure_communities.yaml"
+    full = cfg.read_text()
+    no_educ_labels = re.sub(r"      EDUC: \{.*?\}\n", "", full, count=1, flags=re.S)
+    assert no_educ_labels != full
+    cfg.write_text(no_educ_labels)
+    try:
+        assert main(["run", str(cfg), "--quiet"]) == 1
+    finally:
+        cfg.write_text(full)
+    _, err = capsys.readouterr()
+    assert "EDUC code 4: \"Some college/technical/associate's\" in wave 2012 but \"Associate's degree\" in wave 2014" in err
