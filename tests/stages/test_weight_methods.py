@@ -208,6 +208,18 @@ def test_empty_cell_of_a_calibration_names_the_method_key():
     )
 
 
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_stops_on_an_empty_cell(method):
+    """A target category without respondents: a CalibrationError naming the file and the key."""
+    key = method.split(":")[0]
+    f = sample().with_columns(pl.when((pl.col("G") == 1) & (pl.col("AGE3") == 3)).then(2).otherwise(pl.col("AGE3")).alias("AGE3"))
+    raises(
+        CalibrationError,
+        f"raw/targets.csv (weight.{key}): empty cell: variable 'AGE3' category 3 in group G=1 has a target of 3000 but no rows in the data",
+        f, targets(), config(**METHODS[method]),
+    )
+
+
 def test_variable_without_targets():
     raises(TargetsError, "raw/targets.csv: no rows for weight.rake variable(s) AGE3", sample(), targets().filter(pl.col("variable") != "AGE3"), config())
 
