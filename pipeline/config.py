@@ -781,10 +781,10 @@ class StudyConfig(_Model):
                 "clean": dump(self.clean_for(wave_id)),
             }
         if stage == "weight":
-            replicate = {k: v for k, v in dump(self.design).items() if k in ("weights", "strata", "ids", "fpc", "nest", "variance", "replicates")}
+            replicate = {k: v for k, v in dump(self.design).items() if k in ("weights", "strata", "ids", "fpc", "nest", "lonely_psu", "variance", "replicates")}
             return {"targets": str(w.targets) if w.targets else None, "weight": dump(self.weight), "design": replicate}
         if stage == "estimate":
-            return {"design": dump(self.design), "rake": dump(self.weight.rake) if self.weight.rake else None, "estimates": [dump(e) for e in self.estimates_for(wave_id)], "tables": self.tables.flag_rules()}
+            return {"design": dump(self.design), "weight": dump(self.weight), "estimates": [dump(e) for e in self.estimates_for(wave_id)], "tables": self.tables.flag_rules()}
         if stage == "export":
             # not the list of waves: adding a wave must not rerun the earlier waves' exports
             # (tables across waves are the study-level trends stage's)

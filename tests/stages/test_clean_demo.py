@@ -28,7 +28,7 @@ def cleaned():
     result = clean(
         frame,
         codebook,
-        config.clean,
+        config.clean_for(wave.id),
         wave_recodes=wave.recodes,
         wave_missing=wave.missing_also,
         field_dates=wave.field_dates,
