@@ -15,6 +15,7 @@ sampling fractions.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
@@ -83,7 +84,9 @@ class ReplicateWeights:
     ----------
     weights : numpy.ndarray
         ``(n, R)`` analysis replicate weights (already multiplied by the
-        sampling weights, R's ``weights(design, "analysis")``).
+        sampling weights, R's ``weights(design, "analysis")``), float64 or
+        float32, in C or Fortran order: the array the design was given, never
+        a copy (estimators read it in row blocks and accumulate in float64).
     scale : float
         Overall multiplier.
     rscales : numpy.ndarray
@@ -109,8 +112,15 @@ class ReplicateWeights:
         return int(self.weights.shape[1])
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
+def _readonly(a: np.ndarray, *, any_order: bool = False) -> np.ndarray:
+    """``a`` made read-only (the design owns it from now on).
+
+    Copied only when it is not C-contiguous, unless ``any_order``: replicate
+    weights are kept in the layout they came in (polars gives Fortran order),
+    because an ``(n, R)`` copy can be gigabytes.
+    """
+    if not any_order:
+        a = np.ascontiguousarray(a)
     a.setflags(write=False)
     return a
 
@@ -223,6 +233,23 @@ class Design:
     adjustments: tuple[VarianceAdjustment, ...] = ()
     replicates: ReplicateWeights | None = None
     spec: dict = field(default_factory=dict)
+    # Values derived from the weights and the sampling structure alone (the
+    # Taylor stages, degrees of freedom): computed on first use. A design made
+    # by ``replace`` starts empty; with_frame and with_lonely_psu share it,
+    # since they change neither weights nor structure.
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _cached(self, key, compute):
+        """``self._cache[key]``, computed by ``compute()`` on first use."""
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = self._cache[key] = compute()
+            return value
+
+    def _sharing_cache(self, other: Design) -> Design:
+        object.__setattr__(other, "_cache", self._cache)
+        return other
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -474,7 +501,9 @@ class Design:
         """
         n = frame.height
         if isinstance(replicate_weights, np.ndarray):
-            rep = np.asarray(replicate_weights, dtype=np.float64)
+            rep = replicate_weights
+            if rep.dtype not in (np.float64, np.float32):
+                rep = rep.astype(np.float64)
             if rep.ndim != 2 or rep.shape[0] != n:
                 raise DesignError(
                     f"design: replicate weights must be an (n, R) array with n = {n} rows; got shape {rep.shape}",
@@ -515,7 +544,7 @@ class Design:
                     "design: JKn replicate weights need rscales when they are combined weights",
                     hint="give rscales = (n_h - 1) / n_h for each replicate",
                 )
-            rscales = 1.0 / rep.max(axis=0)
+            rscales = 1.0 / rep.max(axis=0).astype(np.float64)
         if scale is None:
             scale = 1.0
         if rscales is None:
@@ -523,7 +552,7 @@ class Design:
         else:
             rs = np.broadcast_to(np.asarray(rscales, dtype=np.float64), (n_rep,)).copy()
         reps = ReplicateWeights(
-            weights=_readonly(analysis),
+            weights=_readonly(analysis, any_order=True),
             scale=float(scale),
             rscales=_readonly(rs),
             mse=bool(mse),
@@ -568,9 +597,9 @@ class Design:
         Linearization: number of first-stage PSUs minus number of strata,
         counting only PSUs and strata with a non-zero weight. Replicate:
         the rank of the analysis replicate weights (rows of this design,
-        R's ``qr(..., tol = 1e-5)``) minus 1.
+        R's ``qr(..., tol = 1e-5)``) minus 1. Computed once per design.
         """
-        return self.domain_degf(None)
+        return self._cached("degf", lambda: self.domain_degf(None))
 
     def domain_degf(self, mask: np.ndarray | None) -> int:
         """Degrees of freedom of the domain ``mask`` (R: ``degf(subset(design, mask))``).
@@ -582,13 +611,34 @@ class Design:
         """
         rows = self.in_design if mask is None else (self.in_design & np.asarray(mask, dtype=bool))
         if self.replicates is not None:
-            from pipeline.survey.variance import qr_rank
+            return self._replicate_degf(rows)
+        if mask is None and self._cached("all_in_design", lambda: bool(self.in_design.all())) and self._cached(
+            "all_weights_nonzero", lambda: bool((self.weights != 0).all())
+        ):
+            # every row counts: the design's PSUs and strata (codes are 0..k-1, PSUs nested in strata)
+            return int(self.clusters[:, 0].max()) + 1 - (int(self.strata[:, 0].max()) + 1)
+        # PSUs and strata with a row of non-zero weight, counted by bincount on their codes
+        inset = (rows & (self.weights != 0)).astype(np.float64)
+        n_psu = np.count_nonzero(np.bincount(self.clusters[:, 0], weights=inset))
+        n_strata = np.count_nonzero(np.bincount(self.strata[:, 0], weights=inset))
+        return int(n_psu - n_strata)
 
-            return qr_rank(self.replicates.weights[rows], tol=1e-5) - 1
-        inset = rows & (self.weights != 0)
-        if not inset.any():
-            return 0
-        return int(len(np.unique(self.clusters[inset, 0])) - len(np.unique(self.strata[inset, 0])))
+    def _replicate_degf(self, rows: np.ndarray, col_sumsq: np.ndarray | None = None) -> int:
+        """Rank of the replicate weights of ``rows`` minus 1, cached per set of rows.
+
+        ``col_sumsq``: the column sums of squares of those rows, when the caller
+        has them (see :func:`pipeline.survey.variance.replicate_rank`).
+        """
+        from pipeline.survey.variance import replicate_rank
+
+        rows = self.in_design & rows
+        return self._cached(
+            _rows_key(rows), lambda: replicate_rank(self.replicates.weights, rows, tol=1e-5, col_sumsq=col_sumsq) - 1
+        )
+
+    def _replicate_degf_known(self, rows: np.ndarray) -> bool:
+        """Whether :meth:`_replicate_degf` of ``rows`` is already cached."""
+        return _rows_key(self.in_design & rows) in self._cache
 
     # ------------------------------------------------------------ transforms
     def subset(self, mask: np.ndarray) -> Design:
@@ -659,13 +709,15 @@ class Design:
                     "design.reweight: a replicate design needs the re-weighted replicate weights",
                     hint="redo the weighting in every replicate and pass replicate_weights=",
                 )
-            rw = np.asarray(replicate_weights, dtype=np.float64)
+            rw = np.asarray(replicate_weights)
+            if rw.dtype not in (np.float64, np.float32):
+                rw = rw.astype(np.float64)
             if rw.shape != reps.weights.shape:
                 raise DesignError(
                     f"design.reweight: replicate_weights has shape {rw.shape}, expected {reps.weights.shape}",
                     hint="one column per replicate, one row per data row",
                 )
-            reps = replace(reps, weights=_readonly(rw))
+            reps = replace(reps, weights=_readonly(rw, any_order=True))
         elif replicate_weights is not None:
             raise DesignError(
                 "design.reweight: replicate_weights given for a linearization design",
@@ -677,7 +729,7 @@ class Design:
     def with_lonely_psu(self, lonely_psu: LonelyPsu) -> Design:
         """The same design under another lonely-PSU policy."""
         _check_lonely(lonely_psu)
-        return replace(self, lonely_psu=lonely_psu)
+        return self._sharing_cache(replace(self, lonely_psu=lonely_psu))
 
     def with_frame(self, frame: pl.DataFrame) -> Design:
         """The same design over a frame with extra or recoded columns (same rows, same order)."""
@@ -686,7 +738,7 @@ class Design:
                 f"design.with_frame: the new frame has {frame.height} rows, the design {self.frame.height}",
                 hint="add columns with with_columns(); never filter rows of a design's frame",
             )
-        return replace(self, frame=frame)
+        return self._sharing_cache(replace(self, frame=frame))
 
     def __repr__(self) -> str:
         kind = f"replicate ({self.replicates.type}, {self.replicates.n_replicates} replicates)" if self.replicates else "linearization"
@@ -700,6 +752,11 @@ class Design:
         if self.adjustments:
             parts.append(f"adjustments={len(self.adjustments)}")
         return ", ".join(parts) + ")"
+
+
+def _rows_key(rows: np.ndarray) -> tuple:
+    """Cache key of a set of rows (a digest of the boolean mask)."""
+    return ("replicate_degf", rows.shape[0], hashlib.blake2b(np.packbits(rows).tobytes(), digest_size=16).digest())
 
 
 REPLICATE_TYPES: tuple[str, ...] = ("JK1", "JKn", "BRR", "Fay", "bootstrap", "other")

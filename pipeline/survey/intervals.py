@@ -143,13 +143,18 @@ class ProportionInputs:
 
 
 def _tq(conf_level: float, df: np.ndarray) -> np.ndarray:
-    """Upper ``1 - alpha/2`` quantile of t(df) (normal where df is infinite)."""
-    from scipy import stats
+    """Upper ``1 - alpha/2`` quantile of t(df) (normal where df is infinite).
+
+    ``scipy.special.stdtrit``/``ndtri`` are what ``scipy.stats.t.ppf``/``norm.ppf``
+    evaluate (bit for bit, NaN for ``df <= 0``), without importing
+    ``scipy.stats`` (about a second) on the estimate stage's first call.
+    """
+    from scipy import special
 
     df = np.asarray(df, dtype=np.float64)
     a = 1.0 - (1.0 - conf_level) / 2.0
     with np.errstate(invalid="ignore"):
-        q = np.where(np.isinf(df), stats.norm.ppf(a), stats.t.ppf(a, np.where(np.isinf(df), 1.0, df)))
+        q = np.where(np.isinf(df), special.ndtri(a), special.stdtrit(np.where(np.isinf(df), 1.0, df), a))
     return q
 
 

@@ -19,6 +19,7 @@ values of R's ``options(survey.lonely.psu = ...)``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +29,7 @@ from pipeline.errors import DesignError
 if TYPE_CHECKING:
     from pipeline.survey.design import Design
 
-__all__ = ["LONELY_PSU", "qr_rank", "replicate_vcov", "taylor_vcov"]
+__all__ = ["LONELY_PSU", "TaylorStage", "qr_rank", "replicate_rank", "replicate_vcov", "stage_vcov", "taylor_stages", "taylor_vcov"]
 
 # A stratum counts as a census (no variance) when every f = (N - n)/N is below this (R onestrat).
 _CENSUS_TOL = 1e-7
@@ -71,15 +72,47 @@ LONELY_PSU: dict[str, Callable[[np.ndarray, np.ndarray, str], np.ndarray]] = {
 }
 
 
+class _Grouper:
+    """Group sums and first values by integer codes ``0..n_groups-1``.
+
+    ``sum(x)`` is ``_group_sums(codes, x, n_groups)``: the rows of ``x`` in the
+    stable order of their codes, summed group by group (``np.add.reduceat``);
+    the sort is done on the first ``sum`` and kept. ``first_of`` needs no sort
+    (the first row of each group is a ``np.minimum.at`` over row numbers). A
+    design keeps one grouper per stage (rows to clusters, clusters to strata),
+    so this work is paid once per design, not per estimate.
+    """
+
+    def __init__(self, codes: np.ndarray, n_groups: int):
+        self.codes = codes
+        self.n_groups = int(n_groups)
+        first = np.full(self.n_groups, len(codes), dtype=np.int64)
+        np.minimum.at(first, codes, np.arange(len(codes)))
+        self.groups = np.flatnonzero(first < len(codes))     # groups with rows
+        self.first = first[self.groups]                       # their first row
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.n_groups, x.shape[1]), dtype=np.float64)
+        if len(self.codes):
+            if self._sorted is None:
+                order = np.argsort(self.codes, kind="stable")
+                sorted_codes = self.codes[order]
+                self._sorted = order, np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+            order, starts = self._sorted
+            out[self.groups] = np.add.reduceat(x[order], starts, axis=0)
+        return out
+
+    def first_of(self, values: np.ndarray) -> np.ndarray:
+        """Value at the first row of each group (groups without rows: 0)."""
+        out = np.zeros(self.n_groups, dtype=values.dtype)
+        out[self.groups] = values[self.first]
+        return out
+
+
 def _group_sums(codes: np.ndarray, x: np.ndarray, n_groups: int) -> np.ndarray:
     """Column sums of ``x`` within groups ``codes`` (``0..n_groups-1``), by sorting."""
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    out = np.zeros((n_groups, x.shape[1]), dtype=np.float64)
-    if len(order):
-        out[sorted_codes[starts]] = np.add.reduceat(x[order], starts, axis=0)
-    return out
+    return _Grouper(codes, n_groups).sum(x)
 
 
 def _first(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
@@ -88,6 +121,118 @@ def _first(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
     uniq, first = np.unique(codes, return_index=True)
     out[uniq] = values[first]
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class TaylorStage:
+    """What the variance of one sampling stage needs from the design alone.
+
+    Everything here depends on the design's clusters, strata and fpc, never on
+    the statistic, so :func:`taylor_stages` computes it once per design (cached
+    on the design) and every estimate reuses it.
+
+    Attributes
+    ----------
+    index : int
+        The stage (0 = first-stage PSUs).
+    codes : numpy.ndarray
+        ``(n,)`` cluster code of every row at this stage (``0..n_clusters-1``).
+    rows : _Grouper
+        Rows to clusters (for row-level influence values).
+    n_clusters, n_strata : int
+    h_c : numpy.ndarray
+        ``(C,)`` stratum of each cluster.
+    n_c, f_c : numpy.ndarray
+        ``(C,)`` sampled units ``n_h`` in the cluster's stratum and ``f = (N_h - n_h)/N_h`` (1 without fpc).
+    mult_c : numpy.ndarray
+        ``(C,)`` product of the sampling fractions ``n/N`` of the earlier stages.
+    n_h : numpy.ndarray
+        ``(H,)`` sampled units per stratum.
+    census_h : numpy.ndarray
+        ``(H,)`` strata sampled completely (no variance).
+    strata : _Grouper
+        Clusters to strata.
+    group_h : numpy.ndarray
+        ``(H,)`` group of strata over which the ``average`` lonely-PSU rule
+        counts (the whole design at stage 1, the parent cluster later).
+    has_lonely : bool
+        Some stratum has a single cluster (and is not a census): only then do
+        the rows present in a domain matter (see ``present`` of :func:`taylor_vcov`).
+    """
+
+    index: int
+    codes: np.ndarray
+    rows: _Grouper
+    n_clusters: int
+    n_strata: int
+    h_c: np.ndarray
+    n_c: np.ndarray
+    f_c: np.ndarray
+    mult_c: np.ndarray
+    n_h: np.ndarray
+    census_h: np.ndarray
+    strata: _Grouper
+    group_h: np.ndarray
+    has_lonely: bool
+
+
+def taylor_stages(design: Design) -> tuple[TaylorStage, ...]:
+    """The stages that contribute to Taylor variances of ``design`` (cached on the design).
+
+    Without fpc only the first stage contributes; with fpc, stage ``s > 1``
+    contributes while some rows have a non-zero product of earlier sampling
+    fractions (R ``svyrecvar``/``multistage``).
+    """
+    return design._cached("taylor_stages", lambda: _build_stages(design))
+
+
+def _build_stages(design: Design) -> tuple[TaylorStage, ...]:
+    stages = []
+    n_stages = design.n_stages if design.popsize is not None else 1
+    mult_row = np.ones(design.clusters.shape[0], dtype=np.float64)
+    for s in range(n_stages):
+        codes = design.clusters[:, s]
+        n_clusters = int(codes.max()) + 1
+        n_strata = int(design.strata[:, s].max()) + 1
+        rows = _Grouper(codes, n_clusters)
+        h_c = rows.first_of(design.strata[:, s])
+        n_c = rows.first_of(design.n_psu[:, s])
+        if design.popsize is None:
+            f_c = np.ones(n_clusters)
+        else:
+            big_n = rows.first_of(design.popsize[:, s])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                f_c = np.where(np.isinf(big_n), 1.0, (big_n - n_c) / big_n)
+        strata = _Grouper(h_c, n_strata)
+        census_h = np.bincount(h_c, weights=(f_c >= _CENSUS_TOL).astype(np.float64), minlength=n_strata) == 0
+        if s == 0:
+            group_h = np.zeros(n_strata, dtype=np.int64)
+        else:
+            group_h = strata.first_of(rows.first_of(design.clusters[:, s - 1]))
+        stages.append(
+            TaylorStage(
+                index=s,
+                codes=codes,
+                rows=rows,
+                n_clusters=n_clusters,
+                n_strata=n_strata,
+                h_c=h_c,
+                n_c=n_c,
+                f_c=f_c,
+                mult_c=rows.first_of(mult_row),
+                n_h=strata.first_of(n_c),
+                census_h=census_h,
+                strata=strata,
+                group_h=group_h,
+                has_lonely=bool(((n_c == 1) & ~census_h[h_c]).any()),
+            )
+        )
+        if design.popsize is None:
+            break
+        mult_row = mult_row * design.n_psu[:, s] / design.popsize[:, s]
+        if not (mult_row > 0).any():
+            break
+    return tuple(stages)
 
 
 def taylor_vcov(design: Design, x: np.ndarray, *, present: np.ndarray | None = None) -> np.ndarray:
@@ -134,44 +279,46 @@ def taylor_vcov(design: Design, x: np.ndarray, *, present: np.ndarray | None = N
     present = design.in_design if present is None else np.asarray(present, dtype=bool)
     k = x.shape[1]
     v = np.zeros((k, k), dtype=np.float64)
-    n_stages = design.n_stages if design.popsize is not None else 1
-    mult_row = np.ones(x.shape[0], dtype=np.float64)
-    for s in range(n_stages):
-        v += _stage_vcov(design, x, s, mult_row, present)
-        if design.popsize is None:
-            break
-        mult_row = mult_row * design.n_psu[:, s] / design.popsize[:, s]
-        if not (mult_row > 0).any():
-            break
+    present_f = present.astype(np.float64)
+    for st in taylor_stages(design):
+        present_c = np.bincount(st.codes, weights=present_f, minlength=st.n_clusters) > 0
+        v += stage_vcov(design, st, st.rows.sum(x), present_c)
     return v
 
 
-def _stage_vcov(design: Design, x: np.ndarray, s: int, mult_row: np.ndarray, present: np.ndarray) -> np.ndarray:
-    clusters = design.clusters[:, s]
-    strata = design.strata[:, s]
-    n_clusters = int(clusters.max()) + 1
-    n_strata = int(strata.max()) + 1
-    z = _group_sums(clusters, x, n_clusters)                      # PSU totals
-    h_c = _first(clusters, strata, n_clusters)                    # stratum of each PSU
-    n_c = _first(clusters, design.n_psu[:, s], n_clusters)        # n_h of each PSU
-    if design.popsize is None:
-        f_c = np.ones(n_clusters)
-    else:
-        big_n = _first(clusters, design.popsize[:, s], n_clusters)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f_c = np.where(np.isinf(big_n), 1.0, (big_n - n_c) / big_n)
-    mult_c = _first(clusters, mult_row, n_clusters)
-    present_c = np.bincount(clusters, weights=present.astype(np.float64), minlength=n_clusters) > 0
-    present_h = np.bincount(h_c, weights=present_c.astype(np.float64), minlength=n_strata) > 0
-    n_h = _first(h_c, n_c, n_strata)
-    census_h = np.bincount(h_c, weights=(f_c >= _CENSUS_TOL).astype(np.float64), minlength=n_strata) == 0
+def stage_vcov(design: Design, st: TaylorStage, z: np.ndarray, present_c: np.ndarray) -> np.ndarray:
+    """One stage's contribution to the Taylor covariance, from cluster totals.
+
+    Parameters
+    ----------
+    design : Design
+        The design (its lonely-PSU policy and labels for messages).
+    st : TaylorStage
+        The stage (:func:`taylor_stages`).
+    z : numpy.ndarray
+        ``(n_clusters, k)`` totals of the weighted influence values by cluster
+        of this stage. :func:`taylor_vcov` sums row-level values; the
+        estimators build them directly from weighted group totals by cluster
+        (:mod:`pipeline.survey.estimators`), which never needs an ``(n, k)`` array.
+    present_c : numpy.ndarray
+        ``(n_clusters,)`` bool, clusters with a row in the (sub)design (see
+        ``present`` of :func:`taylor_vcov`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k, k)``.
+    """
+    s, h_c, n_c, f_c = st.index, st.h_c, st.n_c, st.f_c
+    mult_c = st.mult_c
+    census_c = st.census_h[h_c]
 
     # centre on the stratum mean of n_h PSU totals, scale by f n/(n-1)
-    zbar_h = _group_sums(h_c, z, n_strata) / n_h[:, None]
-    lonely_c = (n_c == 1) & ~census_h[h_c]
+    zbar_h = st.strata.sum(z) / st.n_h[:, None]
+    lonely_c = (n_c == 1) & ~census_c
     scale_c = np.where(n_c > 1, f_c * n_c / np.maximum(n_c - 1, 1), f_c)
     d = (z - zbar_h[h_c]) * np.sqrt(scale_c)[:, None]
-    d[census_h[h_c]] = 0.0
+    d[census_c] = 0.0
     lonely_ok = lonely_c & present_c
     if lonely_c.any():
         if design.lonely_psu == "fail" and lonely_ok.any():
@@ -183,11 +330,9 @@ def _stage_vcov(design: Design, x: np.ndarray, s: int, mult_row: np.ndarray, pre
     if design.lonely_psu == "average":
         # per group of strata (the whole design at stage 1, the parent PSU later),
         # the sum over non-lonely strata times nstrat / nokstrat (R onestage)
-        if s == 0:
-            group_h = np.zeros(n_strata, dtype=np.int64)
-        else:
-            parent_c = _first(clusters, design.clusters[:, s - 1], n_clusters)
-            group_h = _first(h_c, parent_c, n_strata)
+        group_h = st.group_h
+        n_strata = st.n_strata
+        present_h = np.bincount(h_c, weights=present_c.astype(np.float64), minlength=n_strata) > 0
         n_groups = int(group_h.max()) + 1
         lonely_h = np.zeros(n_strata, dtype=bool)
         lonely_h[h_c[lonely_c]] = True
@@ -255,6 +400,89 @@ def replicate_vcov(
             centre = np.where(use, thetas, 0.0).sum(axis=0) / use.sum(axis=0)
     dev = np.where(valid, thetas - centre, 0.0)
     return scale * (dev * rscales[:, None]).T @ dev
+
+
+#: Row block of the passes over replicate weights (float32 blocks are upcast one at a time).
+REPLICATE_BLOCK = 16384
+# replicate_rank: sigma_min of a row sample must exceed tol * max column norm by this factor
+_RANK_MARGIN = 10.0
+
+
+def column_sumsq(weights: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Column sums of squares of ``weights[idx]``, in float64, one row block at a time."""
+    out = np.zeros(weights.shape[1], dtype=np.float64)
+    for start in range(0, len(idx), REPLICATE_BLOCK):
+        block = np.asarray(weights[idx[start : start + REPLICATE_BLOCK]], dtype=np.float64)
+        out += np.einsum("ij,ij->j", block, block)
+    return out
+
+
+def replicate_rank(
+    weights: np.ndarray, rows: np.ndarray, *, tol: float = 1e-5, col_sumsq: np.ndarray | None = None
+) -> int:
+    """R's ``qr(weights[rows, ], tol)$rank``, skipping the QR when the rank is certainly full.
+
+    The degrees of freedom of a replicate design are this rank minus 1. R's
+    ``dqrdc2`` (:func:`qr_rank`) moves a column aside when the norm it has
+    left after projecting out the columns before it falls below ``tol`` times
+    its original norm. That remainder is at least the smallest singular value
+    of ``W = weights[rows]``, which is at least the smallest singular value of
+    any subset of its rows (more rows only add to ``W'W``). So when an evenly
+    spread sample of ``8 R`` (then ``64 R``) rows has ``sigma_min`` above
+    ``10 * tol * max_j ||W[:, j]||``, no column is ever moved aside and the
+    rank is ``R``: the factor 10 leaves room for dqrdc2's rounding (its norm
+    downdates are accurate to about 1e-8). Otherwise (a rank-deficient domain,
+    fewer rows than replicates) the exact :func:`qr_rank` runs on ``W``.
+
+    ``sigma_min > b`` is checked as "``G - c I`` has a Cholesky factor", with
+    ``G`` the sample's ``R x R`` cross-product and ``c = b^2`` plus a bound on
+    the rounding of ``G`` and of the factorization; small BLAS calls only (a
+    singular value decomposition is slower, and erratic when the cores are
+    busy).
+
+    Parameters
+    ----------
+    weights : numpy.ndarray
+        ``(n, R)`` replicate weights (float64 or float32).
+    rows : numpy.ndarray
+        ``(n,)`` bool, the rows of the (domain) design.
+    tol : float
+        R's ``qr`` tolerance (``degf`` uses 1e-5).
+    col_sumsq : numpy.ndarray, optional
+        ``(R,)`` column sums of squares of ``weights[rows]`` if already known.
+    """
+    idx = np.flatnonzero(rows)
+    n_rep = weights.shape[1]
+    if n_rep and len(idx) >= n_rep:
+        if col_sumsq is None:
+            col_sumsq = column_sumsq(weights, idx)
+        bound = _RANK_MARGIN * tol * float(np.sqrt(np.max(col_sumsq)))
+        for m in (8 * n_rep, 64 * n_rep):
+            take = idx if len(idx) <= m else idx[np.linspace(0, len(idx) - 1, m).astype(np.int64)]
+            if bound > 0 and _min_singular_value_exceeds(weights, take, bound):
+                return int(n_rep)
+            if len(take) == len(idx):
+                break
+    return qr_rank(weights[idx], tol=tol)
+
+
+def _min_singular_value_exceeds(weights: np.ndarray, take: np.ndarray, bound: float) -> bool:
+    """Whether ``sigma_min(weights[take]) > bound``, certainly (see :func:`replicate_rank`)."""
+    n_rep = weights.shape[1]
+    gram = np.zeros((n_rep, n_rep))
+    for start in range(0, len(take), 512):  # small products: no BLAS threads
+        block = np.asarray(weights[take[start : start + 512]], dtype=np.float64)
+        gram += block.T @ block
+    trace = float(np.trace(gram))
+    if not np.isfinite(trace):
+        return False
+    # |computed - exact| <= m eps tr(G) for the products, <= R (R + 1) eps ||G|| for Cholesky (4x slack)
+    slack = 4.0 * np.finfo(np.float64).eps * (len(take) + n_rep * (n_rep + 1)) * trace
+    try:
+        np.linalg.cholesky(gram - (bound * bound + slack) * np.eye(n_rep))
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def qr_rank(a: np.ndarray, tol: float = 1e-7) -> int:

@@ -134,3 +134,29 @@ class TestReplicateDesign:
         rep = np.array([[2, 0, 1], [0, 2, 1], [2, 0, 1], [0, 2, 1]], dtype=float)
         d = Design.from_replicate_weights(pl.DataFrame({"y": [1.0, 2, 3, 4]}), replicate_weights=rep, type="other")
         assert d.degf == 1  # third column = mean of the first two
+
+
+class TestPerformanceContracts:
+    """Issue 3, item 7: the design neither copies replicate weights nor sorts to count PSUs."""
+
+    def test_replicate_weights_are_used_in_place(self):
+        f = pl.DataFrame({"y": np.arange(100.0)})
+        reps = np.random.default_rng(0).uniform(1, 2, (100, 8))
+        for array in (reps, np.asfortranarray(reps), reps.astype(np.float32)):
+            d = Design.from_replicate_weights(f, replicate_weights=array, type="JK1")
+            assert np.shares_memory(d.replicates.weights, array)
+            assert d.replicates.weights.dtype == array.dtype
+
+    def test_domain_degf_counts_psus_and_strata_with_weight(self):
+        rng = np.random.default_rng(4)
+        n = 300
+        w = rng.uniform(1, 5, n)
+        w[rng.random(n) < 0.05] = 0.0
+        f = pl.DataFrame({"h": rng.integers(0, 5, n), "psu": rng.integers(0, 4, n), "w": w, "g": rng.integers(0, 3, n)})
+        d = Design.from_frame(f, weights="w", ids=["psu"], strata="h", nest=True)
+        for base in (d, d.subset(f["g"].to_numpy() != 2)):
+            for mask in (None, f["g"].to_numpy() == 1, f["h"].to_numpy() == 0, np.zeros(n, dtype=bool)):
+                rows = base.in_design if mask is None else base.in_design & mask
+                inset = rows & (base.weights != 0)
+                expected = len(np.unique(base.clusters[inset, 0])) - len(np.unique(base.strata[inset, 0])) if inset.any() else 0
+                assert base.domain_degf(mask) == expected

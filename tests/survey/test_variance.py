@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import DesignError
 from pipeline.survey.design import Design
-from pipeline.survey.variance import LONELY_PSU, qr_rank, replicate_vcov, taylor_vcov
+from pipeline.survey.variance import LONELY_PSU, qr_rank, replicate_rank, replicate_vcov, taylor_vcov
 
 
 def test_srs_without_replacement_is_textbook():
@@ -88,3 +88,24 @@ def test_qr_rank_matches_numpy_on_generic_matrices():
     assert qr_rank(a) == 6
     b = np.column_stack([a, a[:, 0] + a[:, 1]])
     assert qr_rank(b, tol=1e-5) == 6
+
+
+def test_replicate_rank_is_r_qr_rank():
+    # replicate_rank certifies full rank from a row sample and otherwise runs qr_rank:
+    # either way it must give R's answer, including rank-deficient and near-deficient cases
+    rng = np.random.default_rng(11)
+    n, n_rep = 3000, 20
+    groups = rng.integers(0, n_rep, 400)
+    psu = rng.integers(0, 400, n)
+    w = rng.uniform(1, 3, n)
+    jk = np.where(groups[psu][:, None] == np.arange(n_rep), 0.0, n_rep / (n_rep - 1)) * w[:, None]
+    cases = {
+        "jackknife": jk,
+        "collinear": np.column_stack([jk[:, :10], jk[:, :10] * 2.0]),
+        "zero column": np.column_stack([jk[:, :-1], np.zeros(n)]),
+        "nearly dependent": np.column_stack([jk[:, :-1], jk[:, 0] + 1e-7 * rng.normal(size=n)]),
+        "float32": jk.astype(np.float32),
+    }
+    for name, a in cases.items():
+        for rows in (np.ones(n, dtype=bool), psu < 200, psu < 3, np.arange(n) < 15):
+            assert replicate_rank(a, rows, tol=1e-5) == qr_rank(a[rows], tol=1e-5), (name, int(rows.sum()))
