@@ -10,7 +10,7 @@ The raw delivery has no WEIGHT or WEIGHT_POP: computing weights is the pipeline'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 
@@ -74,7 +74,12 @@ class Delivery:
     clean: pl.DataFrame
 
 
-def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int | None = None, n: int | None = None) -> Delivery:
+_POPULATIONS: dict[tuple[str, int], Any] = {}  # the last population built, for repeated samples of it
+
+
+def simulate_delivery(
+    *, wave: str = DEFAULT_WAVE, seed: int | None = None, n: int | None = None, population_seed: int | None = None
+) -> Delivery:
     """Simulate the raw delivery of one wave of the synthetic Insecure Communities study.
 
     Parameters
@@ -90,6 +95,10 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int | None = None, n: i
         design says (2012: equally, 501 each at 2,004, 50/50 frames; 2014: 20/25/35/20%, 40%
         landline); the injected problem counts scale with ``n``. Default: the wave's size
         (2012: 2,004; 2014: 2,000).
+    population_seed : int, optional
+        Seed of the synthetic population alone (default: ``seed``). Fixing it while ``seed``
+        varies draws repeated samples from one finite population, as a coverage study needs;
+        the last population built is kept in memory for that.
 
     Returns
     -------
@@ -132,7 +141,14 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int | None = None, n: i
     seed, n = int(seed), int(n)
 
     key = spec.stream_key
-    pop = build_population(spec.population, stream(seed, "population", key))
+    pop_seed = seed if population_seed is None else int(population_seed)
+    cached = _POPULATIONS.get((spec.wave, pop_seed))
+    if cached is None:
+        cached = build_population(spec.population, stream(pop_seed, "population", key))
+        _POPULATIONS.clear()
+        if population_seed is not None:
+            _POPULATIONS[(spec.wave, pop_seed)] = cached
+    pop = cached
     allocation = allocate(spec.sample, n, len(spec.population.county_adults))
     sample = draw_sample(pop, spec.sample, allocation, stream(seed, "sample", key))
     answers = answer_interviews(pop, sample.person, sample.frame, spec.responses, stream(seed, "responses", key))
@@ -188,7 +204,7 @@ def simulate_delivery(*, wave: str = DEFAULT_WAVE, seed: int | None = None, n: i
     data = _frame(injected.records, codebook, SYSMIS)
     answer_key = _answer_key(injected, FLAGS)
 
-    source = f"synthetic population, survey-pipeline simulate wave={spec.wave} seed={seed}; {spec.targets_basis}"
+    source = f"synthetic population, survey-pipeline simulate wave={spec.wave} seed={pop_seed}; {spec.targets_basis}"
     return Delivery(
         wave=spec.wave,
         seed=seed,

@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._delivery import Delivery
@@ -90,11 +90,15 @@ def _umask() -> int:
 
 
 def _write_sav(delivery: Delivery, path: Path) -> None:
+    write_sav(delivery.data, delivery.codebook, path)
+
+
+def write_sav(data: Any, cb: Any, path: Path) -> None:
+    """Write rows of a delivery (``Delivery.data`` or ``.clean``) as the labelled SPSS file."""
     import pyreadstat
 
-    cb = delivery.codebook
     pyreadstat.write_sav(
-        delivery.data,
+        data,
         str(path),
         file_label=cb.file_label,
         column_labels={name: cb.variable_labels[name] for name in cb.variables},
