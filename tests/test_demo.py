@@ -8,7 +8,6 @@ to leave home) with confidence intervals, overall, by county and by immigration 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -23,12 +22,8 @@ PUBLISHED_TOLERANCE = 0.025
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("demo")
-    shutil.copytree(ROOT / "configs", project / "configs")
-    shutil.copytree(ROOT / "raw", project / "raw")
-    assert main(["run", str(project / "configs" / "insecure_communities.yaml"), "--quiet"]) == 0
-    return project
+def demo(demo_project) -> Path:
+    return demo_project
 
 
 def outputs(project: Path) -> Path:

@@ -8,14 +8,12 @@ import html.parser
 import json
 import math
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -25,12 +23,8 @@ EXCEL_REL_TOL = 1e-14
 
 
 @pytest.fixture(scope="module")
-def wave_dir(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("export_demo")
-    shutil.copytree(ROOT / "configs", project / "configs")
-    shutil.copytree(ROOT / "raw", project / "raw")
-    assert main(["run", str(project / "configs" / "insecure_communities.yaml"), "--quiet"]) == 0
-    return project / "outputs" / "insecure_communities" / "2012"
+def wave_dir(demo_project) -> Path:
+    return demo_project / "outputs" / "insecure_communities" / "2012"
 
 
 @pytest.fixture(scope="module")
