@@ -505,6 +505,9 @@ class EstimateSpec(_Model):
     by: tuple[tuple[str, ...], ...] = ((),)
     ci_method: CIMethod | None = None
     title: str | None = None
+    test: Literal["F", "Chisq", "Wald", "adjWald", "lincom", "saddlepoint", "none"] = "F"
+    """Design-based test of association with each single ``by`` variable (R ``svychisq``;
+    ``F``: Rao-Scott second-order, ``Chisq``: first-order), shown under the banners."""
 
 
 class ReliabilityConfig(_Model):

@@ -445,6 +445,7 @@ def banner_table(
     wave: str = "",
     notice: str | None = None,
     letters_note: str = "",
+    association: pl.DataFrame | None = None,
 ) -> Table:
     """A banner crosstab: questions down, subgroups across, significance letters between columns.
 
@@ -455,6 +456,9 @@ def banner_table(
         the letters of the columns of its group whose percentage it significantly exceeds.
     letters_note : str
         How the tests were done (a note under the table).
+    association : polars.DataFrame, optional
+        The estimate stage's tests of association (``estimate/association_tests.csv``, R
+        ``svychisq``): one note per column variable lists each question's test.
     """
     import polars as pl
 
@@ -499,6 +503,7 @@ def banner_table(
         rows.append(Row(tuple(base), group, kind="base"))
     heading = spec.title or "Banner"
     extra = [letters_note] if letters_note and letter_of else []
+    extra += association_notes(association, ids, [c[0] for c in cols], codebook, tables)
     if any(c.text == NOT_ESTIMATED for r in rows for c in r.cells):
         extra.append(f"{NOT_ESTIMATED} not estimated for this subgroup.")
     return Table(
@@ -513,6 +518,32 @@ def banner_table(
         footnotes=footnotes(c.flag for r in rows for c in r.cells if r.kind == "estimate"),
         decimals=decimals,
     )
+
+
+def association_notes(
+    association: pl.DataFrame | None, ids: Sequence[str], bys: Sequence[str], codebook: Codebook | None, tables: TablesConfig
+) -> list[str]:
+    """One note per column variable: each question's design-based test of association."""
+    import polars as pl
+
+    if association is None or association.height == 0:
+        return []
+    notes = []
+    for by in dict.fromkeys(b for b in bys if b and "*" not in b):
+        part = association.filter((pl.col("by") == by) & pl.col("estimate_id").is_in(list(ids)))
+        if part.height == 0:
+            continue
+        kinds = part.get_column("statistic_type").unique().to_list()
+        name = "Rao-Scott second-order F" if kinds == ["F"] else "Rao-Scott first-order chi-squared" if kinds == ["Chisq"] else "design-based"
+        tests = []
+        for r in part.iter_rows(named=True):
+            if r["statistic_name"] == "F":
+                stat = f"F({r['ndf']:.2f}, {r['ddf']:.1f}) = {r['statistic']:.2f}"
+            else:
+                stat = f"X² = {r['statistic']:.2f}"
+            tests.append(f"{r['estimate_id']} {stat}, p = {r['p_value']:.3g}")
+        notes.append(f"Association with {by_label(by, codebook, tables.labels)} ({name} test, as R svychisq): " + "; ".join(tests) + ".")
+    return notes
 
 
 # ------------------------------------------------------------------------------ trend

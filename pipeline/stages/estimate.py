@@ -218,6 +218,39 @@ def _tidy(
     return out.with_columns(flags(out, tables))
 
 
+TEST_COLUMNS = (
+    "wave", "estimate_id", "variable", "by", "statistic_type", "statistic_name", "statistic", "ndf", "ddf", "p_value", "method", "design_df",
+)
+
+
+def association_tests(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[EstimateSpec], design: Any, *, wave: str) -> pl.DataFrame:
+    """R ``svychisq`` of each estimate's variable (as estimated: its levels, or the combined
+    level against the rest, with the estimate's denominator) with each single ``by`` variable."""
+    import polars as pl
+
+    from pipeline.survey.tables import chisq_test
+
+    rows = []
+    for spec in specs:
+        if spec.test == "none":
+            continue
+        work, col, _ = _indicator_frame(frame, spec, codebook)
+        spec_design = design.with_frame(work)
+        for by in spec.by:
+            if len(by) != 1:
+                continue
+            t = chisq_test(spec_design, col, by[0], statistic=spec.test)
+            rows.append(
+                {
+                    "wave": wave, "estimate_id": spec.id, "variable": spec.proportion, "by": by[0],
+                    "statistic_type": t.statistic_type, "statistic_name": t.statistic_name, "statistic": t.statistic,
+                    "ndf": t.ndf, "ddf": t.ddf, "p_value": t.p_value, "method": t.method, "design_df": t.design_df,
+                }
+            )
+    schema = {c: pl.String for c in TEST_COLUMNS} | {c: pl.Float64 for c in ("statistic", "ndf", "ddf", "p_value", "design_df")}
+    return pl.DataFrame(rows, schema=schema)
+
+
 def run(ctx: StageContext) -> StageOutput:
     from pipeline.io import Codebook
 
@@ -229,9 +262,11 @@ def run(ctx: StageContext) -> StageOutput:
         design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
     else:
         design = build_design(frame, config.design, config.weight)
-    est = estimate_all(frame, codebook, config.estimates_for(ctx.wave.id), design, config.design, config.tables, wave=ctx.wave.id)
+    specs = config.estimates_for(ctx.wave.id)
+    est = estimate_all(frame, codebook, specs, design, config.design, config.tables, wave=ctx.wave.id)
+    tests = association_tests(frame, codebook, specs, design, wave=ctx.wave.id)
     return StageOutput(
-        files={"estimates.csv": est, "estimate/codebook.json": codebook.to_json()},
+        files={"estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/codebook.json": codebook.to_json()},
         diagnostics={"estimates": est.height, "flagged": int((est.get_column("flag") != "").sum()) if est.height else 0},
         rows=est.height,
     )

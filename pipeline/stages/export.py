@@ -54,6 +54,7 @@ def build_tables(
     wave: str,
     codebook: Codebook | None = None,
     covariance: Any = None,
+    association: pl.DataFrame | None = None,
 ) -> Publication:
     """Every configured table of a wave.
 
@@ -84,7 +85,12 @@ def build_tables(
         ids = list(spec.estimates) or estimates.get_column("estimate_id").unique(maintain_order=True).to_list()
         cmp = compare_columns(estimates, ids, spec.columns, method=method, covariance=covariance, alpha=sig.alpha, adjust=sig.adjust)
         comparisons.append(cmp.with_columns(pl.lit(spec.id).alias("table")))
-        out.append(banner_table(estimates, spec, t, comparisons=cmp, wave=wave, letters_note=letters_note(method, sig.alpha, sig.adjust), **common))
+        out.append(
+            banner_table(
+                estimates, spec, t, comparisons=cmp, wave=wave, letters_note=letters_note(method, sig.alpha, sig.adjust),
+                association=association, **common,
+            )
+        )
     frame = pl.concat(comparisons) if comparisons else pl.DataFrame(schema={**{c: pl.String for c in COMPARISON_COLUMNS}, "table": pl.String})
     return Publication(tuple(out), frame)
 
@@ -146,7 +152,9 @@ def run(ctx: StageContext) -> StageOutput:
     covariance = None
     if frame is not None and config.tables.banners and config.tables.significance.method == "design" and codebook is not None:
         covariance = _covariance(ctx, frame, codebook)
-    pub = build_tables(est, config, wave=wave.id, codebook=codebook, covariance=covariance)
+    tests_path = ctx.path("estimate/association_tests.csv")
+    association = ctx.read_frame("estimate/association_tests.csv") if tests_path.is_file() and tests_path.stat().st_size > 0 else None
+    pub = build_tables(est, config, wave=wave.id, codebook=codebook, covariance=covariance, association=association)
 
     files: dict[str, Any] = {}
     if "csv" in formats:

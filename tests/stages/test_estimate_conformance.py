@@ -82,3 +82,21 @@ def test_replicate_design_as_the_weight_stage_hands_it_over():
     design = replicate_design(frame, cfg, replicates, meta)
     est = estimate_all(frame, CODEBOOK, [SPEC], design, cfg, TablesConfig(), wave="api")
     assert check(est, "clus1_jk1") == 4
+
+
+@pytest.mark.parametrize("statistic", ["F", "Chisq", "Wald"])
+def test_association_tests_of_the_stage_are_svychisq(statistic):
+    """estimate/association_tests.csv rows equal R's svychisq(~sch.wide+stype, clus1, statistic=...)."""
+    from pipeline.stages.estimate import association_tests
+
+    frame = apiclus1()
+    cfg = DesignConfig(weights="pw", ids=("dnum",), fpc=("fpc",))
+    design = build_design(frame, cfg)
+    spec = EstimateSpec(id="sch_wide", proportion="sch_wide_yes", by=((), ("stype_code",)), test=statistic)
+    got = association_tests(frame, CODEBOOK, [spec], design, wave="api")
+    assert got.height == 1  # one test: the single-variable domain list
+    ref = expected("chisq.csv").filter(pl.col("case") == f"svychisq:sch.wide+stype:{statistic}:clus1").row(0, named=True)
+    row = got.row(0, named=True)
+    for key in ("statistic", "p_value", "ndf"):
+        assert row[key] == pytest.approx(ref[key], rel=1e-9), key
+    assert row["statistic_name"] == ref["statistic_name"]
