@@ -69,3 +69,12 @@ def test_unmapped_label_drift_stops_the_run(project, capsys):
         cfg.write_text(full)
     _, err = capsys.readouterr()
     assert "EDUC code 4: \"Some college/technical/associate's\" in wave 2012 but \"Associate's degree\" in wave 2014" in err
+
+
+def test_trend_table_and_chart(project):
+    trends = project / "outputs" / "insecure_communities" / "trends"
+    table = (trends / "trend.md").read_text()
+    assert "Change 2012–2014 (points)" in table
+    svg = (trends / "trend_chart.svg").read_text()
+    assert "2012" in svg and "2014" in svg and "contact_police_less_likely" in svg
+    assert (trends / "trend_chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

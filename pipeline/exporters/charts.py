@@ -134,6 +134,67 @@ def estimate_chart(
     return fig
 
 
+def trend_chart(
+    trends: pl.DataFrame,
+    estimate_ids: Sequence[str] = (),
+    *,
+    decimals: int = 0,
+    notice: str | None = None,
+) -> Any:
+    """Each estimate (whole sample) across waves: a line with CI whiskers; changes flagged
+    significant between consecutive waves are marked with an asterisk.
+
+    ``trends`` is the layout of ``trends/estimates.csv``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import polars as pl
+
+    from pipeline.exporters.tables import prepare_estimates
+
+    est = prepare_estimates(trends).filter(pl.col("by") == "")
+    levels = est.filter(pl.col("statistic") != "difference")
+    ids = list(estimate_ids) or levels.get_column("estimate_id").unique(maintain_order=True).to_list()
+    waves = levels.get_column("wave").unique(maintain_order=True).to_list()
+    x_of = {w: i for i, w in enumerate(waves)}
+    fig = _figure(7.5, 4.8, layout=None)
+    ax = fig.add_axes((0.1, 0.16, 0.86, 0.74))  # room below for the wave labels and the notice
+    for k, est_id in enumerate(ids):
+        part = levels.filter(pl.col("estimate_id") == est_id)
+        if part.get_column("level").n_unique() != 1:
+            continue  # an estimate of every answer is not one line
+        rows = [r for r in part.iter_rows(named=True) if not is_suppressed(r["flag"])]
+        if not rows:
+            continue
+        colour = PALETTE[k % len(PALETTE)]
+        xs = [x_of[r["wave"]] for r in rows]
+        ps = [100 * r["estimate"] for r in rows]
+        err = [[p - 100 * r["ci_low"] for p, r in zip(ps, rows)], [100 * r["ci_high"] - p for p, r in zip(ps, rows)]]
+        ax.errorbar(xs, ps, yerr=err, color=colour, marker="o", capsize=3, linewidth=1.5, label=est_id)
+        for x, p in zip(xs, ps):
+            ax.annotate(f"{p:.{decimals}f}%", (x, p), textcoords="offset points", xytext=(8, -3), fontsize=8, color=colour)
+        changes = est.filter((pl.col("statistic") == "difference") & (pl.col("estimate_id") == est_id) & (pl.col("flag") == "significant"))
+        for r in changes.iter_rows(named=True):
+            x0, x1 = x_of[str(r["wave_from"])], x_of[str(r["wave_to"])]
+            y = (ps[xs.index(x0)] + ps[xs.index(x1)]) / 2 if x0 in xs and x1 in xs else None
+            if y is not None:
+                ax.text((x0 + x1) / 2, y, "*", fontsize=14, color=colour, ha="center", va="bottom")
+    ax.set_xticks(range(len(waves)), waves)
+    ax.set_xlim(-0.4, len(waves) - 0.6)
+    ax.set_ylabel("percent (weighted), with confidence interval")
+    ax.yaxis.grid(True, color="#e0e0e0")
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("Estimates by wave (* significant change between consecutive waves)", fontsize=10, loc="left")
+    if notice:
+        fig.text(0.01, 0.005, textwrap.fill(notice, 130), fontsize=6.5, color=MUTED, va="bottom", ha="left")
+    return fig
+
+
 def weighting_chart(
     margins: pl.DataFrame,
     *,

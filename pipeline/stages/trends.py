@@ -10,7 +10,8 @@ when either wave's estimate is suppressed.
 
 The stage also renders the trend tables (``tables.trends``; by default one table of every
 estimate overall) with :func:`pipeline.exporters.tables.trend_table`, in the formats of
-``export.formats``, under ``trends/``.
+``export.formats``, under ``trends/``, and, with two or more waves and ``png``/``svg`` among the
+formats, the trend chart (``trends/trend_chart.*``: the charted estimates across waves).
 """
 
 from __future__ import annotations
@@ -117,6 +118,12 @@ def run(ctx: StudyContext) -> StageOutput:
                 from pipeline.exporters.latex import table_latex
 
                 files[f"trends/{t.id}.tex"] = table_latex(t)
+        if {"png", "svg"} & formats and len(ctx.waves) > 1:
+            from pipeline.exporters.charts import figure_bytes, trend_chart
+
+            fig = trend_chart(table, config.export.charts, decimals=config.tables.decimals, notice=config.notice)
+            for fmt in sorted({"png", "svg"} & formats):
+                files[f"trends/trend_chart.{fmt}"] = figure_bytes(fig, fmt)
         if "xlsx" in formats:
             from pipeline.exporters.xlsx import workbook_bytes
 
