@@ -104,6 +104,7 @@ class GroupedCall:
     domain_rows: np.ndarray                 # (D,) rows of each domain (R nrow)
     psu_weight: np.ndarray | None           # (C, D) weight of each domain's rows by first-stage PSU (Taylor)
     replicate_sumsq: np.ndarray | None      # (D, R) column sums of squares of each domain's replicate weights
+    replicate_sumsq_all: np.ndarray | None  # (R,) the same over every row (an upper bound for any domain)
 
 
 def estimate_grouped(
@@ -155,27 +156,22 @@ def estimate_grouped(
     results = []
     psu_weight = sumsq = None
     if design.replicates is not None:
-        keys = [dom_x * (v.n_slots + 1) + v.slots for v in variables]
-        full_totals = [_totals(key, w, v, shape.groups(v)) for key, v in zip(keys, variables)]
+        # totals over the whole sample: one "cluster"
+        full_totals = [{name: t[0] for name, t in v[0].items()} for v in _cluster_totals([None], variables, dom_x, w, shape)]
         rep_totals, sumsq = _replicate_totals(
             design.replicates.weights, dom_x, shape, variables, [t["W"] for t in full_totals], domain_rows_sumsq
         )
     else:
         stages = taylor_stages(design)
-        bases: dict[tuple[int, int], np.ndarray] = {}  # (stage, S) -> cluster * G + domain * (S + 1)
+        all_cluster_totals = _cluster_totals(stages, variables, dom_x, w, shape)
     for i, var in enumerate(variables):
         g1 = shape.groups(var)
         key = None
         if design.replicates is not None:
-            key, totals = keys[i], full_totals[i]
+            totals = full_totals[i]
             cluster_totals = None
         else:
-            cluster_totals = []
-            for st in stages:
-                base = bases.get((st.index, var.n_slots))
-                if base is None:
-                    base = bases[(st.index, var.n_slots)] = st.codes * g1 + dom_x * (var.n_slots + 1)
-                cluster_totals.append(_totals(base + var.slots, w, var, g1, st.n_clusters))
+            cluster_totals = all_cluster_totals[i]
             # totals over the whole sample: the first stage's cluster totals summed
             totals = {name: t.sum(axis=0) for name, t in cluster_totals[0].items()}
             if psu_weight is None and var.a is None and not var.has_missing:
@@ -204,12 +200,18 @@ def estimate_grouped(
                 thetas = ra
             vcov = replicate_vcov(thetas, est, scale=reps.scale, rscales=reps.rscales, mse=reps.mse)
         else:
-            vcov = _taylor(design, stages, var, cluster_totals, est, den, shape, all_nonzero, bases, dom_x)
+            vcov = _taylor(design, stages, var, cluster_totals, est, den, shape, all_nonzero, dom_x)
         deffs = None
         if deff is not False:
             deffs = _deff(design, var, dom_x, totals, est, den, vcov, cols_n, cols_nz, shape, deff)
         results.append(GroupedResult(estimate=est, vcov=vcov, n=cols_n, n_nonzero=cols_nz, thetas=thetas, deff=deffs))
-    return GroupedCall(results=results, domain_rows=domain_rows, psu_weight=psu_weight, replicate_sumsq=sumsq)
+    return GroupedCall(
+        results=results,
+        domain_rows=domain_rows,
+        psu_weight=psu_weight,
+        replicate_sumsq=None if sumsq is None else sumsq[:n_domains],
+        replicate_sumsq_all=None if sumsq is None else sumsq.sum(axis=0),
+    )
 
 
 # ------------------------------------------------------------------ group algebra
@@ -247,21 +249,56 @@ class _Shape:
         return out
 
 
-def _totals(index, w, var: GroupedVariable, n_groups: int, n_clusters: int | None = None) -> dict[str, np.ndarray]:
-    """Weight (``W``), numerator (``A``) and denominator (``B``) totals by ``index``.
+#: Rows per chunk of the Taylor pass: a chunk's codes, weights and group indices stay in cache
+#: while every variable is added up.
+_TAYLOR_CHUNK = 1 << 16
 
-    ``A`` and ``B`` are ``W`` itself when the variable has no values of its
-    own (level indicators), so a categorical variable costs one bincount.
+
+def _cluster_totals(clusterings, variables, dom_x, w, shape: _Shape) -> list[list[dict[str, np.ndarray]]]:
+    """Per variable and clustering, the ``W``/``A``/``B`` totals by cluster and group, ``(C, G)`` each.
+
+    ``clusterings`` are the Taylor stages (their ``codes`` and ``n_clusters``),
+    or ``[None]`` for totals over the whole sample (one cluster). One
+    ``np.bincount`` over ``cluster * G + domain * (S + 1) + slot`` per
+    variable, clustering and total, taken chunk by chunk of rows with the
+    variables innermost, so the chunk's cluster codes and weights are read
+    from memory once for all the variables (at 10^7 rows the pass is
+    memory-bound).
     """
-    size = n_groups * (n_clusters or 1)
-    t_w = np.bincount(index, weights=w, minlength=size)
-    out = {
-        "W": t_w,
-        "A": t_w if var.a is None else np.bincount(index, weights=w * var.a, minlength=size),
-        "B": t_w if var.b is None else np.bincount(index, weights=w * var.b, minlength=size),
-    }
-    if n_clusters is not None:
-        out = {name: t.reshape(n_clusters, n_groups) for name, t in out.items()}
+    n = w.shape[0]
+    n_clusters = [1 if st is None else st.n_clusters for st in clusterings]
+    out = [[{} for _ in clusterings] for _ in variables]
+    for start in range(0, n, _TAYLOR_CHUNK):
+        stop = min(start + _TAYLOR_CHUNK, n)
+        w_c, dom_c = w[start:stop], dom_x[start:stop]
+        for s, st in enumerate(clusterings):
+            codes_c = None if st is None else st.codes[start:stop]
+            bases: dict[int, np.ndarray] = {}  # number of slots -> cluster * G + domain * (S + 1)
+            for var, per_stage in zip(variables, out):
+                g1 = shape.groups(var)
+                base = bases.get(var.n_slots)
+                if base is None:
+                    base = dom_c * (var.n_slots + 1)
+                    base = bases[var.n_slots] = base if codes_c is None else codes_c * g1 + base
+                idx = base + var.slots[start:stop]
+                size = n_clusters[s] * g1
+                totals = per_stage[s]
+                parts = {"W": np.bincount(idx, weights=w_c, minlength=size)}
+                if var.a is not None:
+                    parts["A"] = np.bincount(idx, weights=w_c * var.a[start:stop], minlength=size)
+                if var.b is not None:
+                    parts["B"] = np.bincount(idx, weights=w_c * var.b[start:stop], minlength=size)
+                for name, part in parts.items():
+                    if name in totals:
+                        totals[name] += part
+                    else:
+                        totals[name] = part
+    for var, per_stage in zip(variables, out):
+        for c, totals in zip(n_clusters, per_stage):
+            for name in list(totals):
+                totals[name] = totals[name].reshape(c, shape.groups(var))
+            totals.setdefault("A", totals["W"])
+            totals.setdefault("B", totals["W"])
     return out
 
 
@@ -276,7 +313,7 @@ def _ratios(var: GroupedVariable, totals: dict, shape: _Shape) -> tuple[np.ndarr
 
 
 # ------------------------------------------------------------------ Taylor
-def _taylor(design, stages, var, cluster_totals, est, den, shape: _Shape, all_nonzero, bases, dom_x) -> np.ndarray:
+def _taylor(design, stages, var, cluster_totals, est, den, shape: _Shape, all_nonzero, dom_x) -> np.ndarray:
     """Taylor covariance from the totals by cluster and group (see the module docstring).
 
     The lonely-PSU rules need the clusters with a row of the (domain) design:
@@ -297,7 +334,7 @@ def _taylor(design, stages, var, cluster_totals, est, den, shape: _Shape, all_no
             if all_nonzero:
                 present_cd = shape.domain_sums(totals["W"], var) > 0                               # (C, D)
             else:
-                idx = bases[(st.index, var.n_slots)] + var.slots
+                idx = st.codes * shape.groups(var) + dom_x * (var.n_slots + 1) + var.slots
                 counts = np.bincount(idx, minlength=st.n_clusters * shape.groups(var))
                 present_cd = shape.domain_sums(counts.reshape(st.n_clusters, -1), var) > 0
             present_c = present_cd.any(axis=1)
@@ -350,7 +387,8 @@ def _replicate_totals(weights, dom_x, shape: _Shape, variables, weight_totals, d
     releases the GIL) and are added up in chunk order, so results do not
     depend on the number of threads. Returns per variable the ``(R, D*L)``
     numerator and denominator totals by column and, on request, the
-    ``(D, R)`` column sums of squares of each domain's rows.
+    ``(D + 1, R)`` column sums of squares of each domain's rows (the last:
+    rows outside every domain).
     """
     n = weights.shape[0]
     plan = _ReplicatePlan.build(weights, dom_x, shape, variables, weight_totals, domain_rows_sumsq)
@@ -384,7 +422,7 @@ def _replicate_totals(weights, dom_x, shape: _Shape, variables, weight_totals, d
             tb = ta if off_b is None else acc[off_b : off_b + g1].T
             rb = shape.domain_sums(tb, var)
         out.append((shape.columns(ta, var), shape.per_column(rb, var)))
-    return out, (None if sumsq is None else sumsq[: shape.d])
+    return out, sumsq
 
 
 @dataclass(frozen=True, eq=False)
@@ -400,6 +438,7 @@ class _ReplicatePlan:
     n_groups: int
     entries: list           # per entry of a row: (variable or None for the domain total, offset, values, majors)
     all_ones: bool          # every entry has value 1 (level indicators)
+    skips: int              # entries that may be skipped (level indicators' most frequent level)
     sumsq: bool
 
     @classmethod
@@ -423,7 +462,8 @@ class _ReplicatePlan:
                 entries.append((var, offset + g1, var.b, None))
             offset += g1 * (2 if separate_b else 1)
         all_ones = all(values is None for _, _, values, _ in entries)
-        return cls(weights, dom_x, shape, layout, majors, shared, offset, entries, all_ones, sumsq)
+        skips = sum(major is not None for _, _, _, major in entries)
+        return cls(weights, dom_x, shape, layout, majors, shared, offset, entries, all_ones, skips, sumsq)
 
     def accumulate(self, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         """``S @ W`` (and the domains' sums of squares) over rows ``bounds[0]:bounds[1]``."""
@@ -442,22 +482,35 @@ class _ReplicatePlan:
             n_entries = len(self.entries)
             idx = np.empty((m, n_entries), dtype=np.int64)
             val = None if self.all_ones else np.ones((m, n_entries))
-            mask = np.ones((m, n_entries), dtype=bool) if any(e[3] is not None for e in self.entries) else None
+            mask = per_row = None
+            if self.skips:
+                mask = np.ones((m, n_entries), dtype=bool)
+                per_row = np.full(m, n_entries - self.skips, dtype=np.int64)
+            bases: dict[int, np.ndarray] = {}  # number of slots -> domain * (S + 1)
             for j, (var, offset, values, major) in enumerate(self.entries):
                 if var is None:  # the shared domain totals
                     idx[:, j] = dom_b
                     continue
+                base = bases.get(var.n_slots)
+                if base is None:
+                    base = bases[var.n_slots] = dom_b * (var.n_slots + 1)
                 slots = var.slots[start:stop]
-                idx[:, j] = dom_b * (var.n_slots + 1) + slots + offset
+                column = idx[:, j]
+                np.add(base, slots, out=column)
+                column += offset
                 if values is not None:
                     val[:, j] = values[start:stop]
                 if major is not None:
-                    mask[:, j] = slots != major[dom_b]
+                    keep = slots != major[dom_b]
+                    mask[:, j] = keep
+                    per_row += keep
             if mask is not None:
                 flat = mask.ravel()
                 idx = np.compress(flat, idx.ravel())
                 val = np.ones(len(idx)) if val is None else np.compress(flat, val.ravel())
-                indptr = np.concatenate([[0], np.cumsum(np.count_nonzero(mask, axis=1))])
+                indptr = np.empty(m + 1, dtype=np.int64)
+                indptr[0] = 0
+                np.cumsum(per_row, out=indptr[1:])
             else:
                 idx = idx.ravel()
                 val = np.ones(len(idx)) if val is None else val.ravel()

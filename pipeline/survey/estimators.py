@@ -608,7 +608,13 @@ def _estimate(design: Design, dom: _Domains, coded: list[_Coded], statistic: str
     if design.adjustments:
         return [_compute(design, c.dense(), statistic, c.variable, by, c.keys, deff) for c in coded]
     n_dom = max(dom.count, 1)
-    need_sumsq = design.is_replicate and not all(design._replicate_degf_known(dom.code == d) for d in range(n_dom))
+    # replicate degf need a bound on each domain's replicate-weight column norms: the pass
+    # computes them the first time; after that the whole sample's serve as a bound
+    need_sumsq = (
+        design.is_replicate
+        and "replicate_col_sumsq" not in design._cache
+        and not all(design._replicate_degf_known(dom.code == d) for d in range(n_dom))
+    )
     call = estimate_grouped(
         design, dom.code_outside_last(), n_dom, [c.grouped for c in coded], deff=deff,
         domain_rows=dom.rows, domain_rows_sumsq=need_sumsq,
@@ -653,11 +659,16 @@ def _domain_df(design: Design, code: np.ndarray, n_dom: int, call) -> np.ndarray
     :func:`~pipeline.survey._grouped.estimate_grouped` returns those totals
     when some variable had no missing value, else one bincount over
     ``PSU x domain`` counts them. Replicate: :meth:`Design._replicate_degf`
-    per domain, cached on the design.
+    per domain, cached on the design; the column sums of squares that bound
+    its certificate come from the replicate pass, or, once one call has
+    computed them, from the whole sample's (a looser but valid bound).
     """
     if design.replicates is not None:
+        if call.replicate_sumsq_all is not None:
+            design._cache.setdefault("replicate_col_sumsq", call.replicate_sumsq_all)
         sumsq = call.replicate_sumsq
-        df = [design._replicate_degf(code == d, None if sumsq is None else sumsq[d]) for d in range(n_dom)]
+        bound = design._cache.get("replicate_col_sumsq")  # sums over more rows: an upper bound
+        df = [design._replicate_degf(code == d, bound if sumsq is None else sumsq[d]) for d in range(n_dom)]
         return np.asarray(df, dtype=np.int64)
     st = taylor_stages(design)[0]
     if call.psu_weight is not None:

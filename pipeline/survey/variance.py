@@ -436,9 +436,9 @@ def replicate_rank(
 
     ``sigma_min > b`` is checked as "``G - c I`` has a Cholesky factor", with
     ``G`` the sample's ``R x R`` cross-product and ``c = b^2`` plus a bound on
-    the rounding of ``G`` and of the factorization; small BLAS calls only (a
-    singular value decomposition is slower, and erratic when the cores are
-    busy).
+    the rounding of ``G`` and of the factorization (a singular value
+    decomposition costs more, and its threaded BLAS calls stall when the cores
+    are busy).
 
     Parameters
     ----------
@@ -449,7 +449,8 @@ def replicate_rank(
     tol : float
         R's ``qr`` tolerance (``degf`` uses 1e-5).
     col_sumsq : numpy.ndarray, optional
-        ``(R,)`` column sums of squares of ``weights[rows]`` if already known.
+        ``(R,)`` column sums of squares of ``weights[rows]`` if already known,
+        or an upper bound of them (those of more rows): only the bound matters.
     """
     idx = np.flatnonzero(rows)
     n_rep = weights.shape[1]
@@ -469,10 +470,10 @@ def replicate_rank(
 def _min_singular_value_exceeds(weights: np.ndarray, take: np.ndarray, bound: float) -> bool:
     """Whether ``sigma_min(weights[take]) > bound``, certainly (see :func:`replicate_rank`)."""
     n_rep = weights.shape[1]
-    gram = np.zeros((n_rep, n_rep))
-    for start in range(0, len(take), 512):  # small products: no BLAS threads
-        block = np.asarray(weights[take[start : start + 512]], dtype=np.float64)
-        gram += block.T @ block
+    sample = np.asarray(weights[take], dtype=np.float64)
+    # einsum's own loop, not BLAS: a few hundred microseconds, where a threaded BLAS call on a
+    # busy machine can stall for tens of milliseconds
+    gram = np.einsum("ij,ik->jk", sample, sample)
     trace = float(np.trace(gram))
     if not np.isfinite(trace):
         return False
