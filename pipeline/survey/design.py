@@ -125,16 +125,48 @@ def _readonly(a: np.ndarray, *, any_order: bool = False) -> np.ndarray:
     return a
 
 
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Integer codes ``0..k-1`` of the distinct values, in sorted order (``np.unique``'s inverse).
+
+    Integers of small range are coded by offset and ``np.bincount`` (no sort).
+    """
+    values = np.asarray(values).reshape(-1)
+    if values.dtype.kind in "iu" and len(values):
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo < max(4 * len(values), 1 << 16):
+            offsets = np.subtract(values, lo, dtype=np.int64)
+            seen = np.bincount(offsets, minlength=hi - lo + 1) > 0
+            lookup = np.cumsum(seen) - 1
+            return lookup[offsets]
+    _, inv = np.unique(values, return_inverse=True)
+    return inv.reshape(-1).astype(np.int64, copy=False)
+
+
+def _pair_codes(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``first * k + second`` for codes ``second < k``: orders pairs as ``np.unique(..., axis=0)`` does."""
+    return first.astype(np.int64) * (int(second.max()) + 1 if len(second) else 1) + second
+
+
+def _distinct(codes: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of non-negative integer ``codes`` (``np.unique``), by bincount when the range is small."""
+    top = int(codes.max()) + 1 if len(codes) else 0
+    if top <= max(4 * len(codes), 1 << 16):
+        return np.flatnonzero(np.bincount(codes, minlength=top))
+    return np.unique(codes)
+
+
 def _factorize(columns: Sequence[np.ndarray]) -> np.ndarray:
-    """Integer codes ``0..k-1`` of the distinct combinations of ``columns`` (row-wise)."""
-    codes = []
-    for col in columns:
-        _, inv = np.unique(col, return_inverse=True)
-        codes.append(inv.reshape(-1).astype(np.int64))
-    if len(codes) == 1:
-        return codes[0]
-    _, inv = np.unique(np.column_stack(codes), axis=0, return_inverse=True)
-    return inv.reshape(-1).astype(np.int64)
+    """Integer codes ``0..k-1`` of the distinct combinations of ``columns`` (row-wise).
+
+    The codes follow the lexicographic order of the combinations, as
+    ``np.unique(np.column_stack(codes), axis=0)`` (which sorts rows of a
+    structured array: seconds at 10^7 rows); pairs are combined one column at
+    a time as ``code * k + next`` and recoded, so codes never overflow.
+    """
+    codes = _codes(columns[0])
+    for col in columns[1:]:
+        codes = _codes(_pair_codes(codes, _codes(col)))
+    return codes
 
 
 def _column(frame: pl.DataFrame, name: str, role: str) -> pl.Series:
@@ -166,7 +198,7 @@ def _numeric(frame: pl.DataFrame, name: str, role: str) -> np.ndarray:
             f"design: the {role} column {name!r} must be numeric; found dtype {s.dtype}",
             hint=f"cast {name!r} to a number before building the design",
         )
-    return s.cast(pl.Float64).to_numpy().astype(np.float64)
+    return s.cast(pl.Float64).to_numpy().astype(np.float64, copy=False)
 
 
 def _as_tuple(x: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -348,7 +380,7 @@ class Design:
         nested_ids = []
         for s in range(n_stages):
             nested_ids.append(_factorize(id_codes[: s + 1]))
-        if len(np.unique(nested_ids[0])) == 1 and not (nest and strata_cols):
+        if int(nested_ids[0].max()) == 0 and not (nest and strata_cols):
             raise DesignError(
                 "design: the design has a single primary sampling unit"
                 + (f" (every row has the same {ids[0]!r})" if ids else ""),
@@ -361,8 +393,9 @@ class Design:
             ]
         elif strata_cols:
             # R's check.strata: a first-stage cluster must lie in a single stratum
-            pairs = np.unique(np.column_stack([nested_ids[0], stratum_codes[0]]), axis=0)
-            counts = np.bincount(pairs[:, 0])
+            n_strata = int(stratum_codes[0].max()) + 1
+            pairs = _distinct(_pair_codes(nested_ids[0], stratum_codes[0]))
+            counts = np.bincount(pairs // n_strata)
             if (counts > 1).any():
                 bad = int(np.flatnonzero(counts > 1)[0])
                 label = raw_ids[0][np.flatnonzero(nested_ids[0] == bad)[0]]
@@ -382,8 +415,9 @@ class Design:
         # number of sampled units per stratum and stage (R as.fpc: sampsize)
         n_psu = np.empty((n, n_stages), dtype=np.float64)
         for s in range(n_stages):
-            pairs = np.unique(np.column_stack([strata_arr[:, s], clusters[:, s]]), axis=0)
-            per_stratum = np.bincount(pairs[:, 0], minlength=int(strata_arr[:, s].max()) + 1)
+            n_clusters = int(clusters[:, s].max()) + 1
+            pairs = _distinct(_pair_codes(strata_arr[:, s], clusters[:, s]))
+            per_stratum = np.bincount(pairs // n_clusters, minlength=int(strata_arr[:, s].max()) + 1)
             n_psu[:, s] = per_stratum[strata_arr[:, s]]
 
         popsize = None
@@ -444,9 +478,9 @@ class Design:
         }
         return cls(
             frame=frame,
-            weights=_readonly(w.astype(np.float64)),
-            clusters=_readonly(clusters.astype(np.int64)),
-            strata=_readonly(strata_arr.astype(np.int64)),
+            weights=_readonly(w.astype(np.float64, copy=False)),
+            clusters=_readonly(clusters.astype(np.int64, copy=False)),
+            strata=_readonly(strata_arr.astype(np.int64, copy=False)),
             n_psu=_readonly(n_psu),
             popsize=None if popsize is None else _readonly(popsize),
             has_strata=bool(strata_cols),

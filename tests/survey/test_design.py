@@ -160,3 +160,17 @@ class TestPerformanceContracts:
                 inset = rows & (base.weights != 0)
                 expected = len(np.unique(base.clusters[inset, 0])) - len(np.unique(base.strata[inset, 0])) if inset.any() else 0
                 assert base.domain_degf(mask) == expected
+
+    def test_factorize_orders_combinations_as_unique_rows(self):
+        from pipeline.survey.design import _factorize
+
+        rng = np.random.default_rng(5)
+        for columns in (
+            [rng.integers(-3, 40, 500)],
+            [rng.integers(0, 5, 500), rng.integers(0, 7, 500)],
+            [rng.integers(0, 2**40, 500), rng.integers(-5, 5, 500), rng.integers(0, 3, 500)],
+            [rng.choice(["b", "a", "c"], 500), rng.uniform(0, 3, 500).round()],
+        ):
+            codes = [np.unique(c, return_inverse=True)[1].reshape(-1) for c in columns]
+            expected = np.unique(np.column_stack(codes), axis=0, return_inverse=True)[1].reshape(-1)
+            np.testing.assert_array_equal(_factorize(columns), expected)
