@@ -75,9 +75,8 @@ LONELY_PSU: dict[str, Callable[[np.ndarray, np.ndarray, str], np.ndarray]] = {
 class _Grouper:
     """Group sums and first values by integer codes ``0..n_groups-1``.
 
-    ``sum(x)`` is ``_group_sums(codes, x, n_groups)``: the rows of ``x`` in the
-    stable order of their codes, summed group by group (``np.add.reduceat``);
-    the sort is done on the first ``sum`` and kept. ``first_of`` needs no sort
+    ``sum(x)`` sums the rows of ``x`` in the stable order of their codes, group
+    by group (``np.add.reduceat``); the sort is done on the first ``sum`` and kept. ``first_of`` needs no sort
     (the first row of each group is a ``np.minimum.at`` over row numbers). A
     design keeps one grouper per stage (rows to clusters, clusters to strata),
     so this work is paid once per design, not per estimate.
@@ -108,19 +107,6 @@ class _Grouper:
         out = np.zeros(self.n_groups, dtype=values.dtype)
         out[self.groups] = values[self.first]
         return out
-
-
-def _group_sums(codes: np.ndarray, x: np.ndarray, n_groups: int) -> np.ndarray:
-    """Column sums of ``x`` within groups ``codes`` (``0..n_groups-1``), by sorting."""
-    return _Grouper(codes, n_groups).sum(x)
-
-
-def _first(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-    """Value of ``values`` at the first row of each group (groups without rows: 0)."""
-    out = np.zeros(n_groups, dtype=values.dtype)
-    uniq, first = np.unique(codes, return_index=True)
-    out[uniq] = values[first]
-    return out
 
 
 @dataclass(frozen=True, eq=False)
