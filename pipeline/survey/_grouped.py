@@ -166,7 +166,6 @@ def estimate_grouped(
         all_cluster_totals = _cluster_totals(stages, variables, dom_x, w, shape)
     for i, var in enumerate(variables):
         g1 = shape.groups(var)
-        key = None
         if design.replicates is not None:
             totals = full_totals[i]
             cluster_totals = None
@@ -177,8 +176,8 @@ def estimate_grouped(
             if psu_weight is None and var.a is None and not var.has_missing:
                 psu_weight = shape.domain_sums(cluster_totals[0]["W"], var)
         if var.has_missing:
-            if key is None:
-                key = dom_x * (var.n_slots + 1) + var.slots
+            # rows with a value differ from the domain's rows: count them
+            key = dom_x * (var.n_slots + 1) + var.slots
             counts = np.bincount(key, minlength=g1)
             n_dom = shape.domain_sums(counts, var)
             if all_nonzero:
