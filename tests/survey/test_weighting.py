@@ -718,7 +718,8 @@ def test_property_base_weight_scale_is_irrelevant(name, method, problem, scale):
     except CalibrationError:
         return  # a problem this method cannot solve (linear calibration giving negative weights)
     b = method(frame.with_columns(pl.col("w") * scale), weight="w", targets=targets)
-    np.testing.assert_allclose(b.weights, a.weights, rtol=1e-6)
+    # the iterative methods stop at a tolerance on the totals (1e-7 relative), not exactly
+    np.testing.assert_allclose(b.weights, a.weights, rtol=1e-5, atol=1e-7 * float(a.weights.sum()))
 
 
 @pytest.mark.parametrize(("name", "method"), METHODS, ids=[m[0] for m in METHODS])
