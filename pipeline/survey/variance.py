@@ -329,7 +329,8 @@ def stage_vcov(design: Design, st: TaylorStage, z: np.ndarray, present_c: np.nda
         factor_g = np.where(nstrat == 0, 1.0, factor_g)
         d = np.nan_to_num(d, nan=0.0)
         mult_c = mult_c * factor_g[group_h[h_c]]
-    return (d * mult_c[:, None]).T @ d
+    with np.errstate(invalid="ignore"):  # 'average' with every stratum of a group lonely: NaN, as R
+        return (d * mult_c[:, None]).T @ d
 
 
 def _stratum_label(design: Design, s: int, code: int) -> str:
