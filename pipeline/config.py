@@ -369,6 +369,12 @@ class TrimConfig(_Model):
     rerake: bool = True
     cycles: Annotated[int, Field(ge=1)] = 1
     accept_outside_caps: bool = False
+    replicates: Literal["factors", "own_caps"] = "factors"
+    """How replicate weights are trimmed: ``factors`` multiplies each replicate by the full
+    sample's trimming factors (trimming treated as fixed, as the Taylor variance treats it);
+    ``own_caps`` trims each replicate at caps from its own weights, which clips bootstrap
+    multiplicities and understates the variance (the demo's bootstrap SE fell from 0.0184 to
+    0.0157 with it)."""
 
     @model_validator(mode="after")
     def _bounds(self) -> TrimConfig:

@@ -896,7 +896,12 @@ def weight(
             trimmed, counts = _trim_sample(w, groups, labels, trim)
             qa["steps"].append({"step": "trim", "cycle": cycle, **counts, **weight_diagnostics(trimmed).to_dict()})
             if reps is not None:
-                reps = trim_replicates(reps, groups, trim)
+                if trim.replicates == "factors":  # the full sample's trimming, held fixed
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        factor = np.where(w > 0, trimmed / w, 1.0)
+                    reps = reps * factor[:, None]
+                else:
+                    reps = trim_replicates(reps, groups, trim)
                 rep_steps.append("trim")
             if not recalibrate:
                 w = trimmed

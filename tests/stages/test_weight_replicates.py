@@ -203,3 +203,33 @@ def test_the_run_writes_the_files_and_the_estimate_stage_reads_them(tiny_project
     assert rep.get_column("estimate").to_list() == pytest.approx(taylor.get_column("estimate").to_list(), rel=1e-12)
     ratio = (rep.get_column("se") / taylor.get_column("se")).to_numpy()
     assert ((ratio > 0.9) & (ratio < 1.1)).all(), ratio
+
+
+@pytest.mark.parametrize(("mode", "low", "high"), [("factors", 0.9, 1.1), ("own_caps", 0.0, 0.9)])
+def test_trimmed_bootstrap_replicates_agree_with_taylor_when_trimming_is_held_fixed(mode, low, high):
+    """On the demo's 2012 data (trim at 0.2x/5x the county median, then re-rake): bootstrap
+    replicates trimmed by the full sample's factors give the Taylor SE (within bootstrap noise);
+    replicates trimmed at their own caps understate it (the reason the default is 'factors')."""
+    from pathlib import Path
+
+    from pipeline.config import load_config
+    from pipeline.stages.clean import clean
+    from pipeline.stages.estimate import build_design, estimate_all, replicate_design
+    from pipeline.stages.ingest import ingest
+    from pipeline.stages.weight import weight
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "configs" / "insecure_communities.yaml")
+    wave = cfg.waves[0]
+    frame, codebook, _ = ingest(cfg.resolve(wave.raw), cfg.ingest, salt="t")
+    cleaned = clean(frame, codebook, cfg.clean_for(wave.id), wave_recodes=wave.recodes, field_dates=wave.field_dates, drop_columns=["phone_key"])
+    design = type(cfg.design).model_validate(
+        {**cfg.design.model_dump(), "variance": "replicate", "replicates": {"build": "bootstrap", "replicates": 400, "seed": 11}}
+    )
+    wcfg = cfg.weight.model_copy(update={"trim": cfg.weight.trim.model_copy(update={"replicates": mode})})
+    res = weight(cleaned.data, pl.read_csv(cfg.resolve(wave.targets)), wcfg, design=design)
+    specs = [s.model_copy(update={"by": ((),)}) for s in cfg.estimates if s.id in ("contact_police_less_likely", "afraid_leave_home")]
+    taylor = estimate_all(res.data, cleaned.codebook, specs, build_design(res.data, cfg.design, wcfg), cfg.design, cfg.tables, wave="2012")
+    boot = estimate_all(res.data, cleaned.codebook, specs, replicate_design(res.data, design, res.replicates, res.replicates_meta), design, cfg.tables, wave="2012")
+    ratio = boot.get_column("se") / taylor.get_column("se")
+    assert ((ratio > low) & (ratio < high)).all(), ratio.to_list()
