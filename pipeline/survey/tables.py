@@ -356,10 +356,21 @@ def _p_fsum_saddle(x: float, eig: np.ndarray, ddf: float) -> float:
         return guess if np.isnan(s) else s
     ndf = len(eig) / tr2
     guess = float(stats.f.sf(x / ndf / (tr * tr2), ndf, ddf))
-    # R: a <- c(a, -x/ddf); df <- c(df, ddf); rep(a, df) with R's truncating rep()
-    lam = np.concatenate([eig, np.full(int(ddf), -x / ddf)])
+    # R: a <- c(a, -x/ddf); df <- c(df, ddf); rep(a, df) with R's truncating rep().
+    # d0 * nu is often an integer in exact arithmetic (d0 = d when Delta's eigenvalues are
+    # equal) and lands a rounding error below it (397.99999999999994 for 398) depending on
+    # the BLAS and summation order; truncate only past that noise, as R does on its own sums.
+    lam = np.concatenate([eig, np.full(_truncate_count(ddf), -x / ddf)])
     s = _saddle(0.0, lam)
     return guess if np.isnan(s) else s
+
+
+def _truncate_count(value: float) -> int:
+    """``int(value)`` as R's ``rep(times=)``, but robust to a rounding error below an integer."""
+    nearest = round(value)
+    if abs(value - nearest) <= 1e-9 * max(1.0, abs(value)):
+        return int(nearest)
+    return int(value)
 
 
 def _p_fsum_imhof(x: float, eig: np.ndarray, ddf: float) -> float:

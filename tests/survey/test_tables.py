@@ -62,3 +62,17 @@ def test_crosstab_shares_sum_to_one_within_columns():
     sums = tab.group_by("b").agg(pl.col("estimate").sum())
     np.testing.assert_allclose(sums["estimate"], 1.0)
     assert {"total", "total_se", "ci_low", "ci_high"} <= set(tab.columns)
+
+
+def test_saddlepoint_ddf_is_robust_to_rounding_below_an_integer():
+    """Issue 10, item 1: with numpy 2.4.6 / scipy 1.17.1, d0 * nu of the srs chisq test came out
+    397.99999999999994; ``int()`` made it 397 where R uses 398 and the p-value moved from R's
+    2.2462e-06 to 2.3209e-06. The count is truncated as R's rep() does, past rounding noise."""
+    from pipeline.survey.tables import _p_fsum_saddle, _truncate_count
+
+    assert _truncate_count(397.99999999999994) == 398
+    assert _truncate_count(398.0) == 398
+    assert _truncate_count(397.6) == 397  # a genuine fraction is truncated, as R's rep(times=)
+    eig = np.array([1.0, 1.0])
+    assert _p_fsum_saddle(30.0, eig, 397.99999999999994) == _p_fsum_saddle(30.0, eig, 398.0)
+    assert _p_fsum_saddle(30.0, eig, 397.99999999999994) != _p_fsum_saddle(30.0, eig, 397.0)
