@@ -26,6 +26,24 @@ def test_ci_runs_the_readme_test_command():
     assert quickstart_commands()[1] in ci.splitlines()
 
 
+def test_installs_are_locked_and_ci_starts_cold():
+    """Issue 10, item 1: both quickstart commands install the locked versions, the lock pins
+    every package of the test install, and CI builds its venv with pip's cache off."""
+    for command in quickstart_commands():
+        assert "pip install -c constraints.txt " in command
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith((" ", "#")):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not pinned with =="
+            pins[name.lower().replace("_", "-")] = version
+    for package in ("polars", "numpy", "scipy", "pyreadstat", "pydantic", "pytest", "hypothesis"):
+        assert package in pins, f"constraints.txt does not pin {package}"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "export PIP_NO_CACHE_DIR=1" in ci
+    assert ci.index("export PIP_NO_CACHE_DIR=1") < ci.index(quickstart_commands()[1])
+
+
 def test_every_config_key_is_documented():
     from pydantic import BaseModel
 
