@@ -1216,11 +1216,12 @@ _QR_RTOL = 1e-7
 # ------------------------------------------------------------------------------- reports
 
 
-def _with_weight_labels(codebook: Any, *, uncalibrated: bool) -> Any:
+def _with_weight_labels(codebook: Any, *, uncalibrated: bool, base: dict[str, Any] | None = None) -> Any:
     from pipeline.io import VariableInfo
 
     labels = {
-        "w_base": "base weight (design x household adults x dual-frame factors)",
+        "w_base": "base weight (design x household adults x dual-frame factors)" if base is None or base["source"] == "population_by"
+        else f"base weight: {_base_text(base).replace('`', '')}",
         "w_final": "final weight, scaled to the sample size",
         "w_pop": "final weight, scaled to the population",
     }
@@ -1336,7 +1337,7 @@ def run(ctx: StageContext) -> StageOutput:
     ids = ["raw_row"] + ([ctx.config.ingest.id] if ctx.config.ingest.id else [])
     files: dict[str, Any] = {
         "weight/data.parquet": result.data,
-        "weight/codebook.json": _with_weight_labels(codebook, uncalibrated=UNCALIBRATED in result.data.columns).to_json(),
+        "weight/codebook.json": _with_weight_labels(codebook, uncalibrated=UNCALIBRATED in result.data.columns, base=result.qa.get("base")).to_json(),
         "weight/weights.csv": result.data.select([c for c in ids if c in result.data.columns] + ["w_base", "w_final", "w_pop"]),
         "weight/margins.csv": result.margins,
         "weight/qa.json": result.qa,

@@ -94,6 +94,22 @@ def test_fpc_only_two_stage_design_from_the_cli_matches_r(tmp_path, capsys):
     assert "derived from design.fpc" in (_outputs(cfg, "clus2") / "weight" / "qa.md").read_text()
 
 
+def test_fpc_only_simple_random_sample_from_the_cli_matches_r(tmp_path, capsys):
+    cfg = _project(tmp_path, _data("apisrs.csv"), textwrap.dedent("""\
+        study: srs
+        waves:
+          - id: "1"
+            raw: RAW
+        design:
+          fpc: [fpc]
+        """) + SCH_WIDE)
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    got = _estimate(cfg, "srs", "Yes")
+    r = _r("svymean:sch.wide:srs", "Yes")  # svydesign(id = ~1, fpc = ~fpc, data = apisrs)
+    for key in ("estimate", "se", "deff"):
+        assert got[key] == pytest.approx(r[key], rel=RTOL_CLOSED), key
+
+
 def test_design_from_frame_derives_the_weights_from_the_fpc_as_r():
     api = _data("apiclus2.csv")
     d = Design.from_frame(api, ids=["dnum", "snum"], fpc=["fpc1", "fpc2"])
@@ -103,6 +119,10 @@ def test_design_from_frame_derives_the_weights_from_the_fpc_as_r():
     r = _r("svymean:api00:clus2")
     for key in ("estimate", "se", "deff"):
         assert got[key] == pytest.approx(r[key], rel=RTOL_CLOSED), key
+    # one stage, no clusters: R's srs = svydesign(id = ~1, fpc = ~fpc), weights N/n
+    srs = Design.from_frame(_data("apisrs.csv"), fpc=["fpc"])
+    r_srs = pl.read_csv(CONFORMANCE / "expected" / "weights" / "srs.csv").get_column("weight").to_numpy()
+    np.testing.assert_array_equal(srs.weights, r_srs)
     # the same fpc given as sampling fractions
     fractions = api.with_columns(
         (pl.col("dnum").n_unique() / pl.col("fpc1")).alias("f1"),
