@@ -3,9 +3,11 @@
 The statistics live in :mod:`pipeline.survey.weighting`; this stage wires them to the config and
 the targets file, and turns their errors into errors that name the file and the config key:
 
-1. base weight ``w_base`` = N_h / n_h within ``weight.base.population_by`` groups (N_h from the
-   targets file's ``population`` column), times each ``weight.base.factors`` expression
-   (household adults, dual-frame compositing, ...);
+1. base weight ``w_base`` = a weight delivered with the data (``weight.base.column``, or a
+   ``design.weights`` column used as the final weight as is), or N_h / n_h within
+   ``weight.base.population_by`` groups (N_h from the targets file's ``population`` column), or
+   else the weights R's ``svydesign`` derives from ``design.fpc`` (1 if there is none), times
+   each ``weight.base.factors`` expression (household adults, dual-frame compositing, ...);
 2. nonresponse adjustment by weighting classes (``weight.nonresponse``): within each class the
    respondents carry the base weight of the class's nonrespondents; small classes (or classes
    whose factor is too large) are merged with a neighbour, and every merge is reported. The
@@ -43,8 +45,8 @@ When ``design.variance == "replicate"`` the stage always writes two files:
     replicate columns are multiplied by the same constant as the full-sample weight). A zero
     is a row out of that replicate (a deleted PSU). ``design.weights: w_base`` is allowed only
     when no weighting is configured (the replicate base weights are then final); a column the
-    stage does not make (a delivered weight) is allowed only with given replicate columns and no
-    weighting configured, and those columns pass through unchanged.
+    stage does not make (a delivered final weight, which is then ``w_base``) is allowed only with
+    no weighting configured: its replicates, built from it or given, pass through unchanged.
 ``weight/replicates.json``
     ``{"type": "JK1"|"JKn"|"BRR"|"Fay"|"bootstrap"|"other", "scale": float, "rscales": [R
     floats], "rho": float|null, "mse": bool, "n_replicates": R}``, plus ``source`` (``build``
