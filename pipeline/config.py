@@ -273,14 +273,26 @@ class WeightFactor(_Model):
 
 
 class BaseWeightConfig(_Model):
-    """Base weight = N_h / n_h within ``population_by`` groups, times each factor.
+    """Base weight = a delivered weight ``column``, or N_h / n_h within ``population_by`` groups,
+    or (neither given) the design's ``fpc`` as R's ``svydesign`` derives it; times each factor.
 
     N_h comes from the targets file's ``population`` column; n_h counts every row of the
     cleaned data in the group, nonrespondents included.
     """
 
+    column: str | None = None
+    """A weight delivered with the data (a vendor's design or final weight): the weighting starts from it."""
     population_by: tuple[str, ...] = ()
     factors: tuple[WeightFactor, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BaseWeightConfig:
+        if self.column is not None and self.population_by:
+            raise ValueError(
+                f"give either column ({self.column}) or population_by ({', '.join(self.population_by)}), not both: "
+                "each is a base weight (a delivered weight already holds N_h / n_h)"
+            )
+        return self
 
 
 class NonresponseConfig(_Model):
@@ -452,6 +464,10 @@ class ReplicateConfig(_Model):
     rho: Annotated[float, Field(ge=0, lt=1)] | None = None
     scale: Annotated[float, Field(gt=0)] | None = None
     rscales: tuple[float, ...] | None = None
+    fpc: float | tuple[float, ...] | None = None
+    """Given replicates' finite population correction (R ``svrepdesign(fpc=)``), read as ``fpctype``
+    says; one value for every replicate, or one per replicate."""
+    fpctype: Literal["fraction", "correction", "population"] | None = None
     mse: bool = False
     combined_weights: bool = True
 
@@ -471,6 +487,20 @@ class ReplicateConfig(_Model):
             raise ValueError("seed applies to build: bootstrap only")
         if (self.type == "Fay" or self.build == "Fay") and self.rho is None:
             raise ValueError("Fay replicates need rho")
+        if self.fpc is not None or self.fpctype is not None:
+            if self.build is not None:
+                raise ValueError("fpc applies to given replicate columns; built replicates take the design's fpc (design.fpc)")
+            if self.fpc is None or self.fpctype is None:
+                raise ValueError("fpc and fpctype go together: fpctype says what fpc holds (fraction, correction or population)")
+            if self.type in ("BRR", "Fay", "bootstrap"):
+                raise ValueError(f"fpc does not apply to {self.type} replicates (as R svrepdesign); leave it out")
+            if self.fpctype == "population" and self.type != "JK1":
+                raise ValueError(f"fpctype: population is for JK1 replicates (one per sampled PSU), not {self.type}; give the sampling fractions (fpctype: fraction)")
+            values = self.fpc if isinstance(self.fpc, tuple) else (self.fpc,)
+            if self.fpctype != "population" and any(not 0 <= v <= 1 for v in values):
+                raise ValueError(f"fpc with fpctype: {self.fpctype} must be between 0 and 1")
+            if self.fpctype == "population" and len(values) != 1:
+                raise ValueError("fpc with fpctype: population is one number: the population number of PSUs")
         return self
 
 
@@ -478,7 +508,8 @@ class DesignConfig(_Model):
     """The sampling design used for variance estimation, and the default CI."""
 
     weights: str = "w_pop"
-    """Population-scaled by default: R's design effect uses N = the sum of the weights."""
+    """Population-scaled by default: R's design effect uses N = the sum of the weights. A column of
+    the data (a delivered final weight) is used as is, with no weighting configured."""
     strata: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
     fpc: tuple[str, ...] = ()
@@ -838,7 +869,7 @@ def load_config(path: Path | str) -> StudyConfig:
     except ValidationError as exc:
         raise ConfigError(f"{path}: the config has {exc.error_count()} problem(s):", problems=_describe(exc, raw)) from exc
     config = config.model_copy(update={"path": path.resolve()})
-    problems = _check_paths(config) + _check_expressions(config) + _check_tables(config)
+    problems = _check_paths(config) + _check_expressions(config) + _check_tables(config) + _check_weights(config)
     if problems:
         raise ConfigError(f"{path}: the config has {len(problems)} problem(s):", problems=problems)
     return config
@@ -951,6 +982,33 @@ def _check_expressions(config: StudyConfig) -> list[str]:
         except Exception as exc:  # polars raises SQLInterfaceError / SQLSyntaxError
             problems.append(f"{key}: cannot parse the expression {text!r}: {exc}")
     return problems
+
+
+#: The weights the weight stage makes; any other ``design.weights`` is a column of the data.
+STAGE_WEIGHTS = ("w_base", "w_final", "w_pop")
+
+
+def _check_weights(config: StudyConfig) -> list[str]:
+    return delivered_weight_problems(config.weight, config.design)
+
+
+def delivered_weight_problems(w: WeightConfig, design: DesignConfig) -> list[str]:
+    """A delivered final weight (``design.weights`` naming a data column) is used as is: the
+    weight stage must not be configured to make another weight the estimates would ignore."""
+    target = design.weights
+    if target in STAGE_WEIGHTS:
+        return []
+    base = w.base
+    steps = ["base.column"] if base.column is not None and base.column != target else []
+    steps += [k for k, given in (("base.population_by", base.population_by), ("base.factors", base.factors)) if given]
+    steps += [k for k in ("nonresponse", "rake", "poststratify", "calibrate", "trim") if getattr(w, k) is not None]
+    if not steps:
+        return []
+    return [
+        f"design.weights: {target} is a delivered weight, used as the final weight as is, but the weight stage is configured "
+        f"to make its own ({', '.join('weight.' + k for k in steps)}), which the estimates would then ignore; "
+        f"to weight from {target}, write weight.base.column: {target} and design.weights: w_pop"
+    ]
 
 
 def _check_tables(config: StudyConfig) -> list[str]:

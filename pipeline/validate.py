@@ -35,6 +35,7 @@ def validate(config: StudyConfig) -> list[str]:
             _check_names(frame, codebook, config.clean_for(wave.id), [*wave.recodes, *config.clean_for(wave.id).recodes], wave.missing_also, wave.field_dates)
         except ConfigError as exc:
             config_problems += [f"waves[{i}] ({wave.id}): {p}" for p in exc.problems] or [exc.message]
+        config_problems += [f"waves[{i}] ({wave.id}): {p}" for p in _weight_column_problems(frame.columns, config)]
         if wave.targets is not None:
             tpath = config.resolve(wave.targets)
             if not tpath.is_file():
@@ -53,3 +54,24 @@ def validate(config: StudyConfig) -> list[str]:
     if data_problems:
         raise DataError(f"{config.path}: {len(data_problems)} problem(s) with the raw files:\n" + "\n".join(f"  - {p}" for p in data_problems))
     return notes
+
+
+def _weight_column_problems(columns: list[str], config: StudyConfig) -> list[str]:
+    """The delivered weight and the design variables must be columns of the data (as read, or
+    made by ``clean.derive``); the weights the weight stage makes are not."""
+    from pipeline.config import STAGE_WEIGHTS
+
+    known = set(columns) | {d.name for d in config.clean.derive}
+    named = [("weight.base.column", config.weight.base.column)]
+    if config.design.weights not in STAGE_WEIGHTS:
+        named.append(("design.weights", config.design.weights))
+    named += [(f"design.{key}", c) for key in ("strata", "ids", "fpc") for c in getattr(config.design, key)]
+    import difflib
+
+    problems = []
+    for key, name in named:
+        if name is not None and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(f"{key}: {name} is not a column of the raw file (nor made by clean.derive){hint}")
+    return problems

@@ -3,9 +3,11 @@
 The statistics live in :mod:`pipeline.survey.weighting`; this stage wires them to the config and
 the targets file, and turns their errors into errors that name the file and the config key:
 
-1. base weight ``w_base`` = N_h / n_h within ``weight.base.population_by`` groups (N_h from the
-   targets file's ``population`` column), times each ``weight.base.factors`` expression
-   (household adults, dual-frame compositing, ...);
+1. base weight ``w_base`` = a weight delivered with the data (``weight.base.column``, or a
+   ``design.weights`` column used as the final weight as is), or N_h / n_h within
+   ``weight.base.population_by`` groups (N_h from the targets file's ``population`` column), or
+   else the weights R's ``svydesign`` derives from ``design.fpc`` (1 if there is none), times
+   each ``weight.base.factors`` expression (household adults, dual-frame compositing, ...);
 2. nonresponse adjustment by weighting classes (``weight.nonresponse``): within each class the
    respondents carry the base weight of the class's nonrespondents; small classes (or classes
    whose factor is too large) are merged with a neighbour, and every merge is reported. The
@@ -43,8 +45,8 @@ When ``design.variance == "replicate"`` the stage always writes two files:
     replicate columns are multiplied by the same constant as the full-sample weight). A zero
     is a row out of that replicate (a deleted PSU). ``design.weights: w_base`` is allowed only
     when no weighting is configured (the replicate base weights are then final); a column the
-    stage does not make (a delivered weight) is allowed only with given replicate columns and no
-    weighting configured, and those columns pass through unchanged.
+    stage does not make (a delivered final weight, which is then ``w_base``) is allowed only with
+    no weighting configured: its replicates, built from it or given, pass through unchanged.
 ``weight/replicates.json``
     ``{"type": "JK1"|"JKn"|"BRR"|"Fay"|"bootstrap"|"other", "scale": float, "rscales": [R
     floats], "rho": float|null, "mse": bool, "n_replicates": R}``, plus ``source`` (``build``
@@ -73,6 +75,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import STAGE_WEIGHTS, delivered_weight_problems
 from pipeline.errors import CalibrationError, ConfigError, DataError, TargetsError
 from pipeline.stages import StageContext, StageOutput
 
@@ -95,8 +98,6 @@ if TYPE_CHECKING:
 CAP_RTOL = 1e-6
 #: Column of the weights the last calibration step started from (needed for GREG residuals).
 UNCALIBRATED = "w_uncalibrated"
-#: The weights the stage makes; ``design.weights`` names one of them (or a delivered weight).
-STAGE_WEIGHTS = ("w_base", "w_final", "w_pop")
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,80 @@ def _raw_rows(frame: pl.DataFrame, mask: np.ndarray, limit: int = 5) -> list[int
 # ----------------------------------------------------------------------------- base weights
 
 
-def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: WeightConfig) -> np.ndarray:
-    """``w_base``: N_h / n_h times the configured factors."""
+def base_weight_source(config: WeightConfig, design: DesignConfig | None = None) -> tuple[str, str | None]:
+    """Where ``w_base`` starts from, as ``(kind, config key or column)``.
+
+    ``column``: a delivered weight (``weight.base.column``, or ``design.weights`` naming a data
+    column: a final weight used as is); ``population_by``: N_h / n_h; ``fpc``: derived from
+    ``design.fpc`` as R's ``svydesign`` does with neither weights nor probs; ``equal``: all 1
+    (R's "No weights or probabilities supplied, assuming equal probability").
+    """
+    if config.base.column is not None:
+        return "column", config.base.column
+    if design is not None and design.weights not in STAGE_WEIGHTS:
+        return "column", design.weights
+    if config.base.population_by:
+        return "population_by", None
+    if design is not None and design.fpc:
+        return "fpc", None
+    return "equal", None
+
+
+def delivered_weight(frame: pl.DataFrame, column: str, key: str) -> np.ndarray:
+    """A weight delivered with the data: numeric, present and positive on every row.
+
+    Raises ConfigError when ``column`` is not in the data or not numeric, DataError (naming the
+    column and the raw rows) when it is missing or not positive on some rows.
+    """
+    import numpy as np
+    import polars as pl
+
+    if column not in frame.columns:
+        raise ConfigError(
+            f"{key}: {column} is not a column of the cleaned data",
+            hint=f"name the delivered weight's column, or use one the weight stage makes ({', '.join(STAGE_WEIGHTS)})",
+        )
+    s = frame.get_column(column)
+    if not s.dtype.is_numeric():
+        raise ConfigError(f"{key}: {column} holds {s.dtype} values; a weight must be a number", hint=f"cast {column} in clean.derive")
+    values = s.cast(pl.Float64)
+    bad = (values.is_null() | values.is_nan() | (values <= 0) | values.is_infinite()).fill_null(True).to_numpy()
+    if bad.any():
+        missing = int((values.is_null() | values.is_nan()).sum())
+        raise DataError(
+            f"{key}: the delivered weight {column} is missing or not positive on {int(bad.sum())} row(s) "
+            f"({missing} missing, {int(bad.sum()) - missing} zero, negative or infinite; raw rows {_raw_rows(frame, bad)})",
+            hint=f"every respondent needs a positive {column}; drop those rows in cleaning (clean.required: [{column}]) or ask the vendor",
+        )
+    return values.to_numpy().astype(np.float64)
+
+
+def fpc_weights(frame: pl.DataFrame, design: DesignConfig) -> np.ndarray:
+    """Sampling weights derived from ``design.fpc`` as R's ``svydesign`` (no weights, no probs):
+    ``1 / prod_s(n_s / N_s)`` over the stages of ``design.ids``, n_s / N_s the stage's sampling
+    fraction in the row's stratum."""
+    from pipeline.survey.design import Design
+
+    missing = [c for c in (*design.strata, *design.ids, *design.fpc) if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"design: variable(s) {', '.join(missing)} are not in the cleaned data", hint="check design.strata, design.ids and design.fpc")
+    try:
+        lin = Design.from_frame(
+            frame, ids=list(design.ids), strata=list(design.strata) or None, fpc=list(design.fpc),
+            nest=design.nest, lonely_psu=design.lonely_psu,
+        )
+    except ConfigError as exc:
+        raise ConfigError(
+            f"design.fpc: {exc.message.removeprefix('design: ')}",
+            hint="declare the sampling weight (weight.base.column: <column>), or give every stage a finite population in design.fpc",
+        ) from exc
+    except DataError as exc:
+        raise type(exc)(f"design.fpc: the base weights come from the fpc, but {exc.message.removeprefix('design: ')}", hint=exc.hint) from exc
+    return lin.weights.copy()
+
+
+def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: WeightConfig, *, design: DesignConfig | None = None) -> np.ndarray:
+    """``w_base``: the starting weight (:func:`base_weight_source`) times the configured factors."""
     import numpy as np
     import polars as pl
 
@@ -158,6 +231,11 @@ def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: Weig
 
     by = list(config.base.population_by)
     w = np.ones(frame.height)
+    source, column = base_weight_source(config, design)
+    if source == "column":
+        w = delivered_weight(frame, column, "weight.base.column" if config.base.column is not None else "design.weights")
+    elif source == "fpc":
+        w = fpc_weights(frame, design)
     if by:
         if targets is None or "population" not in targets.columns:
             raise ConfigError(
@@ -771,10 +849,14 @@ def replicate_base_weights(frame: pl.DataFrame, w_base: np.ndarray, design: Desi
     if absent:
         raise ConfigError(f"design.replicates.columns: {', '.join(absent)} are not in the cleaned data")
     with _context("design.replicates"):
-        given = Design.from_replicate_weights(
-            work, replicate_weights=columns, weights="w_base", type=rc.type or "other",
-            combined_weights=rc.combined_weights, scale=rc.scale, rscales=rc.rscales, rho=rc.rho, mse=rc.mse,
-        )
+        try:
+            given = Design.from_replicate_weights(
+                work, replicate_weights=columns, weights="w_base", type=rc.type or "other",
+                combined_weights=rc.combined_weights, scale=rc.scale, rscales=rc.rscales, rho=rc.rho, mse=rc.mse,
+                fpc=rc.fpc, fpctype=rc.fpctype,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"design.replicates: {exc.message.removeprefix('design: ')} ({len(columns)} replicate columns)", hint=exc.hint) from exc
     reps = given.replicates
     assert reps is not None
     return ReplicateStart(
@@ -820,8 +902,11 @@ def weight(
 
     if targets is not None and config.targets_columns:
         targets = targets.rename({k: v for k, v in config.targets_columns.items() if k in targets.columns})
-    w_base_all = base_weights(frame, targets, config)
-    qa: dict[str, Any] = {"steps": []}
+    if design is not None and (problems := delivered_weight_problems(config, design)):
+        raise ConfigError(problems[0])
+    w_base_all = base_weights(frame, targets, config, design=design)
+    source, column = base_weight_source(config, design)
+    qa: dict[str, Any] = {"steps": [], "base": {"source": source, "column": column, "factors": [f.name for f in config.base.factors]}}
     qa["steps"].append({"step": "base", **weight_diagnostics(w_base_all).to_dict()})
 
     want_reps = design is not None and design.variance == "replicate"
@@ -1019,8 +1104,9 @@ def _final_replicates(
             "(nonresponse, calibration or trimming); its replicate weights follow the final weights",
             hint="use w_pop (or w_final) as the analysis weight",
         )
-    elif start.given and not configured:
-        final = start.weights  # a delivered weight and its replicates: passed through
+    elif not configured:
+        # a delivered final weight (it is w_base): its replicates, built from it or given, as they are
+        final = reps
     else:
         raise ConfigError(
             f"design.weights: {target} is not a weight the weight stage makes, so its replicate weights cannot be "
@@ -1132,11 +1218,12 @@ _QR_RTOL = 1e-7
 # ------------------------------------------------------------------------------- reports
 
 
-def _with_weight_labels(codebook: Any, *, uncalibrated: bool) -> Any:
+def _with_weight_labels(codebook: Any, *, uncalibrated: bool, base: dict[str, Any] | None = None) -> Any:
     from pipeline.io import VariableInfo
 
     labels = {
-        "w_base": "base weight (design x household adults x dual-frame factors)",
+        "w_base": "base weight (design x household adults x dual-frame factors)" if base is None or base["source"] == "population_by"
+        else f"base weight: {_base_text(base).replace('`', '')}",
         "w_final": "final weight, scaled to the sample size",
         "w_pop": "final weight, scaled to the population",
     }
@@ -1153,6 +1240,16 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _base_text(base: dict[str, Any]) -> str:
+    text = {
+        "column": f"the delivered weight `{base['column']}`",
+        "population_by": "N_h / n_h within weight.base.population_by",
+        "fpc": "derived from design.fpc (1 / product of the stages' sampling fractions n/N, as R svydesign)",
+        "equal": "equal (no weight.base.column, population_by or design.fpc)",
+    }[base["source"]]
+    return text + (f", times {', '.join(base['factors'])}" if base.get("factors") else "")
+
+
 def qa_markdown(qa: dict[str, Any], margins: pl.DataFrame, wave: str) -> str:
     import polars as pl
 
@@ -1160,6 +1257,7 @@ def qa_markdown(qa: dict[str, Any], margins: pl.DataFrame, wave: str) -> str:
         f"# Weighting QA, wave {wave}",
         "",
         f"- respondents: {qa['n']:,}; population: {qa['population']:,.0f}",
+        *([f"- base weight: {_base_text(qa['base'])}"] if "base" in qa else []),
         f"- Kish design effect: {qa['kish_deff']:.3f}; effective n: {qa['effective_n']:,.0f}; margin of error (95%, p = 0.5): ±{100 * qa['moe_95']:.1f} points",
         f"- calibration: {qa.get('method') or 'none'}; iterations: {qa['iterations']}; converged: {qa['converged']}; largest margin error: {qa['max_margin_error']:.2e}",
         f"- imputed for calibration: {', '.join(f'{k} {v}' for k, v in qa['imputed'].items()) or 'none'}",
@@ -1241,7 +1339,7 @@ def run(ctx: StageContext) -> StageOutput:
     ids = ["raw_row"] + ([ctx.config.ingest.id] if ctx.config.ingest.id else [])
     files: dict[str, Any] = {
         "weight/data.parquet": result.data,
-        "weight/codebook.json": _with_weight_labels(codebook, uncalibrated=UNCALIBRATED in result.data.columns).to_json(),
+        "weight/codebook.json": _with_weight_labels(codebook, uncalibrated=UNCALIBRATED in result.data.columns, base=result.qa.get("base")).to_json(),
         "weight/weights.csv": result.data.select([c for c in ids if c in result.data.columns] + ["w_base", "w_final", "w_pop"]),
         "weight/margins.csv": result.margins,
         "weight/qa.json": result.qa,

@@ -305,8 +305,10 @@ class Design:
             One row per sampled unit.
         weights : str, optional
             Column of sampling weights. Give at most one of ``weights`` and
-            ``probs``; with neither, weights come from ``fpc`` (population
-            over sample counts, multiplied over stages) or are all 1.
+            ``probs``; with neither, weights come from ``fpc`` as R's
+            ``svydesign`` derives them (``1 / prod(n_s / N_s)`` over the stages
+            ``s``, ``n_s / N_s`` the stage's sampling fraction in the row's
+            stratum), or are all 1 without ``fpc``.
         probs : str, optional
             Column of selection probabilities (weights are their inverses).
         ids : sequence of str
@@ -336,7 +338,9 @@ class Design:
             ``nest=True``, a single PSU, fpc mixing counts and fractions or
             implying more than 100 % sampling.
         ConfigError
-            An unknown ``lonely_psu`` option or both ``weights`` and ``probs``.
+            An unknown ``lonely_psu`` option, both ``weights`` and ``probs``, or
+            neither with an ``fpc`` from which the weights cannot be derived (a
+            stage with an infinite population, as R's ``weights.survey_fpc``).
 
         Examples
         --------
@@ -458,7 +462,20 @@ class Design:
                 )
             w = 1.0 / p
         elif popsize is not None:
-            w = np.prod(popsize / n_psu, axis=1)
+            # R svydesign.default: probs <- 1/weights(fpc, final = FALSE), i.e. n/N per stage,
+            # prob = their product over stages, weight = 1/prob (written so, to R's last bit).
+            # weights.survey_fpc refuses when a stage's population exceeds 1e12 (inf: a stage
+            # sampled with replacement): such weights cannot be derived.
+            unknown = popsize > 1e12
+            if unknown.any():
+                r, c = np.argwhere(unknown)[0]
+                raise ConfigError(
+                    f"design: no weights were given and they cannot be derived from fpc: row {r + 1}, stage {c + 1} "
+                    f"({fpc[c]!r} = {values[r, c]:g}) gives a population of {popsize[r, c]:g} units "
+                    "(a stage sampled with replacement has no finite population)",
+                    hint="give the sampling weights (weights=) or probabilities (probs=); fpc then only corrects the variance",
+                )
+            w = 1.0 / np.prod(1.0 / (popsize / n_psu), axis=1)
         else:
             w = np.ones(n, dtype=np.float64)
         if (w < 0).any() or not np.isfinite(w).all():
@@ -502,6 +519,8 @@ class Design:
         rscales: float | Sequence[float] | np.ndarray | None = None,
         rho: float | None = None,
         mse: bool = False,
+        fpc: float | Sequence[float] | np.ndarray | None = None,
+        fpctype: Literal["fraction", "correction", "population"] | None = None,
     ) -> Design:
         """Build a design from given replicate weights, as R's ``svrepdesign``.
 
@@ -528,6 +547,19 @@ class Design:
             Fay's rho (required for ``type='Fay'``).
         mse : bool
             Centre the variance on the full-sample estimate.
+        fpc : float or sequence of float, optional
+            Finite population correction of each replicate (a scalar is used
+            for every replicate), as R's ``svrepdesign(fpc=, fpctype=)``: the
+            ``rscales`` are multiplied by ``1 - fpc`` (``fpctype='fraction'``,
+            the sampling fraction of the replicate's PSUs) or by ``fpc``
+            (``'correction'``). ``'population'`` (JK1 only; not in R) gives the
+            population number of PSUs ``N``, the sample number ``n`` being the
+            number of replicates (one per deleted PSU, as R's ``jk1weights``):
+            the factor is ``1 - n/N``, so ``scale * rscales`` is
+            ``as.svrepdesign``'s JK1 scale ``(n-1)/n * (1 - n/N)``. Not for
+            BRR, Fay (no fpc) or bootstrap (R: not needed).
+        fpctype : {'fraction', 'correction', 'population'}
+            Required with ``fpc`` (R too requires it).
 
         Returns
         -------
@@ -585,6 +617,10 @@ class Design:
             rs = np.ones(n_rep)
         else:
             rs = np.broadcast_to(np.asarray(rscales, dtype=np.float64), (n_rep,)).copy()
+        if fpc is not None:
+            rs = rs * _replicate_fpc_factor(fpc, fpctype, type, n_rep)
+        elif fpctype is not None:
+            raise ConfigError(f"design: fpctype={fpctype!r} given without fpc", hint="give fpc= with fpctype=, or neither")
         reps = ReplicateWeights(
             weights=_readonly(analysis, any_order=True),
             scale=float(scale),
@@ -794,6 +830,48 @@ def _rows_key(rows: np.ndarray) -> tuple:
 
 
 REPLICATE_TYPES: tuple[str, ...] = ("JK1", "JKn", "BRR", "Fay", "bootstrap", "other")
+
+
+def _replicate_fpc_factor(fpc, fpctype, rep_type: str, n_rep: int) -> np.ndarray:
+    """Per-replicate factor ``1 - f`` of R ``svrepdesign(fpc=, fpctype=)`` (rscales are multiplied by it)."""
+    if fpctype not in ("fraction", "correction", "population"):
+        raise ConfigError(
+            f"design: fpc needs fpctype 'fraction', 'correction' or 'population' (got {fpctype!r})",
+            hint="fraction: the replicates' sampling fraction n/N; correction: 1 - n/N; population: N (JK1)",
+        )
+    if rep_type in ("BRR", "Fay"):
+        raise ConfigError(f"design: fpc is not available for {rep_type} replicates (as R svrepdesign)", hint="leave fpc out")
+    if rep_type == "bootstrap":
+        raise ConfigError("design: bootstrap replicates need no separate fpc (as R svrepdesign)", hint="leave fpc out")
+    values = np.asarray(fpc, dtype=np.float64).reshape(-1)
+    if values.size not in (1, n_rep):
+        raise ConfigError(
+            f"design: fpc has {values.size} values for {n_rep} replicates",
+            hint="give one value for every replicate, or a single value for all",
+        )
+    if not np.isfinite(values).all():
+        raise ConfigError("design: fpc must be finite numbers", hint="check the fpc values")
+    values = np.broadcast_to(values, (n_rep,))
+    if fpctype == "population":
+        if rep_type != "JK1":
+            raise ConfigError(
+                f"design: fpctype 'population' is for JK1 replicates (one per PSU); these are {rep_type}",
+                hint="give each replicate's sampling fraction with fpctype 'fraction'",
+            )
+        if (values < n_rep).any():
+            raise ConfigError(
+                f"design: fpc gives a population of {float(values.min()):g} PSUs, fewer than the {n_rep} sampled "
+                "(one JK1 replicate per sampled PSU)",
+                hint="fpc with fpctype 'population' is the number of PSUs in the population",
+            )
+        return 1.0 - n_rep / values
+    if (values < 0).any() or (values > 1).any():
+        bad = float(values[(values < 0) | (values > 1)][0])
+        raise ConfigError(
+            f"design: fpc with fpctype {fpctype!r} must be between 0 and 1 (found {bad:g})",
+            hint="a sampling fraction n/N (fraction) or 1 - n/N (correction)",
+        )
+    return 1.0 - values if fpctype == "fraction" else values.copy()
 
 
 def _check_lonely(option: str) -> None:
