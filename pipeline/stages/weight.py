@@ -149,7 +149,7 @@ def _raw_rows(frame: pl.DataFrame, mask: np.ndarray, limit: int = 5) -> list[int
 # ----------------------------------------------------------------------------- base weights
 
 
-def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: WeightConfig) -> np.ndarray:
+def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: WeightConfig, *, targets_name: str = "the targets file") -> np.ndarray:
     """``w_base``: N_h / n_h times the configured factors."""
     import numpy as np
     import polars as pl
@@ -177,6 +177,7 @@ def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: Weig
                 f"targets: no population for group(s) {groups} of {', '.join(by)}",
                 hint="every group in the data needs a population total in the targets file",
             )
+        _check_populations(joined.select([*by, "population"]).unique(maintain_order=True), by, targets_name, "weight.base.population_by")
         w = (joined.get_column("population") / joined.get_column("n_h")).to_numpy().astype(float)
     for i, factor in enumerate(config.base.factors):
         values = frame.select(parse_expr(factor.expr).cast(pl.Float64).alias("f")).get_column("f")
@@ -190,6 +191,22 @@ def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: Weig
             )
         w = w * values.to_numpy()
     return w
+
+
+def _check_populations(pops: pl.DataFrame, by: Sequence[str], targets_name: str, key: str) -> None:
+    """A group with respondents needs a positive population: name the targets file and the group."""
+    import polars as pl
+
+    p = pl.col("population").cast(pl.Float64)
+    bad = pops.filter(p.is_null() | ~p.is_finite() | (p <= 0))
+    if bad.height:
+        row = bad.row(0, named=True)
+        group = ", ".join(f"{c} = {row[c]}" for c in by) if by else "the whole population"
+        raise TargetsError(
+            f"{targets_name} ({key}): the population of group {group} is {row['population']}, but the group has respondents; "
+            f"expected a positive number of people ({bad.height} group(s) like this)",
+            hint=f"correct the 'population' column of {targets_name} for {group}, or leave the group's respondents out of the wave",
+        )
 
 
 def impute_mode(frame: pl.DataFrame, variables: list[str], by: list[str]) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -545,6 +562,10 @@ def _targets_for(targets: pl.DataFrame | None, key: str, section: Any, frame: pl
             hint=f"add them to the targets file or remove them from weight.{key}",
         )
     shares = targets.filter(pl.col("variable").is_in(variables)).with_columns(pl.col("category").cast(pl.Int64))
+    pops = shares.select([*by, "population"]).unique(maintain_order=True)
+    if by and all(pops.schema[b] == frame.schema[b] for b in by):
+        pops = pops.join(frame.select(by).unique(), on=by, how="semi")  # groups without respondents are reported elsewhere
+    _check_populations(pops, by, targets_name, f"weight.{key}")
     with _context(f"{targets_name} (weight.{key})"):
         totals = targets_from_shares(shares, by=by, share="share", population="population")
     return shares, totals
@@ -586,6 +607,12 @@ def achieved_margins(frame: pl.DataFrame, targets: pl.DataFrame, variables: list
         [*by, "variable", pl.col("category").cast(pl.Int64), "share", *(["label"] if "label" in targets.columns else [])]
     )
     out = t.join(got, on=[*by, "variable", "category"], how="full", coalesce=True).rename({"share": "target_share"})
+    # a target category no respondent has (share 0, dropped by the weighting): n 0 and shares 0
+    absent = pl.col("n").is_null() & pl.col("target_share").is_not_null()
+    out = out.with_columns(
+        [pl.when(absent).then(0).otherwise(pl.col("n")).alias("n")]
+        + [pl.when(absent).then(0.0).otherwise(pl.col(c)).alias(c) for c in ("unweighted_share", *[f"{k}_share" for k in weights])]
+    )
     last = list(weights)[-1]
     return out.with_columns((pl.col(f"{last}_share") - pl.col("target_share")).alias("error")).sort([*by, "variable", "category"])
 
@@ -820,7 +847,7 @@ def weight(
 
     if targets is not None and config.targets_columns:
         targets = targets.rename({k: v for k, v in config.targets_columns.items() if k in targets.columns})
-    w_base_all = base_weights(frame, targets, config)
+    w_base_all = base_weights(frame, targets, config, targets_name=targets_name)
     qa: dict[str, Any] = {"steps": []}
     qa["steps"].append({"step": "base", **weight_diagnostics(w_base_all).to_dict()})
 
