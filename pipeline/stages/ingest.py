@@ -89,7 +89,7 @@ def ingest(
             f"ingest: column(s) {', '.join(missing)} named in the config are not in {path}",
             hint=f"columns in the file: {', '.join(frame.columns[:40])}{' ...' if frame.width > 40 else ''}",
         )
-    check_numeric_columns(frame, codebook, path, numeric or {})
+    check_numeric_columns(frame, codebook, path, numeric or {}, renamed={v: k for k, v in (rename or {}).items()})
     if config.hash:
         frame = frame.with_columns(
             [salted_hash(pl.col(src), salt).alias(dst) for src, dst in config.hash.items()]
@@ -144,7 +144,9 @@ def numeric_needs(config: StudyConfig, wave_id: str) -> dict[str, str]:
     return needs
 
 
-def check_numeric_columns(frame: pl.DataFrame, codebook: Codebook, path: Path, numeric: Mapping[str, str]) -> None:
+def check_numeric_columns(
+    frame: pl.DataFrame, codebook: Codebook, path: Path, numeric: Mapping[str, str], *, renamed: Mapping[str, str] | None = None
+) -> None:
     """Refuse a text column where numbers are needed: one the config uses with numeric codes
     (``numeric``: variable -> config key), or one whose codebook gives numeric codes.
 
@@ -154,8 +156,8 @@ def check_numeric_columns(frame: pl.DataFrame, codebook: Codebook, path: Path, n
     import polars as pl
 
     for name in frame.columns:
-        if frame.schema[name] != pl.String:
-            continue
+        if frame.schema[name] != pl.String or frame.get_column(name).null_count() == frame.height:
+            continue  # numbers, or no value at all
         key = numeric.get(name)
         if key is None:
             info = codebook.get(name)
@@ -170,14 +172,14 @@ def check_numeric_columns(frame: pl.DataFrame, codebook: Codebook, path: Path, n
         if rows.len():
             first = int(rows[0])
             found = f'row {first + 1} has "{col[first]}" ({rows.len():,} value(s) of {col.drop_nulls().len():,} are not numbers)'
+            hint = (f"deliver {name} as numbers only: a word such as \"{col[first]}\" must be a numeric code, "
+                    "declared missing with clean.missing.also if it means no answer")
         else:
             first = int(col.is_not_null().arg_true()[0])
             found = f'its values are numbers stored as text (row {first + 1}: "{col[first]}")'
-        raise DataError(
-            f"{path}: column {name} is text, but {key} needs numbers; {found}",
-            hint=f"deliver {name} as numbers only: a word such as \"{col[first]}\" must be a numeric code, "
-            "declared missing with clean.missing.also if it means no answer",
-        )
+            hint = f"deliver {name} as a numeric column (in a CSV: numbers without quotes or spaces)"
+        column = f"{renamed[name]} ({name} after waves[].rename)" if renamed and name in renamed else name
+        raise DataError(f"{path}: column {column} is text, but {key} needs numbers; {found}", hint=hint)
 
 
 def salted_hash(expr: pl.Expr, salt: str) -> pl.Expr:

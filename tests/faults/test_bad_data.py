@@ -152,3 +152,14 @@ def test_share_zero_for_a_category_nobody_has_is_dropped_and_reported(tiny_proje
     for col in ("target_share", "unweighted_share", "base_share", "final_share", "error"):
         assert margins.get_column(col).to_list() == [0.0, 0.0], col
     assert (wave / "report.html").is_file()
+
+
+def test_text_check_names_the_delivered_column_and_skips_empty_ones():
+    from pipeline.errors import DataError
+    from pipeline.io import Codebook
+    from pipeline.stages.ingest import check_numeric_columns
+
+    frame = pl.DataFrame({"EMPTY": pl.Series([None, None], dtype=pl.String), "AGE": ["34", "n/a"]})
+    check_numeric_columns(frame.select("EMPTY"), Codebook(), Path("w2.csv"), {"EMPTY": "clean.valid.ranges.EMPTY"})
+    with pytest.raises(DataError, match=r'w2.csv: column AGE_YRS \(AGE after waves\[\].rename\) is text, but clean.valid.ranges.AGE needs numbers; row 2 has "n/a"'):
+        check_numeric_columns(frame, Codebook(), Path("w2.csv"), {"AGE": "clean.valid.ranges.AGE"}, renamed={"AGE": "AGE_YRS"})
