@@ -164,6 +164,7 @@ def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: Weig
                 "weight.base.population_by needs a targets file with a 'population' column",
                 hint="add 'targets:' to the wave, or remove weight.base.population_by",
             )
+        _check_group_columns(frame, targets, by, targets_name, "weight.base.population_by")
         pops = targets.select([*by, "population"]).unique()
         dup = pops.group_by(by).len().filter(pl.col("len") > 1)
         if dup.height:
@@ -191,6 +192,29 @@ def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: Weig
             )
         w = w * values.to_numpy()
     return w
+
+
+def _kind(dtype: Any) -> str:
+    return "numbers" if dtype.is_numeric() else "text" if str(dtype) == "String" else f"values of type {dtype}"
+
+
+def _check_group_columns(frame: pl.DataFrame, targets: pl.DataFrame, by: Sequence[str], targets_name: str, key: str) -> None:
+    """The group columns are in the targets file and coded as in the data (numbers or text in both)."""
+    missing = [c for c in by if c not in targets.columns]
+    if missing:
+        raise TargetsError(
+            f"{targets_name}: {key} column(s) {', '.join(missing)} are not in the targets file; found {', '.join(targets.columns)}",
+            hint="name the group columns as in the data, or rename them with weight.targets_columns",
+        )
+    for c in by:
+        t, d = targets.schema[c], frame.schema[c]
+        if t != d and not (t.is_numeric() and d.is_numeric()):
+            sample = frame.get_column(c).drop_nulls().head(1).to_list()
+            raise TargetsError(
+                f"{targets_name}: {key} column {c} holds {_kind(t)} in the targets file but {_kind(d)} in the data"
+                + (f" (first value {sample[0]})" if sample else ""),
+                hint=f"code {c} the same way in the delivery and in the targets file",
+            )
 
 
 def _check_populations(pops: pl.DataFrame, by: Sequence[str], targets_name: str, key: str) -> None:

@@ -163,3 +163,23 @@ def test_text_check_names_the_delivered_column_and_skips_empty_ones():
     check_numeric_columns(frame.select("EMPTY"), Codebook(), Path("w2.csv"), {"EMPTY": "clean.valid.ranges.EMPTY"})
     with pytest.raises(DataError, match=r'w2.csv: column AGE_YRS \(AGE after waves\[\].rename\) is text, but clean.valid.ranges.AGE needs numbers; row 2 has "n/a"'):
         check_numeric_columns(frame, Codebook(), Path("w2.csv"), {"AGE": "clean.valid.ranges.AGE"}, renamed={"AGE": "AGE_YRS"})
+
+
+def test_group_coded_as_text_in_the_data_but_numbers_in_the_targets(tiny_project):
+    """REGION delivered as names ("North") while the targets file has codes: a polars SchemaError
+    in the base weights' join before; now the targets file, the key and the column are named."""
+    cfg = tiny_project
+    frame = sav_frame(cfg)
+    frame = frame.with_columns(pl.when(pl.col("REGION") == 1).then(pl.lit("North")).otherwise(pl.lit("South")).alias("REGION"))
+    to_csv(cfg, frame)
+    sidecar = raw_of(cfg) / "tiny.csv.codebook.json"
+    import json
+
+    book = json.loads(sidecar.read_text())
+    for v in book["variables"]:
+        if v["name"] == "REGION":
+            v["value_labels"] = []
+    sidecar.write_text(json.dumps(book))
+    cfg.write_text(cfg.read_text().replace("labelled: [REGION, SEX, Q1]", "labelled: [SEX, Q1]"))
+    err = assert_data_error(cfg, "raw/targets.csv", "weight.base.population_by column REGION holds numbers in the targets file but text in the data")
+    assert "SchemaError" not in err
