@@ -178,7 +178,7 @@ def _with_cell_counts(res: pl.DataFrame, work: pl.DataFrame, col: str, by: list[
     if by:
         base = base.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
     counts = base.group_by([*by, "level"]).len(name="cell_n").with_columns(pl.col("level").cast(res.schema["level"]))
-    out = res.join(counts, on=[*by, "level"], how="left", maintain_order="left", nulls_equal=False)
+    out = res.join(counts, on=[*by, "level"], how="left", maintain_order="left")
     return out.with_columns(pl.col("cell_n").fill_null(0).cast(pl.Int64))
 
 
