@@ -255,8 +255,26 @@ def _codebook_from_meta(meta: Any) -> Codebook:
 def _read_csv(path: Path) -> tuple[pl.DataFrame, Codebook]:
     import polars as pl
 
+    _check_csv_header(path)
     frame = pl.read_csv(path, infer_schema_length=None, try_parse_dates=True)
     return frame, _sidecar_codebook(path, frame.columns)
+
+
+def _check_csv_header(path: Path) -> None:
+    """Refuse a header that names a column twice (polars would rename the second ``X_duplicated_0``)."""
+    import csv
+
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, start=1):
+        if name in seen:
+            raise DataError(
+                f"{path}: column {name} appears twice in the header (columns {seen[name]} and {i}); "
+                "expected every column name once",
+                hint=f"rename or drop one of the two {name} columns in the delivery; the pipeline does not guess which one is meant",
+            )
+        seen[name] = i
 
 
 def _read_parquet(path: Path) -> tuple[pl.DataFrame, Codebook]:

@@ -16,7 +16,7 @@ def validate(config: StudyConfig) -> list[str]:
     import polars as pl
 
     from pipeline.stages.clean import _check_names
-    from pipeline.stages.ingest import ingest
+    from pipeline.stages.ingest import ingest, numeric_needs
 
     data_problems: list[str] = []
     config_problems: list[str] = []
@@ -24,7 +24,8 @@ def validate(config: StudyConfig) -> list[str]:
     for i, wave in enumerate(config.waves):
         path = config.resolve(wave.raw)
         try:
-            frame, codebook, diag = ingest(path, config.ingest, wave_index=i, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked)
+            frame, codebook, diag = ingest(path, config.ingest, wave_index=i, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked,
+                                        numeric=numeric_needs(config, wave.id))
         except DataError as exc:
             data_problems.append(f"waves[{i}].raw: {exc.message}")
             continue

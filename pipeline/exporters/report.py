@@ -82,6 +82,11 @@ def _kpi(value: str, key: str) -> str:
     return f'<div class="kpi"><div class="v">{_esc(value)}</div><div class="k">{_esc(key)}</div></div>'
 
 
+def _pct(share: float | None) -> str:
+    """A share as a percent with one decimal; a dash where there is none (a category without target or respondents)."""
+    return "–" if share is None else f"{100 * share:.1f}"
+
+
 def _weighting_section(qa: Mapping[str, Any] | None, margins: Any, chart: Chart | None) -> str:
     out = ['<section id="weighting"><h2>Weighting check</h2>']
     if not qa:
@@ -130,8 +135,8 @@ def _weighting_section(qa: Mapping[str, Any] | None, margins: Any, chart: Chart 
         for r in top.iter_rows(named=True):
             name = r.get("label") or r["category"]
             group = "".join(f"<td>{_esc(r[k])}</td>" for k in keys)
-            out.append(f"<tr>{group}<td>{_esc(r['variable'])}</td><td>{_esc(name)}</td><td class=\"num\">{100 * r['target_share']:.1f}</td>"
-                       f"<td class=\"num\">{100 * r['unweighted_share']:.1f}</td><td class=\"num\">{100 * r['final_share']:.1f}</td></tr>")
+            out.append(f"<tr>{group}<td>{_esc(r['variable'])}</td><td>{_esc(name)}</td><td class=\"num\">{_pct(r['target_share'])}</td>"
+                       f"<td class=\"num\">{_pct(r['unweighted_share'])}</td><td class=\"num\">{_pct(r['final_share'])}</td></tr>")
         out.append("</tbody></table>")
     out.append("</section>")
     return "\n".join(out)

@@ -533,10 +533,13 @@ def association_notes(
         part = association.filter((pl.col("by") == by) & pl.col("estimate_id").is_in(list(ids)))
         if part.height == 0:
             continue
-        kinds = part.get_column("statistic_type").unique().to_list()
+        kinds = part.get_column("statistic_type").drop_nulls().unique().to_list()
         name = "Rao-Scott second-order F" if kinds == ["F"] else "Rao-Scott first-order chi-squared" if kinds == ["Chisq"] else "design-based"
         tests = []
         for r in part.iter_rows(named=True):
+            if r.get("skipped"):  # a test that could not be computed, with the reason
+                tests.append(f"{r['estimate_id']} {r['skipped']}")
+                continue
             if r["statistic_name"] == "F":
                 stat = f"F({r['ndf']:.2f}, {r['ddf']:.1f}) = {r['statistic']:.2f}"
             else:

@@ -7,10 +7,14 @@ The rules, in the order they are applied (the first suppression rule that applie
 row's only flag; a shown estimate may carry several review flags, joined by ``"; "``):
 
 ``cell<10``
-    Disclosure: fewer than ``tables.disclosure.min_cell_n`` respondents in the cell (the
-    estimate's unweighted base): suppressed to protect respondents' privacy.
+    Disclosure: fewer than ``tables.disclosure.min_cell_n`` respondents in the cell, counted
+    as statistical agencies count a cell: the unweighted respondents who have the level (the
+    share's numerator, ``cell_n`` of estimates.csv), not the base. "2 of 216 refused" is a cell
+    of 2 and is suppressed. A cell of 0 identifies nobody and is not suppressed for disclosure
+    (a 0% estimate gets the NCHS review flag ``estimate=0``). A row without a level count
+    (``cell_n`` null: a statistic without levels) takes its base ``n`` as its cell.
 ``n<30``
-    Fewer than ``tables.min_n`` respondents in the denominator: suppressed.
+    Fewer than ``tables.min_n`` respondents in the denominator (the base ``n``): suppressed.
 
 Then, with ``tables.reliability.standard: nchs``, the NCHS Data Presentation Standards for
 Proportions (Parker JD, Talih M, Malec DJ, et al. Vital Health Stat 2(175), 2017; the decision
@@ -133,7 +137,8 @@ def flags(rows: pl.DataFrame, tables: TablesConfig) -> pl.Series:
     Parameters
     ----------
     rows : polars.DataFrame
-        Tidy estimates with ``n``, ``estimate``, ``se`` and ``df`` (proportions as fractions).
+        Tidy estimates with ``n``, ``cell_n``, ``estimate``, ``se`` and ``df`` (proportions as
+        fractions).
     tables : TablesConfig
         ``min_n``, ``disclosure.min_cell_n`` and the ``reliability`` thresholds.
 
@@ -151,6 +156,10 @@ def flags(rows: pl.DataFrame, tables: TablesConfig) -> pl.Series:
     if k == 0:
         return pl.Series("flag", [], dtype=pl.String)
     n = rows.get_column("n").cast(pl.Float64).to_numpy()
+    if "cell_n" not in rows.columns:
+        raise ValueError("flags: the rows need a 'cell_n' column (respondents with the level) for the disclosure rule tables.disclosure.min_cell_n")
+    cell = rows.get_column("cell_n").cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    cell = np.where(np.isnan(cell), n, cell)
     p = rows.get_column("estimate").cast(pl.Float64).to_numpy()
     se = rows.get_column("se").cast(pl.Float64).fill_null(float("nan")).to_numpy()
     df = rows.get_column("df").cast(pl.Float64).fill_null(float("inf")).to_numpy() if "df" in rows.columns else np.full(k, np.inf)
@@ -162,7 +171,7 @@ def flags(rows: pl.DataFrame, tables: TablesConfig) -> pl.Series:
             out[i] = code
         done[:] |= mask
 
-    suppress(n < tables.disclosure.min_cell_n, f"cell<{tables.disclosure.min_cell_n}")
+    suppress((cell > 0) & (cell < tables.disclosure.min_cell_n), f"cell<{tables.disclosure.min_cell_n}")
     suppress(n < tables.min_n, f"n<{tables.min_n}")
     rel = tables.reliability
     if rel.standard == "none":

@@ -32,7 +32,7 @@ COLUMNS = (
     "wave", "estimate_id", "statistic", "variable", "level", "by", "domain", "n",
     "estimate", "se", "ci_low", "ci_high", "ci_method", "conf_level", "df", "deff", "flag",
 )
-EXTRA_COLUMNS = ("denominator", "title")
+EXTRA_COLUMNS = ("denominator", "title", "cell_n")
 
 
 def build_design(frame: pl.DataFrame, config: DesignConfig, weighting: WeightConfig | None = None) -> Any:
@@ -162,10 +162,24 @@ def estimate_all(
             )
             if by:
                 res = res.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
+            res = _with_cell_counts(res, work, col, list(by), spec_design.in_design)
             rows.append(_tidy(res, spec, list(by), codebook, wave=wave, method=method, conf_level=design_config.conf_level, tables=tables))
     if not rows:
         return pl.DataFrame(schema={c: pl.String for c in (*COLUMNS, *EXTRA_COLUMNS)})
     return pl.concat(rows, how="vertical_relaxed")
+
+
+def _with_cell_counts(res: pl.DataFrame, work: pl.DataFrame, col: str, by: list[str], in_design: Any) -> pl.DataFrame:
+    """``cell_n``: the unweighted respondents of each domain x level row who have the level (the
+    numerator of the share, counted as ``n`` counts its base), for the disclosure rule."""
+    import polars as pl
+
+    base = work.select([*by, pl.col(col).alias("level")]).filter(pl.Series(in_design) & pl.col("level").is_not_null())
+    if by:
+        base = base.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
+    counts = base.group_by([*by, "level"]).len(name="cell_n").with_columns(pl.col("level").cast(res.schema["level"]))
+    out = res.join(counts, on=[*by, "level"], how="left", maintain_order="left")
+    return out.with_columns(pl.col("cell_n").fill_null(0).cast(pl.Int64))
 
 
 def _tidy(
@@ -214,20 +228,28 @@ def _tidy(
         pl.lit("").alias("flag"),
         pl.lit(spec.denominator).alias("denominator"),
         pl.lit(spec.title or codebook.get(var).label or var).alias("title"),
+        pl.col("cell_n"),
     )
     return out.with_columns(flags(out, tables))
 
 
 TEST_COLUMNS = (
     "wave", "estimate_id", "variable", "by", "statistic_type", "statistic_name", "statistic", "ndf", "ddf", "p_value", "method", "design_df",
+    "skipped",
 )
 
 
 def association_tests(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[EstimateSpec], design: Any, *, wave: str) -> pl.DataFrame:
     """R ``svychisq`` of each estimate's variable (as estimated: its levels, or the combined
-    level against the rest, with the estimate's denominator) with each single ``by`` variable."""
+    level against the rest, with the estimate's denominator) with each single ``by`` variable.
+
+    A test that cannot be computed (a variable with one level in the base: an answer nobody
+    gave, a domain variable with one value) is not an error: its row has no statistic and says
+    why in ``skipped`` (empty for the tests made), and the estimates are written all the same.
+    """
     import polars as pl
 
+    from pipeline.errors import DataError
     from pipeline.survey.tables import chisq_test
 
     rows = []
@@ -239,16 +261,45 @@ def association_tests(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[E
         for by in spec.by:
             if len(by) != 1:
                 continue
-            t = chisq_test(spec_design, col, by[0], statistic=spec.test)
+            row: dict[str, Any] = {"wave": wave, "estimate_id": spec.id, "variable": spec.proportion, "by": by[0]}
+            reason = _untestable(work, col, spec, by[0], codebook)
+            if reason is None:
+                try:
+                    t = chisq_test(spec_design, col, by[0], statistic=spec.test)
+                except DataError as exc:  # e.g. no variance: reported, not fatal to the other estimates
+                    reason = exc.message
+            if reason is not None:
+                rows.append({**row, "skipped": reason})
+                continue
             rows.append(
                 {
-                    "wave": wave, "estimate_id": spec.id, "variable": spec.proportion, "by": by[0],
+                    **row,
                     "statistic_type": t.statistic_type, "statistic_name": t.statistic_name, "statistic": t.statistic,
-                    "ndf": t.ndf, "ddf": t.ddf, "p_value": t.p_value, "method": t.method, "design_df": t.design_df,
+                    "ndf": t.ndf, "ddf": t.ddf, "p_value": t.p_value, "method": t.method, "design_df": t.design_df, "skipped": "",
                 }
             )
     schema = {c: pl.String for c in TEST_COLUMNS} | {c: pl.Float64 for c in ("statistic", "ndf", "ddf", "p_value", "design_df")}
     return pl.DataFrame(rows, schema=schema)
+
+
+def _untestable(work: pl.DataFrame, col: str, spec: EstimateSpec, by: str, codebook: Codebook) -> str | None:
+    """Why the test of ``col`` with ``by`` cannot be made (fewer than 2 levels in its base), or None."""
+    import polars as pl
+
+    base = work.filter(pl.col(col).is_not_null() & pl.col(by).is_not_null())
+    for name, shown in ((col, spec.proportion), (by, by)):
+        values = sorted(base.get_column(name).unique().to_list(), key=str)
+        if len(values) >= 2:
+            continue
+        if name == col and spec.levels is not None:
+            chosen = spec.level_label or " or ".join(codebook.label_of(spec.proportion, c) for c in spec.levels)
+            found = f"every respondent in the base {'chose' if values == [1] else 'did not choose'} {chosen}"
+        elif values:
+            found = f"every respondent in the base has {shown} = {codebook.label_of(name if name == by else spec.proportion, values[0])}"
+        else:
+            found = f"no respondent has a value of {shown}"
+        return f"not tested: a test of association needs at least 2 levels of {shown}; {found}"
+    return None
 
 
 def run(ctx: StageContext) -> StageOutput:
@@ -267,6 +318,10 @@ def run(ctx: StageContext) -> StageOutput:
     tests = association_tests(frame, codebook, specs, design, wave=ctx.wave.id)
     return StageOutput(
         files={"estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/codebook.json": codebook.to_json()},
-        diagnostics={"estimates": est.height, "flagged": int((est.get_column("flag") != "").sum()) if est.height else 0},
+        diagnostics={
+            "estimates": est.height,
+            "flagged": int((est.get_column("flag") != "").sum()) if est.height else 0,
+            "tests_skipped": int((tests.get_column("skipped") != "").sum()),
+        },
         rows=est.height,
     )

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.io import Codebook, read_survey
 from pipeline.stages import StageContext, StageOutput
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     import polars as pl
 
-    from pipeline.config import IngestConfig
+    from pipeline.config import IngestConfig, StudyConfig
 
 
 def ingest(
@@ -33,6 +33,7 @@ def ingest(
     rename: Mapping[str, str] | None = None,
     labels: Mapping[str, Mapping[Any, str]] | None = None,
     not_asked: Sequence[str] = (),
+    numeric: Mapping[str, str] | None = None,
 ) -> tuple[pl.DataFrame, Codebook, dict]:
     """Read ``path``, harmonise names and labels, keep salted hashes, drop the PII columns.
 
@@ -44,6 +45,10 @@ def ingest(
         Value labels replacing the file's for some variables (``waves[].labels``).
     not_asked : sequence of str
         Study variables the wave did not ask (``waves[].not_asked``): an error if the file has one.
+    numeric : mapping, optional
+        Variables the config uses as numeric codes -> the config key that does
+        (:func:`numeric_needs`): a text column among them is an error, as is a text column whose
+        codebook gives numeric value labels or missing codes.
 
     Returns
     -------
@@ -52,6 +57,11 @@ def ingest(
     import polars as pl
 
     frame, codebook = read_survey(path)
+    if frame.height == 0:
+        raise DataError(
+            f"{path}: the file has no rows ({frame.width} columns, 0 respondents); expected at least one interview",
+            hint="check the delivery (an empty export?) and the wave's 'raw' path in the config",
+        )
     if rename:
         absent = [k for k in rename if k not in frame.columns]
         clash = [v for k, v in rename.items() if v in frame.columns and v not in rename]
@@ -79,6 +89,7 @@ def ingest(
             f"ingest: column(s) {', '.join(missing)} named in the config are not in {path}",
             hint=f"columns in the file: {', '.join(frame.columns[:40])}{' ...' if frame.width > 40 else ''}",
         )
+    check_numeric_columns(frame, codebook, path, numeric or {}, renamed={v: k for k, v in (rename or {}).items()})
     if config.hash:
         frame = frame.with_columns(
             [salted_hash(pl.col(src), salt).alias(dst) for src, dst in config.hash.items()]
@@ -94,6 +105,81 @@ def ingest(
         "file_label": codebook.file_label,
     }
     return frame, codebook, diagnostics
+
+
+def numeric_needs(config: StudyConfig, wave_id: str) -> dict[str, str]:
+    """The variables the config uses with numeric codes (every config code is a number), each
+    with the first config key that does: a text column among them cannot work."""
+    wave = config.wave(wave_id)
+    index = [w.id for w in config.waves].index(wave_id)
+    clean = config.clean_for(wave_id)
+    needs: dict[str, str] = {}
+
+    def add(names: Sequence[str], key: str) -> None:
+        for name in names:
+            needs.setdefault(name, key)
+
+    for name in clean.valid.ranges:
+        add([name], f"clean.valid.ranges.{name}")
+    if clean.drop_partials is not None:
+        add([clean.drop_partials.variable], "clean.drop_partials.variable")
+    for i, r in enumerate(wave.recodes):
+        add(r.variables, f"waves[{index}].recodes[{i}].map")
+    for i, r in enumerate(clean.recodes):
+        add(r.variables, f"clean.recodes[{i}].map")
+    for i, m in enumerate(wave.missing_also):
+        add(m.variables, f"waves[{index}].missing_also[{i}].codes")
+    for i, m in enumerate(clean.missing.also):
+        add(m.variables, f"clean.missing.also[{i}].codes")
+    if clean.speeders is not None:
+        add([clean.speeders.duration], "clean.speeders.duration")
+    calibration = config.weight.calibration
+    if calibration is not None:
+        key, section = calibration
+        add(getattr(section, "variables", None) or [section.variable], f"weight.{key}.variables")  # type: ignore[union-attr]
+    gone = set(wave.not_asked)
+    for i, spec in enumerate(config.estimates):
+        if spec.levels is not None and spec.proportion not in gone:
+            add([spec.proportion], f"estimates[{i}].levels")
+    return needs
+
+
+def check_numeric_columns(
+    frame: pl.DataFrame, codebook: Codebook, path: Path, numeric: Mapping[str, str], *, renamed: Mapping[str, str] | None = None
+) -> None:
+    """Refuse a text column where numbers are needed: one the config uses with numeric codes
+    (``numeric``: variable -> config key), or one whose codebook gives numeric codes.
+
+    The error names the file, the variable, the key and the first offending value with its row
+    (a CSV column with one word among numbers is read as text).
+    """
+    import polars as pl
+
+    for name in frame.columns:
+        if frame.schema[name] != pl.String or frame.get_column(name).null_count() == frame.height:
+            continue  # numbers, or no value at all
+        key = numeric.get(name)
+        if key is None:
+            info = codebook.get(name)
+            coded = [c for c in (*info.value_labels, *info.missing_values) if not isinstance(c, str)]
+            if not coded:
+                continue
+            key = "its codebook (numeric value labels or missing codes)"
+        col = frame.get_column(name)
+        parsed = col.str.strip_chars().cast(pl.Float64, strict=False)
+        bad = col.is_not_null() & parsed.is_null()
+        rows = bad.arg_true()
+        if rows.len():
+            first = int(rows[0])
+            found = f'row {first + 1} has "{col[first]}" ({rows.len():,} value(s) of {col.drop_nulls().len():,} are not numbers)'
+            hint = (f"deliver {name} as numbers only: a word such as \"{col[first]}\" must be a numeric code, "
+                    "declared missing with clean.missing.also if it means no answer")
+        else:
+            first = int(col.is_not_null().arg_true()[0])
+            found = f'its values are numbers stored as text (row {first + 1}: "{col[first]}")'
+            hint = f"deliver {name} as a numeric column (in a CSV: numbers without quotes or spaces)"
+        column = f"{renamed[name]} ({name} after waves[].rename)" if renamed and name in renamed else name
+        raise DataError(f"{path}: column {column} is text, but {key} needs numbers; {found}", hint=hint)
 
 
 def salted_hash(expr: pl.Expr, salt: str) -> pl.Expr:
@@ -132,7 +218,8 @@ def run(ctx: StageContext) -> StageOutput:
     index = [w.id for w in ctx.config.waves].index(wave.id)
     salt = study_salt(ctx.config.outputs) if ctx.config.ingest.hash else ""
     frame, codebook, diagnostics = ingest(
-        path, ctx.config.ingest, salt=salt, wave_index=index, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked
+        path, ctx.config.ingest, salt=salt, wave_index=index, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked,
+        numeric=numeric_needs(ctx.config, wave.id),
     )
     return StageOutput(
         files={"ingest/data.parquet": frame, "ingest/codebook.json": codebook.to_json()},

@@ -222,7 +222,10 @@ def fpc_weights(frame: pl.DataFrame, design: DesignConfig) -> np.ndarray:
     return lin.weights.copy()
 
 
-def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: WeightConfig, *, design: DesignConfig | None = None) -> np.ndarray:
+def base_weights(
+    frame: pl.DataFrame, targets: pl.DataFrame | None, config: WeightConfig, *, design: DesignConfig | None = None,
+    targets_name: str = "the targets file",
+) -> np.ndarray:
     """``w_base``: the starting weight (:func:`base_weight_source`) times the configured factors."""
     import numpy as np
     import polars as pl
@@ -242,6 +245,7 @@ def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: Weig
                 "weight.base.population_by needs a targets file with a 'population' column",
                 hint="add 'targets:' to the wave, or remove weight.base.population_by",
             )
+        _check_group_columns(frame, targets, by, targets_name, "weight.base.population_by")
         pops = targets.select([*by, "population"]).unique()
         dup = pops.group_by(by).len().filter(pl.col("len") > 1)
         if dup.height:
@@ -255,6 +259,7 @@ def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: Weig
                 f"targets: no population for group(s) {groups} of {', '.join(by)}",
                 hint="every group in the data needs a population total in the targets file",
             )
+        _check_populations(joined.select([*by, "population"]).unique(maintain_order=True), by, targets_name, "weight.base.population_by")
         w = (joined.get_column("population") / joined.get_column("n_h")).to_numpy().astype(float)
     for i, factor in enumerate(config.base.factors):
         values = frame.select(parse_expr(factor.expr).cast(pl.Float64).alias("f")).get_column("f")
@@ -268,6 +273,45 @@ def base_weights(frame: pl.DataFrame, targets: pl.DataFrame | None, config: Weig
             )
         w = w * values.to_numpy()
     return w
+
+
+def _kind(dtype: Any) -> str:
+    return "numbers" if dtype.is_numeric() else "text" if str(dtype) == "String" else f"values of type {dtype}"
+
+
+def _check_group_columns(frame: pl.DataFrame, targets: pl.DataFrame, by: Sequence[str], targets_name: str, key: str) -> None:
+    """The group columns are in the targets file and coded as in the data (numbers or text in both)."""
+    missing = [c for c in by if c not in targets.columns]
+    if missing:
+        raise TargetsError(
+            f"{targets_name}: {key} column(s) {', '.join(missing)} are not in the targets file; found {', '.join(targets.columns)}",
+            hint="name the group columns as in the data, or rename them with weight.targets_columns",
+        )
+    for c in by:
+        t, d = targets.schema[c], frame.schema[c]
+        if t != d and not (t.is_numeric() and d.is_numeric()):
+            sample = frame.get_column(c).drop_nulls().head(1).to_list()
+            raise TargetsError(
+                f"{targets_name}: {key} column {c} holds {_kind(t)} in the targets file but {_kind(d)} in the data"
+                + (f" (first value {sample[0]})" if sample else ""),
+                hint=f"code {c} the same way in the delivery and in the targets file",
+            )
+
+
+def _check_populations(pops: pl.DataFrame, by: Sequence[str], targets_name: str, key: str) -> None:
+    """A group with respondents needs a positive population: name the targets file and the group."""
+    import polars as pl
+
+    p = pl.col("population").cast(pl.Float64)
+    bad = pops.filter(p.is_null() | ~p.is_finite() | (p <= 0))
+    if bad.height:
+        row = bad.row(0, named=True)
+        group = ", ".join(f"{c} = {row[c]}" for c in by) if by else "the whole population"
+        raise TargetsError(
+            f"{targets_name} ({key}): the population of group {group} is {row['population']}, but the group has respondents; "
+            f"expected a positive number of people ({bad.height} group(s) like this)",
+            hint=f"correct the 'population' column of {targets_name} for {group}, or leave the group's respondents out of the wave",
+        )
 
 
 def impute_mode(frame: pl.DataFrame, variables: list[str], by: list[str]) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -623,6 +667,10 @@ def _targets_for(targets: pl.DataFrame | None, key: str, section: Any, frame: pl
             hint=f"add them to the targets file or remove them from weight.{key}",
         )
     shares = targets.filter(pl.col("variable").is_in(variables)).with_columns(pl.col("category").cast(pl.Int64))
+    pops = shares.select([*by, "population"]).unique(maintain_order=True)
+    if by and all(pops.schema[b] == frame.schema[b] for b in by):
+        pops = pops.join(frame.select(by).unique(), on=by, how="semi")  # groups without respondents are reported elsewhere
+    _check_populations(pops, by, targets_name, f"weight.{key}")
     with _context(f"{targets_name} (weight.{key})"):
         totals = targets_from_shares(shares, by=by, share="share", population="population")
     return shares, totals
@@ -664,6 +712,12 @@ def achieved_margins(frame: pl.DataFrame, targets: pl.DataFrame, variables: list
         [*by, "variable", pl.col("category").cast(pl.Int64), "share", *(["label"] if "label" in targets.columns else [])]
     )
     out = t.join(got, on=[*by, "variable", "category"], how="full", coalesce=True).rename({"share": "target_share"})
+    # a target category no respondent has (share 0, dropped by the weighting): n 0 and shares 0
+    absent = pl.col("n").is_null() & pl.col("target_share").is_not_null()
+    out = out.with_columns(
+        [pl.when(absent).then(0).otherwise(pl.col("n")).alias("n")]
+        + [pl.when(absent).then(0.0).otherwise(pl.col(c)).alias(c) for c in ("unweighted_share", *[f"{k}_share" for k in weights])]
+    )
     last = list(weights)[-1]
     return out.with_columns((pl.col(f"{last}_share") - pl.col("target_share")).alias("error")).sort([*by, "variable", "category"])
 
@@ -904,7 +958,7 @@ def weight(
         targets = targets.rename({k: v for k, v in config.targets_columns.items() if k in targets.columns})
     if design is not None and (problems := delivered_weight_problems(config, design)):
         raise ConfigError(problems[0])
-    w_base_all = base_weights(frame, targets, config, design=design)
+    w_base_all = base_weights(frame, targets, config, design=design, targets_name=targets_name)
     source, column = base_weight_source(config, design)
     qa: dict[str, Any] = {"steps": [], "base": {"source": source, "column": column, "factors": [f.name for f in config.base.factors]}}
     qa["steps"].append({"step": "base", **weight_diagnostics(w_base_all).to_dict()})

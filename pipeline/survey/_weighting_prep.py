@@ -524,8 +524,10 @@ def _categorical_margin(
         if value == 0.0:
             raise TargetsError(
                 f"targets: variable '{v}' category {c_given!r} in {groups.label(g)} has a target of 0 but "
-                f"{int(data_counts[g, j])} row(s) in the data; weights must stay positive",
-                hint="drop these rows or merge the category before weighting",
+                f"{int(data_counts[g, j])} row(s) in the data; a category with respondents needs a positive share "
+                "(weights must stay positive)",
+                hint="correct the category's share in the targets file, or merge the category with a neighbour "
+                "in the data (clean.derive) and in the targets; a share of 0 is only for a category no respondent has",
             )
         t[g, j] = value
         have[g, j] = True

@@ -15,8 +15,9 @@ from pipeline.survey.intervals import ProportionInputs, proportion_ci
 DEFAULT = TablesConfig()
 
 
-def flag_of(n, p, se, df=None, tables=DEFAULT):
-    rows = pl.DataFrame({"n": [n], "estimate": [p], "se": [se], "df": [float(n - 1 if df is None else df)]})
+def flag_of(n, p, se, df=None, tables=DEFAULT, cell=None):
+    cell = n if cell is None else cell  # the disclosure rule counts the cell (tests/faults/test_disclosure.py)
+    rows = pl.DataFrame({"n": [n], "cell_n": [cell], "estimate": [p], "se": [se], "df": [float(n - 1 if df is None else df)]})
     return flags(rows, tables)[0]
 
 
@@ -43,7 +44,7 @@ def test_review_flags_on_shown_estimates():
 def test_a_suppressed_row_has_one_flag_the_first_rule():
     """tests/stages/test_weight_estimate.py relies on rows below min_n carrying only ``n<min_n``."""
     tables = TablesConfig(min_n=150)
-    rows = pl.DataFrame({"n": [40, 140], "estimate": [0.0, 0.5], "se": [0.0, 0.2], "df": [3.0, 139.0]})
+    rows = pl.DataFrame({"n": [40, 140], "cell_n": [40, 140], "estimate": [0.0, 0.5], "se": [0.0, 0.2], "df": [3.0, 139.0]})
     assert flags(rows, tables).to_list() == ["n<150", "n<150"]
 
 
@@ -66,14 +67,14 @@ def test_vectorised_over_many_rows():
     rng = np.random.default_rng(1)
     n = rng.integers(1, 3000, 500)
     p = rng.uniform(0, 1, 500)
-    rows = pl.DataFrame({"n": n, "estimate": p, "se": np.sqrt(p * (1 - p) / n * 2), "df": (n - 1).astype(float)})
+    rows = pl.DataFrame({"n": n, "cell_n": n, "estimate": p, "se": np.sqrt(p * (1 - p) / n * 2), "df": (n - 1).astype(float)})
     got = flags(rows, TablesConfig())
     assert got.len() == 500
     assert all(f == "cell<10" for f, k in zip(got, n, strict=True) if k < 10)
 
 
 def test_the_standard_applies_to_proportions_only():
-    rows = pl.DataFrame({"statistic": ["mean", "proportion"], "n": [100, 100], "estimate": [0.9, 0.9], "se": [0.08, 0.08], "df": [99.0, 99.0]})
+    rows = pl.DataFrame({"statistic": ["mean", "proportion"], "n": [100, 100], "cell_n": [100, 90], "estimate": [0.9, 0.9], "se": [0.08, 0.08], "df": [99.0, 99.0]})
     assert flags(rows, TablesConfig()).to_list() == ["", "n_eff<30"]
-    rows = pl.DataFrame({"statistic": ["total"], "n": [20], "estimate": [5.0], "se": [1.0], "df": [19.0]})
+    rows = pl.DataFrame({"statistic": ["total"], "n": [20], "cell_n": [None], "estimate": [5.0], "se": [1.0], "df": [19.0]})
     assert flags(rows, TablesConfig()).to_list() == ["n<30"]
