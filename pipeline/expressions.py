@@ -55,8 +55,9 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------- the allow-list
 
-#: The functions an expression may call, keyed by their SQL names (aliases included):
-#: name -> (sqlglot node class name, description). sqlglot turns each into one node class.
+#: The functions an expression may call, as written (aliases included) -> the sqlglot node class
+#: each parses to. A name is checked as written (sqlglot also reads NVL, IFNULL as COALESCE and
+#: LOG10(x) as LOG(10, x)); the node classes are checked by the tree walk.
 FUNCTIONS: dict[str, str] = {
     "ABS": "Abs",
     "CEIL": "Ceil",
@@ -198,11 +199,20 @@ def _analyse(text: str) -> tuple[Any, str | None]:
         if constructs:
             return None, _refusal(text, constructs)
         return None, f"cannot parse the expression {text!r}: {_parse_error(exc)}"
+    except RecursionError:
+        return None, f"cannot parse the expression {text!r}: it is nested too deeply"
     trees = [t for t in trees if t is not None]
     if not trees:
         return None, f"the expression {text!r} is empty; write a condition or a value, e.g. 'AGE >= 18'"
-    for tree in trees:
-        _check(tree, constructs)
+    try:
+        for tree in trees:
+            _check(tree, constructs)
+        if not constructs:
+            _compile(trees[0])  # so that a config that loads compiles in its stages
+    except RecursionError:
+        return None, f"cannot parse the expression {text!r}: it is nested too deeply"
+    except Exception as exc:  # polars refusing a literal (InvalidOperationError for 10**40, ...)
+        return None, f"cannot compile the expression {text!r}: {_first_line(str(exc))}"
     constructs = _unique(constructs)
     if constructs:
         return None, _refusal(text, constructs)
@@ -506,10 +516,11 @@ def _compile(node: Any) -> pl.Expr:
         return rec(node.this).is_null()
     if kind is exp.In:
         subject = rec(node.this)
-        # an OR of equalities is SQL's IN exactly: true on a match, missing when the subject or
-        # a list item is missing and nothing matched, false otherwise; and it compares an
-        # integer column with float items as '=' does
-        return functools.reduce(operator.or_, [subject == rec(item) for item in node.expressions])
+        # an OR (Kleene) of equalities is SQL's IN exactly: true on a match, missing when the
+        # subject or a list item is missing and nothing matched, false otherwise; and it compares
+        # an integer column with float items as '=' does
+        matches = [subject == rec(item) for item in node.expressions]
+        return matches[0] if len(matches) == 1 else pl.any_horizontal(matches)
     if kind is exp.Between:
         subject = rec(node.this)
         return (subject >= rec(node.args["low"])) & (subject <= rec(node.args["high"]))
