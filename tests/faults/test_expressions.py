@@ -399,3 +399,11 @@ def test_random_expressions_give_what_polars_sql_gave():
         assert _same_or_nan(got, ref.to_list()), f"{text}: got {got}, polars SQL {ref.to_list()}"
 
     check()
+
+
+def test_too_deep_or_too_large_input_is_a_problem_not_a_traceback():
+    deep = " + ".join(["A"] * 5000)
+    assert expressions.problem(deep, key="k") == f"k: cannot parse the expression {deep!r}: it is nested too deeply"
+    huge = "A + " + "9" * 45
+    found = expressions.problem(huge, key="k")
+    assert found is not None and found.startswith(f"k: cannot compile the expression {huge!r}: ")
