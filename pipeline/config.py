@@ -5,7 +5,9 @@ stage (``ingest``, ``clean``, ``weight``, ``design`` + ``estimates``, ``tables``
 Every problem of a config is reported at once, each with its key path and the file; unknown
 keys get a "did you mean". Paths are relative to the config file and must stay inside the
 project (see :func:`project_root`). Expressions (derived variables, weight factors, recode
-conditions) are parsed by polars' SQL expression parser at load time, never ``eval``-ed.
+conditions, checks, skips, the respondent flag) are parsed and checked against the expression
+language's allow-list at load time by :mod:`pipeline.expressions`, which compiles them to polars
+expressions; they are never ``eval``-ed nor handed to an SQL engine.
 """
 
 from __future__ import annotations
@@ -962,7 +964,8 @@ def _check_paths(config: StudyConfig) -> list[str]:
 
 
 def _check_expressions(config: StudyConfig) -> list[str]:
-    import polars as pl
+    """Every expression of the config parses and stays inside the allow-list (issue 10, item 2)."""
+    from pipeline import expressions
 
     items: list[tuple[str, str]] = []
     items += [(f"clean.derive[{i}].expr", d.expr) for i, d in enumerate(config.clean.derive)]
@@ -975,13 +978,7 @@ def _check_expressions(config: StudyConfig) -> list[str]:
     items += [(f"weight.base.factors[{i}].expr", f.expr) for i, f in enumerate(config.weight.base.factors)]
     if config.weight.nonresponse is not None:
         items.append(("weight.nonresponse.respondent", config.weight.nonresponse.respondent))
-    problems = []
-    for key, text in items:
-        try:
-            pl.sql_expr(text)
-        except Exception as exc:  # polars raises SQLInterfaceError / SQLSyntaxError
-            problems.append(f"{key}: cannot parse the expression {text!r}: {exc}")
-    return problems
+    return [p for key, text in items if (p := expressions.problem(text, key=key)) is not None]
 
 
 #: The weights the weight stage makes; any other ``design.weights`` is a column of the data.
@@ -1039,7 +1036,7 @@ def _check_tables(config: StudyConfig) -> list[str]:
 
 
 def parse_expr(text: str) -> Any:
-    """Parse an SQL expression into a polars expression (never ``eval``)."""
-    import polars as pl
+    """The polars expression of a config expression (see :mod:`pipeline.expressions`)."""
+    from pipeline import expressions
 
-    return pl.sql_expr(text)
+    return expressions.to_polars(text)

@@ -386,7 +386,7 @@ def _check_names(
     field_dates: Any,
 ) -> None:
     """Every variable and code a rule names must exist: one config error listing them all."""
-    from pipeline.config import parse_expr
+    from pipeline import expressions
 
     problems: list[str] = []
     cols = set(frame.columns)
@@ -395,7 +395,7 @@ def _check_names(
         problems.extend(f"{key}: {v} is not in the data" for v in names if v not in cols)
 
     def exprs(key: str, text: str, known: set[str]) -> None:
-        unknown = sorted({c for c in parse_expr(text).meta.root_names() if c not in known})
+        unknown = sorted({c for c in expressions.columns(text, key=key) if c not in known})
         if unknown:
             problems.append(f"{key}: unknown variable(s) {', '.join(unknown)} in {text!r}")
 
