@@ -8,7 +8,8 @@ Numbers stay numbers: percents are the estimates' fractions with a percent forma
 decimals of the table), an interval is two cells (low and high), the margin of error is the
 interval's half-width. A footnote symbol or significance letters are part of the cell's number
 format (``0%" B"``), so the value in the cell is exactly the one in ``estimates.csv``.
-Suppressed estimates are the text ``*``.
+Suppressed estimates are the text ``*``; the interval and margin of error of a margin calibrated to
+the weighting targets are the text ``–`` (its percent carries the mark ``¶``).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def _write_sheet(wb: Any, table: Table, fmt: Any, rows_by_index: dict[int, dict[
                 elif c.kind == "interval":
                     source = rows_by_index.get(cell.source) if cell.source is not None else None
                     for bound in ("ci_low", "ci_high"):
-                        if source is None or cell.suppressed:
+                        if source is None or cell.suppressed or cell.calibrated:
                             ws.write_string(r, j, cell.text, fmt(align="right"))
                         else:
                             ws.write_number(r, j, source[bound], fmt(num_format=_percent_format(table.decimals)))
