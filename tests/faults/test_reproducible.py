@@ -179,3 +179,15 @@ def test_report_has_no_run_date(demo_project):
     text = (demo_project / "outputs" / STUDY / "2012" / "report.html").read_text(encoding="utf-8")
     assert "report of" not in text
     assert dt.date.today().strftime("%d %B %Y") not in text
+
+
+def test_built_bootstrap_replicates_need_a_seed(tiny_project, capsys):
+    import yaml
+
+    raw = yaml.safe_load(tiny_project.read_text(encoding="utf-8"))
+    raw["design"].update({"variance": "replicate", "replicates": {"build": "bootstrap", "replicates": 20}})
+    tiny_project.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert main(["validate", str(tiny_project)]) == 2
+    err = capsys.readouterr().err
+    assert "design.replicates: build: bootstrap needs a seed (e.g. seed: 20121120), so that a rerun draws the same replicates" in err
+    assert "Traceback" not in err
