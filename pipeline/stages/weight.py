@@ -569,9 +569,8 @@ def targets_provenance(targets: pl.DataFrame, variables: Sequence[str], *, file:
 
 def achieved_margins(frame: pl.DataFrame, targets: pl.DataFrame, variables: list[str], by: list[str], weights: dict[str, str]) -> pl.DataFrame:
     """Target share against unweighted and weighted shares, per group, variable and category."""
-    import polars as pl
-
     import numpy as np
+    import polars as pl
 
     def sums(keys: list[str]) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
         # weighted sums by np.bincount, in row order: the same bytes every run (a polars
