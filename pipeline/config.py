@@ -487,6 +487,8 @@ class ReplicateConfig(_Model):
                 raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
         if self.seed is not None and self.build != "bootstrap":
             raise ValueError("seed applies to build: bootstrap only")
+        if self.build == "bootstrap" and self.seed is None:
+            raise ValueError("build: bootstrap needs a seed (e.g. seed: 20121120), so that a rerun draws the same replicates and standard errors")
         if (self.type == "Fay" or self.build == "Fay") and self.rho is None:
             raise ValueError("Fay replicates need rho")
         if self.fpc is not None or self.fpctype is not None:

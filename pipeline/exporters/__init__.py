@@ -17,3 +17,26 @@ matplotlib, pyreadstat) only inside the functions that use it:
 
 The export stage (:mod:`pipeline.stages.export`) wires them to the config.
 """
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+#: the creation time of files without field dates (the ZIP format's earliest date)
+FILE_EPOCH = dt.datetime(1980, 1, 1)
+
+
+def file_timestamp(waves: Iterable[Any] = ()) -> dt.datetime:
+    """The creation time written into the files whose formats carry one (``.sav``, ``.dta``, ``.xlsx``).
+
+    The end of the latest field period among ``waves`` (``waves[].field_dates``), at midnight,
+    else :data:`FILE_EPOCH`: never the clock, so that the same inputs give the same bytes (the
+    manifest records when the run happened).
+    """
+    ends = [w.field_dates[1] for w in waves if getattr(w, "field_dates", None)]
+    if not ends:
+        return FILE_EPOCH
+    last = max(ends)
+    return dt.datetime(last.year, last.month, last.day)

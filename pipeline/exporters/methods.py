@@ -148,6 +148,16 @@ def _banner_variables(config: StudyConfig) -> list[str]:
     return out
 
 
+def _label_of(v: str, codebook: Codebook | None) -> str:
+    return str(codebook.get(v).label) if codebook is not None and v in codebook and codebook.get(v).label else v
+
+
+#: calibration key -> (what it did, the noun of its convergence)
+_CALIBRATED = {"rake": ("Raked", "Raking"), "poststratify": ("Post-stratified", "Post-stratification"), "calibrate": ("Calibrated", "Calibration")}
+#: calibrate.method -> its distance in words
+_DISTANCES = {"linear": "linear distance (GREG)", "raking": "raking distance", "logit": "logit distance"}
+
+
 def _weighting_text(config: StudyConfig, qa: Mapping[str, Any] | None, codebook: Codebook | None, sources: Mapping[str, str] | None) -> str:
     w = config.weight
     parts = []
@@ -157,27 +167,54 @@ def _weighting_text(config: StudyConfig, qa: Mapping[str, Any] | None, codebook:
     base += [f.name.replace("_", " ") for f in w.base.factors]
     if base:
         parts.append("Base weights: " + "; ".join(base) + ".")
-    rake = w.rake
-    if rake is not None:
-        names = [f"{(codebook.get(v).label if codebook is not None and v in codebook and codebook.get(v).label else v)}" for v in rake.variables]
-        within = f" within {', '.join(rake.by)}" if rake.by else ""
-        parts.append(f"Raked{within} to population targets on: {'; '.join(names)}.")
-    for key in ("poststratify", "calibrate"):
-        step = getattr(w, key, None)
-        if step is not None:
-            parts.append(f"{key.capitalize()}: {step.model_dump(exclude_none=True)}.")
+    calibration = w.calibration
+    if calibration is not None:
+        key, step = calibration
+        did, _ = _CALIBRATED[key]
+        within = f" within {', '.join(step.by)}" if step.by else ""
+        names = "; ".join(_label_of(v, codebook) for v in step.variables)
+        how = ""
+        if key == "calibrate":
+            how = f" ({_DISTANCES[step.method]}" + (f"; g-weights bounded to {step.bounds[0]:g}-{step.bounds[1]:g}" if step.bounds else "") + ")"
+        parts.append(f"{did}{within} to population targets on: {names}{how}.")
     if w.trim is not None:
-        t = w.trim
-        parts.append(f"Weights trimmed at {t.lower}x and {t.upper}x the {t.relative_to} of their group" + (" and raked again." if t.rerake else "."))
+        parts.append(_trim_text(w.trim, calibration[0] if calibration is not None else None))
     if sources:
         distinct = dict.fromkeys(sources.values())
         parts.append("Target sources: " + "; ".join(distinct) + ".")
-    if qa and qa.get("converged") is not None:
-        parts.append(f"Raking converged: {'yes' if qa.get('converged') else 'no'} (largest margin error {qa.get('max_margin_error', float('nan')):.1e}).")
+    if calibration is not None and qa and qa.get("converged") is not None and calibration[0] != "poststratify":
+        error = qa.get("max_margin_error")
+        parts.append(
+            f"{_CALIBRATED[calibration[0]][1]} converged: {'yes' if qa.get('converged') else 'no'}"
+            + (f" (largest margin error {error:.1e})." if isinstance(error, (int, float)) else ".")
+        )
     return " ".join(parts) if parts else "Unweighted."
 
 
+def _trim_text(t: Any, calibration: str | None) -> str:
+    """The trimming in words, for a lower cap, an upper cap or both (never "None")."""
+    if t.relative_to == "absolute":
+        of = ""  # the caps are weights
+    else:
+        of = f"x the {t.relative_to} weight " + (f"of their {', '.join(t.by)} group" if t.by else "of the sample")
+    if t.lower is not None and t.upper is not None:
+        text = f"Weights trimmed to between {t.lower:g}{'x' if of else ''} and {t.upper:g}{of}"
+    elif t.upper is not None:
+        text = f"Weights capped at {t.upper:g}{of} (no lower cap)"
+    else:
+        text = f"Weights raised to at least {t.lower:g}{of} (no upper cap)"
+    text += ", the trimmed amount spread over the other weights" + (" of the group" if t.by else "")
+    if t.strict:
+        text += ", repeated until every weight is within the caps"
+    if t.rerake and calibration is not None:
+        again = {"rake": "raked", "poststratify": "post-stratified", "calibrate": "calibrated"}[calibration]
+        text += f"; then {again} again" + (f" (at most {t.cycles} trimming cycles)" if t.cycles > 1 else "")
+    return text + "."
+
+
 def _precision_text(config: StudyConfig, qa: Mapping[str, Any] | None, estimates: pl.DataFrame) -> str:
+    from pipeline.exporters.tables import is_calibrated
+
     parts = []
     if qa and "kish_deff" in qa:
         parts.append(
@@ -186,18 +223,85 @@ def _precision_text(config: StudyConfig, qa: Mapping[str, Any] | None, estimates
             "including the design effect (for a 50% estimate; smaller for other percentages)."
         )
     if estimates.height and "deff" in estimates.columns:
-        overall = estimates.filter(estimates.get_column("by") == "")
-        d = overall.get_column("deff").drop_nulls()
-        if d.len():
-            parts.append(f"Design effects of the whole-sample estimates reported range from {d.min():.2f} to {d.max():.2f}.")
+        overall = [r for r in estimates.filter(estimates.get_column("by") == "").iter_rows(named=True) if r.get("deff") is not None]
+        calibrated = [r for r in overall if is_calibrated(r)]
+        d = [r["deff"] for r in overall if not is_calibrated(r) and r["deff"] == r["deff"]]
+        left_out = (
+            f" ({len(calibrated)} estimate{'s' if len(calibrated) != 1 else ''} calibrated to the weighting targets, "
+            "with no sampling variance, left out)" if calibrated else ""
+        )
+        if d:
+            parts.append(f"Design effects of the whole-sample estimates reported range from {min(d):.2f} to {max(d):.2f}{left_out}.")
+        elif calibrated:
+            parts.append("Every whole-sample estimate reported is calibrated to the weighting targets (no sampling variance).")
+    parts.append(_variance_text(config))
     d = config.design
-    variance = "replicate weights" if d.variance == "replicate" else "Taylor linearization" + (" accounting for the weighting" if d.weighting_variance else "")
-    strata = f", strata {', '.join(d.strata)}" if d.strata else ""
-    parts.append(
-        f"Standard errors are design-based ({variance}{strata}); confidence intervals use the {d.ci_method} method "
-        f"at {100 * d.conf_level:g}%. Margins of error for subgroups are below."
-    )
+    parts.append(f"Confidence intervals use the {d.ci_method} method at {100 * d.conf_level:g}%. Margins of error for subgroups are below.")
     return " ".join(parts)
+
+
+#: design.lonely_psu -> what R survey's survey.lonely.psu option does with a single-PSU stratum
+_LONELY_PSU = {
+    "fail": "a stratum with a single PSU stops the run",
+    "remove": "a stratum with a single PSU adds nothing to the variance",
+    "adjust": "a stratum with a single PSU is centred at the sample mean",
+    "average": "a stratum with a single PSU gets the average variance of the other strata",
+    "certainty": "a stratum with a single PSU is taken with certainty (no variance)",
+}
+
+
+def _variance_text(config: StudyConfig) -> str:
+    """How the standard errors were computed, from the config: the design the SEs use."""
+    d = config.design
+    if d.variance == "replicate" and d.replicates is not None:
+        r = d.replicates
+        if r.build is not None:
+            count = f"{r.replicates} " if r.replicates else ""
+            text = (
+                f"Standard errors are design-based, from {count}{r.build} replicate weights built from a design with "
+                f"{_design_words(d)}, the whole weighting redone in every replicate"
+            )
+        else:
+            text = f"Standard errors are design-based, from the delivery's {r.type} replicate weights (as R survey svrepdesign)"
+        return text + (", as mean squared errors about the full-sample estimate" if r.mse else "") + "."
+    text = f"Standard errors are design-based: Taylor linearization (as R survey svydesign) on a design with {_design_words(d)}."
+    if d.strata:
+        text += f" {_LONELY_PSU[d.lonely_psu][0].upper()}{_LONELY_PSU[d.lonely_psu][1:]}."
+    calibration = config.weight.calibration
+    if calibration is not None and d.weighting_variance:
+        key = calibration[0]
+        residuals = {"rake": "raking", "poststratify": "post-stratification", "calibrate": "GREG calibration"}[key]
+        call = {"rake": "rake()", "poststratify": "postStratify()", "calibrate": "calibrate()"}[key]
+        text += f" The linearization uses the {residuals} residuals of the final weights, so the standard errors account for the {_CALIBRATED[key][1].lower()}"
+        trim = config.weight.trim
+        fixed = (["the nonresponse adjustment"] if config.weight.nonresponse is not None else []) + (["the trimming"] if trim is not None else [])
+        if trim is not None and trim.rerake:
+            fixed.append(f"the {residuals} before it")
+        if fixed:
+            text += f" ({', '.join(fixed[:-1]) + ' and ' + fixed[-1] if len(fixed) > 1 else fixed[0]} held fixed)"
+        if trim is not None and trim.rerake:
+            text += (
+                f": R survey's standard errors after {call} on a design started afresh from the trimmed weights, not after R's chain "
+                f"{call}, trimWeights(), {call}, which keeps both calibration records ("
+                + ("up to 2% different)" if key == "rake" else "different)")
+            )
+        else:
+            text += f", as R survey after {call}"
+        text += "."
+    elif calibration is not None:
+        text += " The weights are treated as fixed (the calibration is not accounted for)."
+    return text
+
+
+def _design_words(d: Any) -> str:
+    words = [f"strata {', '.join(d.strata)}" if d.strata else "no strata"]
+    if d.ids:
+        stages = [f"primary sampling units (clusters) {d.ids[0]}"] + [f"stage-{k + 2} units {v}" for k, v in enumerate(d.ids[1:])]
+        words.append(", ".join(stages) + (" nested in strata" if d.nest else ""))
+    else:
+        words.append("each interview its own sampling unit (no clustering)")
+    words.append("finite population corrections " + ", ".join(d.fpc) if d.fpc else "no finite population correction (sampling with replacement)")
+    return ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def rule_actions(report: Mapping[str, Any]) -> dict[str, list[tuple[str, str, int]]]:

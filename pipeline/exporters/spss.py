@@ -10,10 +10,15 @@ Limits of the formats, handled here: Stata variable labels hold 80 characters (l
 cut with "..."), Stata value labels need integer codes, and Stata has no user-missing codes
 (don't know and refused stay as labelled codes); SPSS takes at most three discrete missing
 codes per variable (more become a range when no valid code lies inside it).
+
+Both formats carry a creation time in their header, which ReadStat takes from the clock; it is
+rewritten to ``timestamp`` (by default :func:`pipeline.exporters.file_timestamp`: the end of the
+wave's field period), so that the same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 import textwrap
 from collections.abc import Sequence
@@ -128,12 +133,44 @@ def _write(writer: Any, suffix: str) -> bytes:
         return path.read_bytes()
 
 
-def sav_bytes(data: AnalysisFile) -> bytes:
-    """The analysis file as SPSS ``.sav`` (compressed, with user-missing codes)."""
+#: English month abbreviations of both headers (not the locale's)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+#: the SPSS file header: creation date "dd Mmm yy" at byte 92, time "hh:mm:ss" at byte 101
+_SAV_DATE, _SAV_TIME = slice(92, 101), slice(101, 109)
+#: the Stata 118/119 header: ``<timestamp>``, a length byte (17), "dd Mmm yyyy hh:mm"
+_DTA_TIMESTAMP = b"<timestamp>"
+
+
+def _stamp_sav(raw: bytes, when: dt.datetime) -> bytes:
+    from pipeline.errors import PipelineError
+
+    if raw[:4] not in (b"$FL2", b"$FL3") or len(raw) < _SAV_TIME.stop:
+        raise PipelineError("export: the .sav that pyreadstat wrote has no SPSS system file header", hint="report it with the pyreadstat version")
+    out = bytearray(raw)
+    out[_SAV_DATE] = f"{when.day:02d} {_MONTHS[when.month - 1]} {when.year % 100:02d}".encode("ascii")
+    out[_SAV_TIME] = f"{when:%H:%M:%S}".encode("ascii")
+    return bytes(out)
+
+
+def _stamp_dta(raw: bytes, when: dt.datetime) -> bytes:
+    from pipeline.errors import PipelineError
+
+    at = raw.find(_DTA_TIMESTAMP, 0, 1024)
+    start = at + len(_DTA_TIMESTAMP)
+    if at < 0 or raw[start] != 17 or raw[start + 18 : start + 30] != b"</timestamp>":
+        raise PipelineError("export: the .dta that pyreadstat wrote has no 17-character <timestamp> in its header", hint="report it with the pyreadstat version")
+    text = f"{when.day:02d} {_MONTHS[when.month - 1]} {when.year:04d} {when:%H:%M}".encode("ascii")
+    return raw[: start + 1] + text + raw[start + 18 :]
+
+
+def sav_bytes(data: AnalysisFile, *, timestamp: dt.datetime | None = None) -> bytes:
+    """The analysis file as SPSS ``.sav`` (compressed, with user-missing codes), created at ``timestamp``."""
     import pyreadstat
 
+    from pipeline.exporters import file_timestamp
+
     labels = {c: _cut(v, SAV_LABEL_MAX) for c, v in data.labels.items()}
-    return _write(
+    raw = _write(
         lambda p: pyreadstat.write_sav(
             data.frame,
             p,
@@ -146,11 +183,14 @@ def sav_bytes(data: AnalysisFile) -> bytes:
         ),
         ".sav",
     )
+    return _stamp_sav(raw, timestamp or file_timestamp())
 
 
-def dta_bytes(data: AnalysisFile) -> bytes:
-    """The analysis file as Stata ``.dta`` (version 15, UTF-8)."""
+def dta_bytes(data: AnalysisFile, *, timestamp: dt.datetime | None = None) -> bytes:
+    """The analysis file as Stata ``.dta`` (version 15, UTF-8), created at ``timestamp``."""
     import pyreadstat
+
+    from pipeline.exporters import file_timestamp
 
     labels = {c: _cut(v, DTA_LABEL_MAX) for c, v in data.labels.items()}
     value_labels = {
@@ -158,7 +198,7 @@ def dta_bytes(data: AnalysisFile) -> bytes:
         for c, vl in data.value_labels.items()
         if all(float(k).is_integer() for k in vl)
     }
-    return _write(
+    raw = _write(
         lambda p: pyreadstat.write_dta(
             data.frame,
             p,
@@ -169,3 +209,4 @@ def dta_bytes(data: AnalysisFile) -> bytes:
         ),
         ".dta",
     )
+    return _stamp_dta(raw, timestamp or file_timestamp())

@@ -8,7 +8,9 @@ the row's 0-based position) and which field (``estimate``, ``n``, ``ci``, ``moe`
 
 Flags (:mod:`pipeline.stages._reliability`) are applied here: a suppressed estimate shows
 ``*`` (its percent, interval and margin of error are withheld; its unweighted n is shown), a
-flagged one carries its footnote symbol; the footnotes explain every flag a table shows.
+flagged one carries its footnote symbol; the footnotes explain every flag a table shows. In
+toplines, a margin the weighting calibrated to its target (:func:`is_calibrated`: no sampling
+variance) carries ``¶`` and shows no interval or margin of error, with a footnote saying why.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "Row",
     "Table",
     "banner_table",
+    "is_calibrated",
     "read_estimates",
     "table_frame",
     "topline_table",
@@ -41,6 +44,17 @@ __all__ = [
 SUPPRESSED = "*"
 NOT_ESTIMATED = "–"
 DASH = "–"  # en dash between interval bounds
+#: the mark of an estimate calibrated to the weighting targets (toplines)
+CALIBRATED = "¶"
+CALIBRATED_NOTE = (
+    f"{CALIBRATED} Calibrated to the weighting targets: the weighted share equals its population target by "
+    "construction (design-based standard error 0), so no confidence interval or margin of error is shown."
+)
+#: a design effect below this (variance a millionth of simple random sampling's) is the weighting's
+#: own margin, not sampling error: R survey gives these an SE of 0 up to rounding
+CALIBRATED_MAX_DEFF = 1e-6
+#: without a design effect: an SE below this (a fraction) marks a calibrated margin
+CALIBRATED_MAX_SE = 1e-9
 
 Field_ = Literal["estimate", "n", "ci", "moe", "difference"]
 
@@ -64,6 +78,9 @@ class Cell:
         The source row's flag.
     letters : str
         Significance letters (banners and trend tables).
+    calibrated : bool
+        The source row is a margin calibrated to the weighting targets (:func:`is_calibrated`):
+        marked, with no interval or margin of error.
     """
 
     text: str
@@ -72,6 +89,7 @@ class Cell:
     field: str | None = None
     flag: str = ""
     letters: str = ""
+    calibrated: bool = False
 
     @property
     def suppressed(self) -> bool:
@@ -220,6 +238,23 @@ def footnotes(flags: Iterable[str]) -> tuple[str, ...]:
     for symbol, texts in review.items():
         out.append(f"{symbol} " + "; ".join(t[0].upper() + t[1:] for t in texts) + ".")
     return tuple(out)
+
+
+def is_calibrated(row: Mapping[str, Any]) -> bool:
+    """Whether an estimates.csv row is a margin the weighting calibrated to its target.
+
+    Its share strictly between 0 and 1 has no sampling variance: a design effect below
+    :data:`CALIBRATED_MAX_DEFF` (or, without one, an SE below :data:`CALIBRATED_MAX_SE`). A 0%
+    or 100% estimate has an SE of 0 too, but is not calibrated (its own flag says so).
+    """
+    import math
+
+    p, se, deff = row.get("estimate"), row.get("se"), row.get("deff")
+    if p is None or se is None or not 0 < p < 1 or (isinstance(se, float) and math.isnan(se)):
+        return False
+    if deff is not None and not (isinstance(deff, float) and math.isnan(deff)):
+        return deff < CALIBRATED_MAX_DEFF
+    return se < CALIBRATED_MAX_SE
 
 
 def _percent_cell(row: Mapping[str, Any], decimals: int, letters: str = "") -> Cell:
@@ -382,9 +417,8 @@ def topline_table(
                 _label(domain_label(r["domain"])),
                 *([_label(r["level"])] if several else []),
                 _count_cell(r),
-                _percent_cell(r, decimals),
-                _interval_cell(r, decimals),
-                _moe_cell(r, decimals),
+                *(_calibrated_cells(r, decimals) if is_calibrated(r) and not is_suppressed(r.get("flag") or "") else (
+                    _percent_cell(r, decimals), _interval_cell(r, decimals), _moe_cell(r, decimals))),
             ]
             rows.append(Row(tuple(cells), group))
     heading = spec.title or "Topline"
@@ -397,8 +431,19 @@ def topline_table(
         rows=tuple(rows),
         groups=groups,
         notes=standard_notes(est, notice=notice, extra=[*spec.notes, *tables.notes]),
-        footnotes=footnotes(c.flag for r in rows for c in r.cells),
+        footnotes=footnotes(c.flag for r in rows for c in r.cells)
+        + ((CALIBRATED_NOTE,) if any(c.calibrated for r in rows for c in r.cells) else ()),
         decimals=decimals,
+    )
+
+
+def _calibrated_cells(row: Mapping[str, Any], decimals: int) -> tuple[Cell, Cell, Cell]:
+    """Percent (marked), interval and margin of error of a calibrated margin: no interval shown."""
+    flag = row.get("flag") or ""
+    return (
+        Cell(percent_text(row["estimate"], decimals) + marks(flag) + CALIBRATED, row["estimate"], row["_row"], "estimate", flag, calibrated=True),
+        Cell(NOT_ESTIMATED, None, row["_row"], "ci", flag, calibrated=True),
+        Cell(NOT_ESTIMATED, None, row["_row"], "moe", flag, calibrated=True),
     )
 
 

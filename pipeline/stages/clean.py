@@ -363,8 +363,18 @@ def _interviewer_report(frame: pl.DataFrame, codebook: Codebook, config: CleanCo
     per = work.group_by("interviewer").agg(
         pl.len().alias("interviews"),
         (pl.col("_dk").sum() / (pl.len() * len(rule.battery))).alias("dk_refused_rate"),
-        pl.col("_pattern").mode().first().alias("modal_pattern"),
-        (pl.col("_pattern").value_counts(sort=True).first().struct.field("count") / pl.len()).alias("modal_pattern_share"),
+    )
+    # the modal pattern: the most frequent, ties to the smallest pattern (mode() picks any of a tie)
+    modal = (
+        work.group_by("interviewer", "_pattern")
+        .len()
+        .sort(["interviewer", "len", "_pattern"], descending=[False, True, False])
+        .group_by("interviewer", maintain_order=True)
+        .first()
+    )
+    per = per.join(modal, on="interviewer", how="left", nulls_equal=True, maintain_order="left").select(
+        "interviewer", "interviews", "dk_refused_rate",
+        pl.col("_pattern").alias("modal_pattern"), (pl.col("len") / pl.col("interviews")).alias("modal_pattern_share"),
     )
     eligible = per.filter(pl.col("interviews") >= rule.min_interviews)
     others_rate = float(eligible.get_column("dk_refused_rate").median() or 0.0)

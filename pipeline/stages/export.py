@@ -24,7 +24,6 @@ and the report, the weight stage's data, ``qa.json`` and ``margins.csv`` and the
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -136,6 +135,7 @@ def _covariance(ctx: StageContext, frame: pl.DataFrame, codebook: Codebook) -> A
 
 
 def run(ctx: StageContext) -> StageOutput:
+    from pipeline.exporters import file_timestamp
     from pipeline.exporters.tables import read_estimates, table_frame
     from pipeline.io import Codebook
 
@@ -183,7 +183,9 @@ def run(ctx: StageContext) -> StageOutput:
     if "xlsx" in formats:
         from pipeline.exporters.xlsx import workbook_bytes
 
-        files["tables/tables.xlsx"] = workbook_bytes(pub.tables, title=config.title or config.study, wave=wave.id, notice=config.notice, estimates=est)
+        files["tables/tables.xlsx"] = workbook_bytes(
+            pub.tables, title=config.title or config.study, wave=wave.id, notice=config.notice, estimates=est, created=file_timestamp([wave])
+        )
     if {"sav", "dta"} & formats and frame is not None:
         from pipeline.exporters.spss import analysis_file, dta_bytes, sav_bytes
 
@@ -193,9 +195,9 @@ def run(ctx: StageContext) -> StageOutput:
         data = analysis_file(frame, data_codebook, weights=config.export.weights, drop=_pii_columns(config), file_label=label, note=config.notice or "")
         stem = f"analysis/{config.study}_{wave.id}"
         if "sav" in formats:
-            files[f"{stem}.sav"] = sav_bytes(data)
+            files[f"{stem}.sav"] = sav_bytes(data, timestamp=file_timestamp([wave]))
         if "dta" in formats:
-            files[f"{stem}.dta"] = dta_bytes(data)
+            files[f"{stem}.dta"] = dta_bytes(data, timestamp=file_timestamp([wave]))
 
     qa = _read_json(ctx, "weight/qa.json")
     clean_report = _read_json(ctx, "clean/report.json")
@@ -231,7 +233,6 @@ def run(ctx: StageContext) -> StageOutput:
             margins=margins,
             clean_report=clean_report,
             files=listed,
-            generated=dt.date.today(),
         )
     suppressed = sum(1 for t in pub.tables for r in t.rows for c in r.cells if c.suppressed)
     diagnostics = {

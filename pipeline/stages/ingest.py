@@ -221,6 +221,10 @@ def run(ctx: StageContext) -> StageOutput:
         path, ctx.config.ingest, salt=salt, wave_index=index, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked,
         numeric=numeric_needs(ctx.config, wave.id),
     )
+    # the raw file relative to the project: the same codebook bytes wherever the project lives
+    root = ctx.config.root.resolve()
+    source = path.resolve()
+    codebook = replace(codebook, source=source.relative_to(root).as_posix() if source.is_relative_to(root) else str(path))
     return StageOutput(
         files={"ingest/data.parquet": frame, "ingest/codebook.json": codebook.to_json()},
         diagnostics=diagnostics,

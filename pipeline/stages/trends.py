@@ -127,7 +127,12 @@ def run(ctx: StudyContext) -> StageOutput:
         if "xlsx" in formats:
             from pipeline.exporters.xlsx import workbook_bytes
 
-            files["trends/tables.xlsx"] = workbook_bytes(tuple(tables), title=config.title or config.study, wave=", ".join(ctx.waves), notice=config.notice, estimates=rows)
+            from pipeline.exporters import file_timestamp
+
+            created = file_timestamp(w for w in config.waves if w.id in ctx.waves)
+            files["trends/tables.xlsx"] = workbook_bytes(
+                tuple(tables), title=config.title or config.study, wave=", ".join(ctx.waves), notice=config.notice, estimates=rows, created=created
+            )
     changes = table.filter(pl.col("statistic") == "difference") if table.height else table
     return StageOutput(
         files=files,

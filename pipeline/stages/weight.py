@@ -695,16 +695,33 @@ def targets_provenance(targets: pl.DataFrame, variables: Sequence[str], *, file:
 
 def achieved_margins(frame: pl.DataFrame, targets: pl.DataFrame, variables: list[str], by: list[str], weights: dict[str, str]) -> pl.DataFrame:
     """Target share against unweighted and weighted shares, per group, variable and category."""
+    import numpy as np
     import polars as pl
+
+    def sums(keys: list[str]) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
+        # weighted sums by np.bincount, in row order: the same bytes every run (a polars
+        # group_by sum adds in an order that can vary between runs with the threads)
+        cells = frame.select(keys).unique().sort(keys, nulls_last=True).with_row_index("_cell")
+        code = frame.select(keys).join(cells, on=keys, how="left", nulls_equal=True, maintain_order="left").get_column("_cell").to_numpy()
+        out = {"n": np.bincount(code, minlength=cells.height)}
+        for name, w in weights.items():
+            out[name] = np.bincount(code, weights=frame.get_column(w).to_numpy().astype(np.float64), minlength=cells.height)
+        return cells.drop("_cell"), out
 
     parts = []
     for v in variables:
-        aggs = [pl.len().alias("n")] + [pl.col(w).sum().alias(name) for name, w in weights.items()]
-        g = frame.group_by([*by, v]).agg(aggs).rename({v: "category"}).with_columns(pl.lit(v).alias("variable"))
-        tot = g.group_by(by or pl.lit(1).alias("_all")).agg([pl.col("n").sum().alias("_n")] + [pl.col(k).sum().alias(f"_{k}") for k in weights])
-        g = g.join(tot, on=by, how="left") if by else g.join(tot.drop("_all"), how="cross")
-        g = g.with_columns(
-            [(pl.col("n") / pl.col("_n")).alias("unweighted_share")] + [(pl.col(k) / pl.col(f"_{k}")).alias(f"{k}_share") for k in weights]
+        cells, cell_sums = sums([*by, v])
+        if by:
+            groups, group_sums = sums(by)
+            at = cells.select(by).join(groups.with_row_index("_g"), on=by, how="left", nulls_equal=True, maintain_order="left").get_column("_g").to_numpy()
+        else:
+            group_sums = {k: np.array([x.sum()]) for k, x in cell_sums.items()}
+            at = np.zeros(cells.height, dtype=np.int64)
+        g = cells.rename({v: "category"}).with_columns(
+            pl.lit(v).alias("variable"),
+            pl.Series("n", cell_sums["n"], dtype=pl.Int64),
+            pl.Series("unweighted_share", cell_sums["n"] / group_sums["n"][at]),
+            *[pl.Series(f"{k}_share", cell_sums[k] / group_sums[k][at]) for k in weights],
         )
         parts.append(g.select([*by, "variable", pl.col("category").cast(pl.Int64), "n", "unweighted_share", *[f"{k}_share" for k in weights]]))
     got = pl.concat(parts)
