@@ -177,7 +177,14 @@ def _delta(design: Design, p: _Prep) -> np.ndarray:
         inv = np.where(mean2 == 0, 0.0, 1.0 / mean2)
     denom = C.T @ (np.diag(inv) / p.n_total) @ C
     numr = C.T @ np.diag(inv) @ V @ np.diag(inv) @ C
-    return np.linalg.solve(denom, numr)
+    delta = np.linalg.solve(denom, numr)
+    if not float(np.trace(delta)) > 1e-10:  # design effects are of order 1; zero (or NaN) means no variance
+        raise DataError(
+            "no test of association: the table's cell shares have no sampling variance (the design fixes "
+            "them, e.g. a variable calibrated to the targets within the groups of the other)",
+            hint="test a variable that is not one of the weighting margins of those groups",
+        )
+    return delta
 
 
 def _wald(design: Design, p: _Prep, adjusted: bool) -> tuple[float, float, float]:

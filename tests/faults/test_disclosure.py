@@ -98,3 +98,18 @@ def test_a_test_with_one_level_is_skipped_and_reported_while_the_estimates_are_w
     assert "q1_unsure not tested" in banner and "q1_yes F(" in banner
     manifest = json.loads((cfg.parent.parent / "outputs" / "tiny" / "manifest.json").read_text())
     assert manifest["waves"]["w1"]["estimate"]["diagnostics"]["tests_skipped"] == 1
+
+
+def test_a_test_of_a_raking_margin_within_its_groups_is_skipped_not_a_traceback(tiny_project):
+    """rk_sex is raked to the targets within REGION, so its shares by REGION have no sampling
+    variance: the Rao-Scott test divided by a zero trace (ZeroDivisionError traceback). It is
+    reported as skipped with the reason, and the estimates are written."""
+    cfg = tiny_project
+    rewrite_sav(cfg, lambda f: f)
+    add_estimates(cfg, "  - id: sex_male\n    proportion: rk_sex\n    levels: [1]\n    by: [[], [REGION]]\n")
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    est = pl.read_csv(outputs(cfg) / "estimates.csv").filter(pl.col("estimate_id") == "sex_male")
+    assert est.height == 3
+    tests = pl.read_csv(outputs(cfg) / "estimate" / "association_tests.csv")
+    row = tests.filter(pl.col("estimate_id") == "sex_male").row(0, named=True)
+    assert row["p_value"] is None and "no sampling variance" in row["skipped"]
