@@ -141,7 +141,7 @@ def compare_columns(
     import polars as pl
     from scipy import stats
 
-    from pipeline.exporters.tables import prepare_estimates
+    from pipeline.exporters.tables import is_calibrated, prepare_estimates
 
     if method == "design" and covariance is None:
         raise ValueError("method='design' needs the covariance provider")
@@ -165,6 +165,8 @@ def compare_columns(
                 for i in range(len(part)):
                     for j in range(i + 1, len(part)):
                         a, b = part[i], part[j]
+                        if is_calibrated(a) and is_calibrated(b):
+                            continue  # both fixed by the weighting to their targets: nothing to test
                         d = a["estimate"] - b["estimate"]
                         if dom is not None:
                             ia, ib = position.get((level, a["domain"])), position.get((level, b["domain"]))

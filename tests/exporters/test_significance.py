@@ -98,3 +98,15 @@ def test_design_method_with_replicate_weights():
     cmp = compare_columns(est, ["yes"], [("G",)], method="design", covariance=DomainCovariance(frame, codebook, design, [spec]))
     r = cmp.filter((pl.col("domain_a") == "a") & (pl.col("domain_b") == "c")).row(0, named=True)
     assert r["se"] == pytest.approx(float(res.difference({"G": 1}, {"G": 3}).se[0]), rel=1e-12)
+
+
+def test_two_margins_calibrated_to_their_targets_are_not_compared(estimates):
+    """Raked margins have no sampling variance (SE 0, deff 0): their difference between two
+    counties is the targets', known without error. An SE of 0 made t infinite and marked them
+    significantly different; they are not compared (the topline marks them calibrated)."""
+    calibrated = estimates.with_columns(
+        pl.when(pl.col("estimate_id") == "q_often").then(0.0).otherwise(pl.col("se")).alias("se"),
+        pl.when(pl.col("estimate_id") == "q_often").then(0.0).otherwise(pl.col("deff")).alias("deff"),
+    )
+    cmp = compare_columns(calibrated, ["q_often", "q_agree"], [(), ("REGION",)], method="independent")
+    assert cmp.get_column("estimate_id").to_list() == ["q_agree"]
