@@ -741,7 +741,9 @@ class StudyConfig(_Model):
         if stage == "harmonize":
             return {"waves": [w.id for w in self.waves], "harmonize": dump(self.harmonize)}
         if stage == "trends":
-            return {"waves": [w.id for w in self.waves], "trends": dump(self.trends), "title": self.title}
+            # the trends stage renders trend tables and charts: it reads tables, notice and export too
+            return {"waves": [w.id for w in self.waves], "trends": dump(self.trends), "title": self.title,
+                    "notice": self.notice, "tables": dump(self.tables), "export": dump(self.export)}
         raise ValueError(stage)
 
     def clean_for(self, wave_id: str) -> CleanConfig:

@@ -89,6 +89,20 @@ def test_removed_export_formats_leave_no_files_behind(tiny_project, capsys):
     assert all(" fresh" in line for line in _status_lines(capsys, cfg).values())
 
 
+def test_removed_formats_also_leave_the_trend_tables(tiny_project, capsys):
+    """The trends stage renders in ``export.formats``: a format removed there reruns it."""
+    cfg = tiny_project
+    cfg.write_text(cfg.read_text() + "export:\n  formats: [csv, markdown, html]\n")
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    trend_html = _outputs(cfg) / "trends" / "trends.html"
+    assert trend_html.is_file()
+    cfg.write_text(cfg.read_text().replace("[csv, markdown, html]", "[csv, markdown]"))
+    assert "stale  (config changed)" in _status_lines(capsys, cfg)["[study] trends"]
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    assert not trend_html.exists()
+    assert (_outputs(cfg) / "trends" / "trends.md").is_file()
+
+
 def test_status_reports_stray_files_and_run_removes_them(tiny_project, capsys):
     cfg = tiny_project
     assert main(["run", str(cfg), "--quiet"]) == 0
