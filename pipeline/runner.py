@@ -479,9 +479,8 @@ def run(
                 records += _run_wave(config, wave_id, manifest, STAGES[1:], selection, progress)
             records += _run_study_stage(config, "trends", manifest, selection, progress)
         except PipelineError as exc:
-            failed = getattr(exc, "failed_stage", None)
-            if failed:
-                _say_out_of_date(exc, manifest, outputs, *failed)
+            if getattr(exc, "failed_stage", None):
+                _say_out_of_date(exc, config, manifest, wave_ids, *exc.failed_stage)
             raise
         return RunResult(records=tuple(records), outputs=outputs)
     finally:
@@ -517,13 +516,17 @@ def _tidy_outputs(config: StudyConfig, progress: Progress) -> None:
 _DOWNSTREAM_STUDY = {"ingest": ("harmonize", "trends"), "clean": ("trends",), "weight": ("trends",), "estimate": ("trends",), "export": ()}
 
 
-def _say_out_of_date(exc: PipelineError, manifest: Manifest, outputs: Path, label: str, stage: str) -> None:
-    """Add to a failed run's error which files on disk are from an earlier run and now out of date."""
-    if label == "study":
-        affected = [("study", stage)]
-    else:
-        later = STAGES[STAGES.index(stage):]
-        affected = [(label, s) for s in later] + [("study", s) for s in _DOWNSTREAM_STUDY[stage]]
+def _say_out_of_date(exc: PipelineError, config: StudyConfig, manifest: Manifest, wave_ids: Sequence[str], label: str, stage: str) -> None:
+    """Add to a failed run's error which files on disk are from an earlier run and now out of date:
+    those of every stage that is stale now (the failed one, the later ones, the waves not reached)."""
+    try:
+        affected = [(s.wave, s.stage) for s in status(config, waves=wave_ids) if s.state == "stale"]
+    except PipelineError:  # status cannot judge (e.g. a raw file gone): the failed stage and its successors
+        if label == "study":
+            affected = [("study", stage)]
+        else:
+            affected = [(label, s) for s in STAGES[STAGES.index(stage):]] + [("study", s) for s in _DOWNSTREAM_STUDY[stage]]
+    outputs = config.outputs
     lines = []
     for where, name in affected:
         entry = manifest.study_entry(name) if where == "study" else manifest.entry(where, name)
