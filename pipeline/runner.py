@@ -464,10 +464,10 @@ def run(
         explicit=only or from_stage,
     )
     lock = acquire_lock(outputs)
-    from pipeline.io import write_json
-
-    write_json(outputs / ".run.json", {"pid": os.getpid(), "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
     try:
+        from pipeline.io import write_json
+
+        write_json(outputs / ".run.json", {"pid": os.getpid(), "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
         _tidy_outputs(config, progress)
         manifest = Manifest(outputs / "manifest.json")
         records: list[StageRecord] = []
@@ -512,7 +512,7 @@ def _tidy_outputs(config: StudyConfig, progress: Progress) -> None:
             )
 
 
-#: the wave stage whose artifacts a study stage reads, and the study stages that read a wave stage's
+#: the study stages downstream of each wave stage (harmonize reads ingest; trends reads estimate)
 _DOWNSTREAM_STUDY = {"ingest": ("harmonize", "trends"), "clean": ("trends",), "weight": ("trends",), "estimate": ("trends",), "export": ()}
 
 
@@ -618,7 +618,7 @@ def _execute(
                                 manifest.listed(None if label == "study" else label), manifest.listed_paths(config.outputs))
     note = "(forced)" if selection.forced and reason is None else f"({reason})" if reason else ""
     if removed:
-        note += f" (removed {len(removed)} file(s) it no longer makes: {_summarise(removed)})"
+        note += f" (removed {len(removed)} earlier file(s) it no longer makes: {_summarise(removed)})"
     progress.stage(label, stage, "ran", rows=output.rows, seconds=seconds, note=note.strip())
     return StageRecord(label, stage, "ran", seconds, reason)
 
