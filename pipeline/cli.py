@@ -125,9 +125,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
-    from pipeline.runner import status
+    from pipeline.runner import run_in_progress, status
 
     config = load_config(args.config)
+    running = run_in_progress(config.outputs)
+    if running:
+        who = f"pid {running['pid']}, started {running['started']}" if running["pid"] else f"lock {running['lock']} is held"
+        print(f"a run of this study is in progress ({who}): the stages it has not reached or finished show as they were")
     rows = status(config, waves=args.wave)
     for s in rows:
         why = f"  ({s.reason})" if s.reason else ""

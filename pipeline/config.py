@@ -96,11 +96,14 @@ class IngestConfig(_Model):
     id: str | None = None
     pii: tuple[str, ...] = ()
     hash: Mapping[str, str] = Field(default_factory=dict)
-    """PII columns a cleaning rule needs, kept only as a salted hash: ``{PHONE_HASH: phone_key}``.
+    """PII columns a cleaning rule needs, kept only as a keyed hash (HMAC-SHA256): ``{PHONE_HASH: phone_key}``.
 
-    The salt is the environment variable ``SURVEY_PIPELINE_SALT``, else a random salt kept in
-    ``outputs/<study>/.salt`` (never published). The hashed columns are dropped by the clean stage.
+    The key is the environment variable ``SURVEY_PIPELINE_HASH_KEY``, else the key file
+    ``key_file``; never in ``outputs/``. The hashed columns are dropped by the clean stage.
     """
+    key_file: Path | None = None
+    """The key of the ``hash`` columns (relative to the config; default ``keys/<study>.key`` in the
+    project, git-ignored), created with a random key on first use; refused inside ``outputs/``."""
 
 
 # --------------------------------------------------------------------------------- cleaning
@@ -773,7 +776,9 @@ class StudyConfig(_Model):
         if stage == "harmonize":
             return {"waves": [w.id for w in self.waves], "harmonize": dump(self.harmonize)}
         if stage == "trends":
-            return {"waves": [w.id for w in self.waves], "trends": dump(self.trends), "title": self.title}
+            # the trends stage renders trend tables and charts: it reads tables, notice and export too
+            return {"waves": [w.id for w in self.waves], "trends": dump(self.trends), "title": self.title,
+                    "notice": self.notice, "tables": dump(self.tables), "export": dump(self.export)}
         raise ValueError(stage)
 
     def clean_for(self, wave_id: str) -> CleanConfig:

@@ -9,8 +9,16 @@ folder and then moved into place one by one with ``os.replace``; the manifest (i
 written atomically) is updated only after all of them are in place, so a run killed half-way
 leaves no half-written file and the next run redoes that stage.
 
+A stage's folders hold exactly what its manifest entry lists: when a stage runs, the files its
+previous entry listed that the new run no longer makes (a format removed from ``export.formats``)
+and any stray file in its folders are removed, after the manifest records the new entry, and
+never a file another entry lists or anything outside the outputs folder. A stray file makes the
+stage stale. A failed stage keeps listing the earlier run's files (they are still on disk), and
+``status`` and the failed ``run`` say that they, and every later stage's, are out of date.
+
 Only one run of a study at a time: ``outputs/<study>/.lock`` (an OS lock, released when the
-process ends, even when killed).
+process ends, even when killed), with ``outputs/<study>/.run.json`` (pid, start time) for
+``status``. Holding the lock, a run removes the staging folders of runs that were killed.
 """
 
 from __future__ import annotations
@@ -121,6 +129,11 @@ def fingerprint(config: StudyConfig, wave_id: str, stage: str, upstream: str | N
                 + (" with 'survey-pipeline simulate'" if config.study == "insecure_communities" else ""),
             )
         inputs[name] = sha256_file(path)
+    if stage == "ingest" and config.ingest.hash:
+        from pipeline.stages.ingest import hash_key, hash_key_id
+
+        key, _ = hash_key(config)
+        inputs["hash_key"] = hash_key_id(key) if key else "none yet"
     return Fingerprint(
         version=__version__,
         code=code_digest(),
@@ -163,6 +176,16 @@ class Manifest:
     def record_study(self, stage: str, entry: dict[str, Any]) -> None:
         self.data.setdefault("study_stages", {})[stage] = entry
 
+    def listed(self, wave: str | None) -> set[str]:
+        """Every file the entries of a wave (None: the study stages) list, relative to their folder."""
+        entries = self.data.get("study_stages", {}) if wave is None else self.data["waves"].get(wave, {})
+        return {rel for e in entries.values() for rel in e.get("artifacts", {})}
+
+    def listed_paths(self, outputs: Path) -> set[Path]:
+        """Every file any entry lists, as normalised absolute paths (the files cleanup never removes)."""
+        paths = {_normal(outputs / w / rel) for w in self.data["waves"] for rel in self.listed(w)}
+        return paths | {_normal(outputs / rel) for rel in self.listed(None)}
+
     def save(self, study: str) -> None:
         from pipeline.io import write_json
 
@@ -172,8 +195,38 @@ class Manifest:
         write_json(self.path, self.data)
 
 
-def stale_reason(entry: dict[str, Any] | None, fp: Fingerprint, wave_dir: Path) -> str | None:
-    """Why a stage must run again, or None when it is fresh."""
+def _normal(path: Path) -> Path:
+    return Path(os.path.normpath(path.absolute()))
+
+
+def stray_files(directory: Path, artifacts: Iterable[str], listed: set[str]) -> list[str]:
+    """Files in the folders a stage writes to (``tables/`` for ``tables/topline.md``) that no entry lists."""
+    stray = []
+    for folder in sorted({rel.split("/", 1)[0] for rel in artifacts if "/" in rel}):
+        top = directory / folder
+        if folder in ("", ".", "..") or top.is_symlink() or not top.is_dir():
+            continue
+        for base, dirs, files in os.walk(top):  # symlinked folders are not followed
+            dirs.sort()
+            for name in sorted(files):
+                rel = Path(base, name).relative_to(directory).as_posix()
+                if rel not in listed:
+                    stray.append(rel)
+    return stray
+
+
+def _stray_reason(stray: list[str]) -> str:
+    if len(stray) == 1:
+        return f"stray file not in the manifest: {stray[0]}"
+    more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
+    return f"{len(stray)} stray files not in the manifest: {', '.join(stray[:3])}{more}"
+
+
+def stale_reason(entry: dict[str, Any] | None, fp: Fingerprint, wave_dir: Path, listed: set[str] | None = None) -> str | None:
+    """Why a stage must run again, or None when it is fresh.
+
+    ``listed`` (every file the manifest lists in ``wave_dir``) enables the check for stray files.
+    """
     if entry is None or entry.get("status") not in ("ran", "cached"):
         return "never run" if entry is None else f"last run {entry.get('status')}"
     old = entry.get("fingerprint_parts", {})
@@ -184,6 +237,8 @@ def stale_reason(entry: dict[str, Any] | None, fp: Fingerprint, wave_dir: Path) 
             return "config changed"
         if old.get("inputs") != fp.inputs:
             changed = [k for k in fp.inputs if old.get("inputs", {}).get(k) != fp.inputs[k]]
+            if changed == ["hash_key"]:
+                return "hash key changed"
             return f"input file changed ({', '.join(changed)})"
         if old.get("version") != fp.version or old.get("code") != fp.code:
             return "code changed"
@@ -194,6 +249,10 @@ def stale_reason(entry: dict[str, Any] | None, fp: Fingerprint, wave_dir: Path) 
             return f"artifact missing ({rel})"
         if sha256_file(p) != digest:
             return f"artifact modified ({rel})"
+    if listed is not None:
+        stray = stray_files(wave_dir, entry.get("artifacts", {}), listed)
+        if stray:
+            return _stray_reason(stray)
     return None
 
 
@@ -220,6 +279,57 @@ def write_stage_files(wave_dir: Path, stage: str, output: StageOutput) -> dict[s
         return hashes
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_superseded(
+    directory: Path,
+    outputs: Path,
+    before: Iterable[str],
+    after: Iterable[str],
+    listed: set[str],
+    protected: set[Path],
+) -> list[str]:
+    """Remove what a stage's previous entry listed (``before``) and its new run did not make
+    (``after``), and the stray files in its folders; return what was removed (relative paths).
+
+    Called once the manifest lists the new entry. Never removes a file that any entry lists
+    (``protected``), the manifest or lock, or anything outside ``outputs`` (even through a link).
+    """
+    before, after = set(before), set(after)
+    candidates = (before - after) | set(stray_files(directory, before | after, listed))
+    root = _normal(outputs)
+    real_root = outputs.resolve()
+    removed = []
+    for rel in sorted(candidates):
+        path = _normal(directory / rel)
+        if path in protected or path == root or not path.is_relative_to(root):
+            continue
+        if path.parent == root and path.name in ("manifest.json", ".lock", ".run.json"):
+            continue
+        if not path.parent.resolve().is_relative_to(real_root):
+            continue
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed.append(rel)
+            _prune_empty(path.parent, _normal(directory))
+    return removed
+
+
+def _prune_empty(folder: Path, stop: Path) -> None:
+    """Remove ``folder`` and its parents up to (not including) ``stop`` while they are empty."""
+    while folder != stop and folder.is_relative_to(stop) and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+def remove_dead_staging(outputs: Path) -> list[str]:
+    """Remove the staging folders of killed runs (call only while holding the study lock)."""
+    removed = []
+    for staging in sorted([*outputs.glob(".staging-*"), *outputs.glob("*/.staging-*")]):
+        if staging.is_dir() and not staging.is_symlink():
+            shutil.rmtree(staging)
+            removed.append(staging.relative_to(outputs).as_posix())
+    return removed
 
 
 def _write_content(path: Path, content: Any) -> None:
@@ -271,6 +381,34 @@ def _select_waves(config: StudyConfig, waves: Sequence[str] | None) -> list[str]
 def _check_stage(name: str | None, option: str) -> None:
     if name is not None and name not in ALL_STAGES:
         raise ConfigError(f"{option} {name}: unknown stage", hint=f"stages: {', '.join(ALL_STAGES)}")
+
+
+def run_in_progress(outputs: Path) -> dict[str, Any] | None:
+    """Whether a run of the study holds its lock now: ``{"lock", "pid", "started"}`` or None.
+
+    Probes ``outputs/.lock`` without waiting (and without creating it); pid and start time come
+    from ``outputs/.run.json`` when the process that wrote it is alive.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_path = outputs / ".lock"
+    if not lock_path.is_file():
+        return None
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        info: dict[str, Any] = {"lock": lock_path, "pid": None, "started": None}
+        try:
+            recorded = json.loads((outputs / ".run.json").read_text(encoding="utf-8"))
+            pid = int(recorded["pid"])
+            os.kill(pid, 0)  # a killed run's file names a dead process
+            info.update(pid=pid, started=recorded.get("started"))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return info
+    lock.release()
+    return None
 
 
 def acquire_lock(outputs: Path) -> Any:
@@ -327,17 +465,90 @@ def run(
     )
     lock = acquire_lock(outputs)
     try:
+        from pipeline.io import write_json
+
+        write_json(outputs / ".run.json", {"pid": os.getpid(), "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+        _tidy_outputs(config, progress)
         manifest = Manifest(outputs / "manifest.json")
         records: list[StageRecord] = []
-        for wave_id in wave_ids:
-            records += _run_wave(config, wave_id, manifest, ("ingest",), selection, progress)
-        records += _run_study_stage(config, "harmonize", manifest, selection, progress)
-        for wave_id in wave_ids:
-            records += _run_wave(config, wave_id, manifest, STAGES[1:], selection, progress)
-        records += _run_study_stage(config, "trends", manifest, selection, progress)
+        try:
+            for wave_id in wave_ids:
+                records += _run_wave(config, wave_id, manifest, ("ingest",), selection, progress)
+            records += _run_study_stage(config, "harmonize", manifest, selection, progress)
+            for wave_id in wave_ids:
+                records += _run_wave(config, wave_id, manifest, STAGES[1:], selection, progress)
+            records += _run_study_stage(config, "trends", manifest, selection, progress)
+        except PipelineError as exc:
+            if getattr(exc, "failed_stage", None):
+                _say_out_of_date(exc, config, manifest, wave_ids, *exc.failed_stage)
+            raise
         return RunResult(records=tuple(records), outputs=outputs)
     finally:
+        (outputs / ".run.json").unlink(missing_ok=True)
         lock.release()
+
+
+def _tidy_outputs(config: StudyConfig, progress: Progress) -> None:
+    """Before any stage: remove killed runs' staging folders and the old salt; make the hash key."""
+    outputs = config.outputs
+    removed = remove_dead_staging(outputs)
+    if removed:
+        progress.line(f"removed {len(removed)} staging folder(s) left by an interrupted run: {', '.join(removed)}")
+    salt = outputs / ".salt"
+    if salt.is_file():
+        # with the salt beside them, the old hashes could be reversed by hashing every phone number
+        salt.unlink()
+        progress.line(f"removed {salt}: the old salt of identifier hashes (they are now keyed with a key kept outside outputs/)")
+    if config.ingest.hash:
+        from pipeline.stages.ingest import hash_key
+
+        _, created = hash_key(config, create=True)
+        if created is not None:
+            print(
+                f"created the identifier hash key {created} (ingest.hash): keep it private and out of outputs/ and git; "
+                "with another key the hashes differ",
+                file=progress.stream,
+                flush=True,
+            )
+
+
+#: the study stages downstream of each wave stage (harmonize reads ingest; trends reads estimate)
+_DOWNSTREAM_STUDY = {"ingest": ("harmonize", "trends"), "clean": ("trends",), "weight": ("trends",), "estimate": ("trends",), "export": ()}
+
+
+def _say_out_of_date(exc: PipelineError, config: StudyConfig, manifest: Manifest, wave_ids: Sequence[str], label: str, stage: str) -> None:
+    """Add to a failed run's error which files on disk are from an earlier run and now out of date:
+    those of every stage that is stale now (the failed one, the later ones, the waves not reached)."""
+    try:
+        affected = [(s.wave, s.stage) for s in status(config, waves=wave_ids) if s.state == "stale"]
+    except PipelineError:  # status cannot judge (e.g. a raw file gone): the failed stage and its successors
+        if label == "study":
+            affected = [("study", stage)]
+        else:
+            affected = [(label, s) for s in STAGES[STAGES.index(stage):]] + [("study", s) for s in _DOWNSTREAM_STUDY[stage]]
+    outputs = config.outputs
+    lines = []
+    for where, name in affected:
+        entry = manifest.study_entry(name) if where == "study" else manifest.entry(where, name)
+        base = outputs if where == "study" else outputs / where
+        present = [rel for rel in (entry or {}).get("artifacts", {}) if (base / rel).is_file()]
+        if present:
+            lines.append(f"    [{where}] {name}: {_summarise(present)}")
+    if lines:
+        exc.message += "\n  these files on disk are from an earlier run and now out of date:\n" + "\n".join(lines)
+        exc.args = (exc.message,)
+
+
+def _summarise(paths: Iterable[str]) -> str:
+    """``estimates.csv, estimate/ (2 files)``: top-level files by name, folders by count."""
+    files, folders = [], {}
+    for rel in sorted(paths):
+        if "/" in rel:
+            top = rel.split("/", 1)[0]
+            folders[top] = folders.get(top, 0) + 1
+        else:
+            files.append(rel)
+    return ", ".join([*files, *(f"{f}/ ({n} file{'s' if n > 1 else ''})" for f, n in folders.items())])
 
 
 @dataclass(frozen=True)
@@ -361,20 +572,33 @@ def _execute(
     selection: _Selection,
     progress: Progress,
     record: Any,
+    previous: dict[str, Any] | None,
 ) -> StageRecord:
-    """Run one stage, write its files, record it in the manifest (or record the failure)."""
+    """Run one stage, write its files, record it in the manifest (or record the failure).
+
+    After the manifest lists the new entry, the previous entry's files the stage no longer
+    makes, and stray files in its folders, are removed. A failure keeps the previous entry's
+    files listed (they are on disk, out of date) so that nothing on disk goes unlisted.
+    """
     started = time.perf_counter()
+    before = dict((previous or {}).get("artifacts", {}))
     try:
         output = stage_runner(stage)(ctx)
         artifacts = write_stage_files(directory, stage, output)
     except PipelineError as exc:
         seconds = time.perf_counter() - started
-        record({"status": "failed", "error": str(exc), "seconds": round(seconds, 3)})
+        failed: dict[str, Any] = {"status": "failed", "error": str(exc), "seconds": round(seconds, 3),
+                                  "failed": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        if before:
+            failed["artifacts"] = before
+            failed["artifacts_finished"] = (previous or {}).get("finished") or (previous or {}).get("artifacts_finished")
+        record(failed)
         manifest.save(config.study)
         progress.stage(label, stage, "failed", seconds=seconds)
         if not str(exc).startswith(f"[{label}]"):
             exc.message = f"[{label}] {stage}: {exc.message}"
             exc.args = (exc.message,)
+        exc.failed_stage = (label, stage)  # type: ignore[attr-defined]  # for the run's out-of-date note
         raise
     seconds = time.perf_counter() - started
     record(
@@ -390,8 +614,12 @@ def _execute(
         }
     )
     manifest.save(config.study)
+    removed = remove_superseded(directory, config.outputs, before, artifacts,
+                                manifest.listed(None if label == "study" else label), manifest.listed_paths(config.outputs))
     note = "(forced)" if selection.forced and reason is None else f"({reason})" if reason else ""
-    progress.stage(label, stage, "ran", rows=output.rows, seconds=seconds, note=note)
+    if removed:
+        note += f" (removed {len(removed)} earlier file(s) it no longer makes: {_summarise(removed)})"
+    progress.stage(label, stage, "ran", rows=output.rows, seconds=seconds, note=note.strip())
     return StageRecord(label, stage, "ran", seconds, reason)
 
 
@@ -424,7 +652,7 @@ def _run_wave(
             records.append(StageRecord(wave_id, stage, "skipped"))
             continue
         fp = fingerprint(config, wave_id, stage, upstream)
-        reason = stale_reason(entry, fp, wave_dir)
+        reason = stale_reason(entry, fp, wave_dir, manifest.listed(wave_id))
         if reason is None and not selection.forced:
             progress.stage(wave_id, stage, "cached", rows=entry.get("rows"))
             manifest.record(wave_id, stage, {**entry, "status": "cached", "seconds": 0.0})
@@ -435,7 +663,7 @@ def _run_wave(
         ctx = StageContext(config=config, wave=wave, wave_dir=wave_dir)
         records.append(
             _execute(config, wave_id, stage, ctx, wave_dir, manifest, fp, reason, selection, progress,
-                     lambda e, s=stage: manifest.record(wave_id, s, e))
+                     lambda e, s=stage: manifest.record(wave_id, s, e), entry)
         )
         upstream = fp.value
     return records
@@ -481,7 +709,7 @@ def _run_study_stage(config: StudyConfig, stage: str, manifest: Manifest, select
         return []
     fp, waves = study_fingerprint(config, stage, manifest)
     entry = manifest.study_entry(stage)
-    reason = stale_reason(entry, fp, config.outputs)
+    reason = stale_reason(entry, fp, config.outputs, manifest.listed(None))
     forced = selection.forced
     if reason is None and not forced:
         progress.stage("study", stage, "cached")
@@ -489,7 +717,7 @@ def _run_study_stage(config: StudyConfig, stage: str, manifest: Manifest, select
         manifest.save(config.study)
         return [StageRecord("study", stage, "cached")]
     ctx = StudyContext(config=config, waves=waves, outputs=config.outputs)
-    return [_execute(config, "study", stage, ctx, config.outputs, manifest, fp, reason, selection, progress, lambda e: manifest.record_study(stage, e))]
+    return [_execute(config, "study", stage, ctx, config.outputs, manifest, fp, reason, selection, progress, lambda e: manifest.record_study(stage, e), entry)]
 
 
 # ------------------------------------------------------------------------------ status
@@ -513,17 +741,23 @@ def status(config: StudyConfig, *, waves: Iterable[str] | None = None) -> list[S
         wave_dir = config.outputs / wave_id
         upstream: str | None = None
         upstream_stale = False
+        upstream_failed: str | None = None
         for stage in STAGES:
             entry = manifest.entry(wave_id, stage)
             try:
                 fp = fingerprint(config, wave_id, stage, upstream)
-                reason = stale_reason(entry, fp, wave_dir)
+                reason = stale_reason(entry, fp, wave_dir, manifest.listed(wave_id))
             except DataError as exc:
                 fp, reason = None, exc.message
             if reason is None and upstream_stale:
                 reason = "upstream stage is stale"
             if reason == "upstream stage changed" and upstream_stale:
                 reason = "upstream stage is stale"
+            if upstream_failed and reason in (None, "upstream stage changed", "upstream stage is stale"):
+                # its files are from a run before the failure: out of date, whatever the fingerprints say
+                reason = f"upstream stage failed: {upstream_failed}"
+            if entry is not None and entry.get("status") == "failed" and upstream_failed is None:
+                upstream_failed = stage
             out.append(
                 StageStatus(
                     wave_id,
@@ -541,8 +775,15 @@ def status(config: StudyConfig, *, waves: Iterable[str] | None = None) -> list[S
     for stage in STUDY_STAGES:
         entry = manifest.study_entry(stage)
         fp, _ = study_fingerprint(config, stage, manifest)
-        reason = stale_reason(entry, fp, config.outputs)
-        if stale_input[stage]:
+        reason = stale_reason(entry, fp, config.outputs, manifest.listed(None))
+        upto = STAGES[: STAGES.index(_STUDY_INPUT[stage]) + 1]
+        failed: dict[str, list[str]] = {}
+        for s in out:
+            if s.stage in upto and s.last_status == "failed":
+                failed.setdefault(s.stage, []).append(s.wave)
+        if failed:
+            reason = "upstream stage failed: " + "; ".join(f"{name} in wave(s) {', '.join(ws)}" for name, ws in failed.items())
+        elif stale_input[stage]:
             reason = f"{_STUDY_INPUT[stage]} is stale in wave(s) {', '.join(sorted(stale_input[stage]))}"
         elif reason == "upstream stage changed":
             reason = "a wave's input changed"

@@ -49,7 +49,7 @@ def _replicate(args: tuple[str, str, int, int, tuple[str, ...]]) -> list[dict[st
         for kind in kinds:
             path = Path(tmp) / f"{kind}.sav"
             write_sav(d.data if kind == "delivered" else d.clean, d.codebook, path)
-            frame, codebook, _ = ingest(path, config.ingest, salt="coverage", rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked)
+            frame, codebook, _ = ingest(path, config.ingest, key=b"coverage", rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked)
             result = clean(
                 frame,
                 codebook,

@@ -2,14 +2,20 @@
 
 The raw file is only read. Declared identifier columns (``ingest.pii``) are removed here, so
 no later stage and no output ever sees them. A cleaning rule that needs an identifier (near-duplicate
-detection by phone number) gets a salted hash of it (``ingest.hash``), made here before the
-drop; the clean stage drops the hash in turn.
+detection by phone number) gets a keyed hash of it (``ingest.hash``, HMAC-SHA256), made here
+before the drop; the clean stage drops the hash in turn.
+
+The key never goes into ``outputs/``: it is ``SURVEY_PIPELINE_HASH_KEY``, else the key file
+(``ingest.key_file``, by default ``keys/<study>.key`` in the project, git-ignored), created with
+a random key on first use. A salt stored beside the hashes would not do: phone numbers have
+about 10^10 values, so anyone holding the outputs could hash them all and match (issue 10, item 12).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError, DataError
@@ -17,8 +23,6 @@ from pipeline.io import Codebook, read_survey
 from pipeline.stages import StageContext, StageOutput
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import polars as pl
 
     from pipeline.config import IngestConfig, StudyConfig
@@ -28,17 +32,19 @@ def ingest(
     path: Path,
     config: IngestConfig,
     *,
-    salt: str = "",
+    key: bytes = b"",
     wave_index: int = 0,
     rename: Mapping[str, str] | None = None,
     labels: Mapping[str, Mapping[Any, str]] | None = None,
     not_asked: Sequence[str] = (),
     numeric: Mapping[str, str] | None = None,
 ) -> tuple[pl.DataFrame, Codebook, dict]:
-    """Read ``path``, harmonise names and labels, keep salted hashes, drop the PII columns.
+    """Read ``path``, harmonise names and labels, keep keyed hashes, drop the PII columns.
 
     Parameters
     ----------
+    key : bytes
+        The HMAC key of the ``ingest.hash`` columns (see :func:`hash_key`).
     rename : mapping, optional
         The wave's variable names -> the study's names (``waves[].rename``), applied first.
     labels : mapping, optional
@@ -92,7 +98,7 @@ def ingest(
     check_numeric_columns(frame, codebook, path, numeric or {}, renamed={v: k for k, v in (rename or {}).items()})
     if config.hash:
         frame = frame.with_columns(
-            [salted_hash(pl.col(src), salt).alias(dst) for src, dst in config.hash.items()]
+            [keyed_hash(pl.col(src), key).alias(dst) for src, dst in config.hash.items()]
         )
     frame = frame.drop(list(config.pii))
     codebook = codebook.drop(config.pii)
@@ -182,43 +188,115 @@ def check_numeric_columns(
         raise DataError(f"{path}: column {column} is text, but {key} needs numbers; {found}", hint=hint)
 
 
-def salted_hash(expr: pl.Expr, salt: str) -> pl.Expr:
-    """sha256(salt + value), 32 hex characters; null stays null."""
+#: 32 hex characters (128 bits) of the HMAC: no collision among a survey's phone numbers
+HASH_CHARS = 32
+#: the environment variable that holds the key (it wins over the key file)
+KEY_ENV = "SURVEY_PIPELINE_HASH_KEY"
+#: a shorter key could itself be guessed; the generated key has 64 hex characters (256 bits)
+MIN_KEY_CHARS = 32
+
+
+def keyed_hash(expr: pl.Expr, key: bytes) -> pl.Expr:
+    """HMAC-SHA256(key, value), its first 32 hex characters; null stays null.
+
+    Without the key, the hash of a known value cannot be recomputed, so a small value space
+    (phone numbers) cannot be searched from the outputs alone.
+    """
     import hashlib
+    import hmac
 
     import polars as pl
 
-    return expr.cast(pl.String).map_elements(lambda v: hashlib.sha256((salt + v).encode()).hexdigest()[:32], return_dtype=pl.String)
+    def digest(v: str) -> str:
+        return hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:HASH_CHARS]
+
+    return expr.cast(pl.String).map_elements(digest, return_dtype=pl.String)
 
 
-def study_salt(outputs: Path) -> str:
-    """The salt of identifier hashes: ``SURVEY_PIPELINE_SALT``, else ``outputs/<study>/.salt``.
+def key_file_path(config: StudyConfig) -> Path:
+    """Where the hash key is kept: ``ingest.key_file`` (relative to the config), else ``keys/<study>.key``.
 
-    The file is created once with a random salt and never published; deleting it only changes
-    the hashes, not what the cleaning rules find.
+    Raises ConfigError when the file would be inside the outputs folder (it would travel with them).
+    """
+    configured = config.ingest.key_file
+    path = config.resolve(configured) if configured is not None else config.root / "keys" / f"{config.study}.key"
+    outputs = config.outputs.parent.resolve()
+    if path.resolve().is_relative_to(outputs):
+        raise ConfigError(
+            f"{config.path}: ingest.key_file: {configured} is inside the outputs folder {outputs}; "
+            "the key must never be stored with the hashes it protects",
+            hint=f"ingest.key_file: keys/{config.study}.key (the default; keys/ is git-ignored), "
+            f"or set {KEY_ENV}",
+        )
+    return path
+
+
+def hash_key(config: StudyConfig, *, create: bool = False) -> tuple[bytes | None, Path | None]:
+    """The key of the ``ingest.hash`` columns and the file it was created in (None if not created now).
+
+    ``SURVEY_PIPELINE_HASH_KEY`` wins; else the key file, created with 32 random bytes (64 hex
+    characters, mode 0600) when ``create`` is true. Returns ``(None, None)`` when there is no key
+    yet and ``create`` is false.
     """
     import os
     import secrets
 
-    env = os.environ.get("SURVEY_PIPELINE_SALT")
-    if env:
-        return env
-    path = outputs / ".salt"
+    if os.environ.get("SURVEY_PIPELINE_SALT"):
+        raise ConfigError(
+            "SURVEY_PIPELINE_SALT is no longer read: identifier hashes are keyed (HMAC) with "
+            f"{KEY_ENV} or the key file (ingest.key_file)",
+            hint=f"rename the variable to {KEY_ENV} (at least {MIN_KEY_CHARS} characters), or unset it "
+            f"to use the key file {key_file_path(config)}",
+        )
+    env = os.environ.get(KEY_ENV)
+    if env is not None:
+        return _checked_key(env.strip(), KEY_ENV), None
+    path = key_file_path(config)
+    created = None
     if not path.is_file():
-        outputs.mkdir(parents=True, exist_ok=True)
-        from pipeline.io import write_text
+        if not create:
+            return None, None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # never replaces a key another process created meanwhile
+            created = path
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return _checked_key(path.read_text(encoding="utf-8").strip(), str(path)), created
 
-        write_text(path, secrets.token_hex(16))
-    return path.read_text(encoding="utf-8").strip()
+
+def hash_key_id(key: bytes) -> str:
+    """A fingerprint of the key for the manifest (a new key makes ingest stale); reveals nothing of it."""
+    import hashlib
+    import hmac
+
+    return hmac.new(key, b"survey-pipeline hash key id", hashlib.sha256).hexdigest()
+
+
+def _checked_key(text: str, where: str) -> bytes:
+    if len(text) < MIN_KEY_CHARS:
+        raise ConfigError(
+            f"{where}: the identifier hash key is {len(text)} characters long; expected at least {MIN_KEY_CHARS}",
+            hint="use a random key, e.g. python -c 'import secrets; print(secrets.token_hex(32))'",
+        )
+    return text.encode()
 
 
 def run(ctx: StageContext) -> StageOutput:
     wave = ctx.wave
     path = ctx.config.resolve(wave.raw)
     index = [w.id for w in ctx.config.waves].index(wave.id)
-    salt = study_salt(ctx.config.outputs) if ctx.config.ingest.hash else ""
+    key = hash_key(ctx.config, create=True)[0] if ctx.config.ingest.hash else b""
     frame, codebook, diagnostics = ingest(
-        path, ctx.config.ingest, salt=salt, wave_index=index, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked,
+        path, ctx.config.ingest, key=key or b"", wave_index=index, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked,
         numeric=numeric_needs(ctx.config, wave.id),
     )
     # the raw file relative to the project: the same codebook bytes wherever the project lives

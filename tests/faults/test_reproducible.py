@@ -7,8 +7,8 @@ the threads), in the analysis files and workbooks (creation times from the clock
 codebooks (the raw file's absolute path) and in ``report.html`` (the date of the run).
 
 Exempt, and listed here: ``manifest.json`` (its timestamps and seconds describe the run). The
-study's ``.salt`` (random when ``SURVEY_PIPELINE_SALT`` is unset) is an input of the run, not an
-output: the second run gets the first run's salt, as a rerun of the same study does.
+identifier hash key (``keys/<study>.key``, random when made by the first run) is an input of the
+run, not an output: the second run gets the first run's key, as a rerun of the same study does.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def test_two_runs_of_the_demo_write_the_same_bytes(demo_project, tmp_path):
     project = tmp_path / "again"
     shutil.copytree(ROOT / "configs", project / "configs")
     shutil.copytree(ROOT / "raw", project / "raw")
-    (project / "outputs" / STUDY).mkdir(parents=True)
-    shutil.copy2(first / ".salt", project / "outputs" / STUDY / ".salt")  # an input (the salt of the hashes)
+    (project / "keys").mkdir()
+    key = f"keys/{STUDY}.key"
+    shutil.copy2(demo_project / key, project / key)  # an input (the key of the identifier hashes)
     assert main(["run", str(project / "configs" / f"{STUDY}.yaml"), "--quiet"]) == 0
     a, b = _files(first), _files(project / "outputs" / STUDY)
     assert sorted(a) == sorted(b)

@@ -24,7 +24,7 @@ MAX_CLEAN_REMOVED = 0.005
 def cleaned():
     config = load_config(ROOT / "configs" / "insecure_communities.yaml")
     wave = config.waves[0]
-    frame, codebook, _ = ingest(config.resolve(wave.raw), config.ingest, salt="test-salt")
+    frame, codebook, _ = ingest(config.resolve(wave.raw), config.ingest, key=b"test-key")
     result = clean(
         frame,
         codebook,

@@ -223,7 +223,7 @@ def test_trimmed_bootstrap_replicates_agree_with_taylor_when_trimming_is_held_fi
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "configs" / "insecure_communities.yaml")
     wave = cfg.waves[0]
-    frame, codebook, _ = ingest(cfg.resolve(wave.raw), cfg.ingest, salt="t")
+    frame, codebook, _ = ingest(cfg.resolve(wave.raw), cfg.ingest, key=b"t")
     cleaned = clean(frame, codebook, cfg.clean_for(wave.id), wave_recodes=wave.recodes, field_dates=wave.field_dates, drop_columns=["phone_key"])
     design = type(cfg.design).model_validate(
         {**cfg.design.model_dump(), "variance": "replicate", "replicates": {"build": "bootstrap", "replicates": 400, "seed": 11}}
