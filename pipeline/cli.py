@@ -86,6 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("survey-pipeline: interrupted; finished stages are kept, rerun to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `survey-pipeline status CONFIG | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

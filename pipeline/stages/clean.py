@@ -315,7 +315,8 @@ def _near_duplicates(frame: pl.DataFrame, config: CleanConfig, pending: pl.Serie
     if idcol is None:
         raise ConfigError("clean.near_duplicates needs clean.drop_duplicates.id (the respondent id) to tell a re-interview from a copy")
     cand = pl.Series([True] * frame.height) if pending is None else pending
-    work = frame.select("raw_row", rule.key, idcol, *rule.order_by).with_columns(cand.alias("_cand"), pl.int_range(pl.len()).alias("_i"))
+    columns = list(dict.fromkeys(["raw_row", rule.key, idcol, *rule.order_by]))  # order_by may name the id
+    work = frame.select(columns).with_columns(cand.alias("_cand"), pl.int_range(pl.len()).alias("_i"))
     work = work.filter(pl.col("_cand") & pl.col(rule.key).is_not_null()).sort([*rule.order_by, "raw_row"])
     first_id = pl.col(idcol).first().over(rule.key)
     hits = work.filter(pl.col(idcol) != first_id).get_column("_i")
