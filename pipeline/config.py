@@ -922,7 +922,17 @@ def _key_path(loc: tuple[Any, ...]) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A config value as the YAML would spell it (``true``, ``null``, ``{a: 1}``), shortened."""
+    import yaml
+
+    if isinstance(value, str):
+        text = "'" + value.replace("'", "''") + "'"  # YAML's single-quoted text
+        return text if len(text) <= 60 else text[:57] + "..."
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True).strip()
+        text = text.removesuffix("\n...").removesuffix("...").strip()
+    except yaml.YAMLError:
+        text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -122,7 +122,7 @@ def test_trim_bounds_checked(tmp_path):
     p = write(tmp_path, "study: demo\nwaves: [{id: a, raw: a.sav}]\nweight: {trim: {lower: 5, upper: 0.2}}\n")
     with pytest.raises(ConfigError) as info:
         load_config(p)
-    assert info.value.problems == ["weight.trim: upper must be greater than lower (got lower=5.0 and upper=0.2) (found: {'lower': 5, 'upper': 0.2})"]
+    assert info.value.problems == ["weight.trim: upper must be greater than lower (got lower=5.0 and upper=0.2) (found: {lower: 5, upper: 0.2})"]
 
 
 def test_missing_config_file():
@@ -133,3 +133,11 @@ def test_missing_config_file():
 def test_project_root(tmp_path):
     assert project_root(tmp_path / "configs" / "a.yaml") == tmp_path.resolve()
     assert project_root(tmp_path / "study" / "a.yaml") == (tmp_path / "study").resolve()
+
+
+def test_found_values_are_shown_in_yaml_spelling(tmp_path):
+    """Issue 10, item 5: what the config holds is quoted as YAML (true, null, {a: 1}), not as a
+    Python repr (True, None, {'a': 1})."""
+    from pipeline.config import _short
+
+    assert [_short(v) for v in (True, None, "many", {"a": 1, "b": [1, 2]}, 3.5)] == ["true", "null", "'many'", "{a: 1, b: [1, 2]}", "3.5"]
