@@ -318,6 +318,9 @@ def run(
         raise ConfigError("--from and --only cannot be combined", hint="use one of them")
     progress = progress or Progress()
     wave_ids = _select_waves(config, waves)
+    from pipeline.preflight import preflight
+
+    preflight(config, waves=wave_ids)  # every name and code against the data, before any stage writes
     outputs = config.outputs
     start = ALL_STAGES.index(from_stage) if from_stage else 0
     selection = _Selection(
