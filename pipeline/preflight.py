@@ -30,6 +30,7 @@ cannot be read.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -151,13 +152,14 @@ def preflight(config: StudyConfig, *, waves: Sequence[str] | None = None) -> lis
     report = _Report()
     found: list[_WaveData] = []
     recode_codes: dict[tuple[str, str, str], list[tuple[str, bool]]] = {}
-    for wave in selected:
-        index = [w.id for w in config.waves].index(wave.id)
-        wd = _prepare_wave(config, index, wave, report, recode_codes)
-        if wd is None:
-            continue
+    ingested = [got for wave in selected if (got := _ingest_wave(config, wave, report)) is not None]
+    hashed = set(config.ingest.hash.values())
+    by_wave = {g[0].id: frozenset((set(g[2].columns) | {d.name for d in config.clean_for(g[0].id).derive}) - hashed) for g in ingested}
+    for wave, path, frame, codebook, diag in ingested:
+        names = _Names(config, wave, by_wave)
+        wd = _clean_wave(config, names, path, frame, codebook, diag, report, recode_codes)
         found.append(wd)
-        _check_wave(config, wd, report)
+        _check_wave(config, names, wd, report)
     for (key, var, code), hits in recode_codes.items():
         if not any(hit for _, hit in hits):  # a study-wide recode needs the code in one wave only
             for wave_id, _ in hits:
@@ -189,13 +191,37 @@ def preflight(config: StudyConfig, *, waves: Sequence[str] | None = None) -> lis
 # ------------------------------------------------------------------------------ one wave
 
 
-def _prepare_wave(
-    config: StudyConfig, i: int, wave: Wave, report: _Report, recode_codes: dict[tuple[str, str, str], list[tuple[str, bool]]]
-) -> _WaveData | None:
-    """Ingest and clean the wave in memory (nothing written); record the problems found."""
-    from pipeline.stages.clean import _check_names, clean
+@dataclass(frozen=True)
+class _Names:
+    """How a wave reports a name its data lacks: not asked, only in another wave, or a near miss."""
+
+    config: StudyConfig
+    wave: Wave
+    by_wave: dict[str, frozenset[str]]  # the columns of every wave read, after clean.derive
+
+    @property
+    def index(self) -> int:
+        return [w.id for w in self.config.waves].index(self.wave.id)
+
+    def missing(self, name: str, pool: Iterable[str]) -> str:
+        if name in self.wave.not_asked:
+            return f"{name} is not in the data (waves[{self.index}].not_asked lists it)"
+        others = [w for w, cols in self.by_wave.items() if w != self.wave.id and name in cols]
+        if others:
+            return (f"{name} is not in the data (wave {', '.join(others)} has it); if this wave did not ask it, "
+                    f"list it in waves[{self.index}].not_asked")
+        return f"{name} is not in the data{did_you_mean(name, pool)}"
+
+
+#: clean._check_names' line for a missing name (rewritten with the wave's own hint)
+_NOT_IN_DATA = re.compile(r"^(?P<key>[^:]+): (?P<name>\S+) is not in the data(; did you mean '[^']*'\?)?$")
+
+
+def _ingest_wave(config: StudyConfig, wave: Wave, report: _Report) -> tuple[Wave, Path, pl.DataFrame, Codebook, dict] | None:
+    """The wave's raw file read as the ingest stage reads it (no salt: nothing is kept)."""
     from pipeline.stages.ingest import ingest
 
+    i = [w.id for w in config.waves].index(wave.id)
     path = config.resolve(wave.raw)
     if not path.is_file():
         report.add(f"{path}: raw file not found (config key waves[{i}].raw)", data=True)
@@ -205,13 +231,23 @@ def _prepare_wave(
     except PipelineError as exc:
         report.add_error(exc, wave.id, prefix="" if isinstance(exc, ConfigError) else f"waves[{i}].raw: ")
         return None
+    return wave, path, frame, codebook, diag
 
+
+def _clean_wave(
+    config: StudyConfig, names: _Names, path: Path, frame: pl.DataFrame, codebook: Codebook, diag: dict,
+    report: _Report, recode_codes: dict[tuple[str, str, str], list[tuple[str, bool]]],
+) -> _WaveData:
+    """Check the clean rules' names, then clean the wave in memory (nothing written)."""
+    from pipeline.stages.clean import _check_names, clean
+
+    wave, i = names.wave, names.index
     gone = set(wave.not_asked)
     cols = set(frame.columns)
     problems: list[str] = []
 
-    def need(key: str, names: Iterable[str], pool: set[str]) -> None:
-        problems.extend(f"{key}: {v} is not in the data{_elsewhere(config, v, wave)}{did_you_mean(v, pool)}" for v in names if v not in pool)
+    def need(key: str, variables: Iterable[str], pool: set[str]) -> None:
+        problems.extend(f"{key}: {names.missing(v, pool)}" for v in variables if v not in pool)
 
     # the recodes, with the keys they have in the YAML (clean._check_names sees them merged)
     recodes = [(f"waves[{i}].recodes[{j}]", rc, list(rc.variables)) for j, rc in enumerate(wave.recodes)]
@@ -241,7 +277,9 @@ def _prepare_wave(
     try:
         _check_names(frame, codebook, rules, [], [], wave.field_dates)
     except ConfigError as exc:
-        problems.extend(exc.problems or [exc.message])
+        for line in exc.problems or [exc.message]:
+            m = _NOT_IN_DATA.match(line)
+            problems.append(f"{m['key']}: {names.missing(m['name'], cols)}" if m else line)
     for p in problems:
         report.add(p, wave.id)
 
@@ -263,14 +301,6 @@ def _prepare_wave(
     )
 
 
-def _elsewhere(config: StudyConfig, name: str, wave: Wave) -> str:
-    """A hint when a name is missing from one wave only because that wave did not ask it."""
-    if name in wave.not_asked:
-        i = [w.id for w in config.waves].index(wave.id)
-        return f" (waves[{i}].not_asked lists it)"
-    return ""
-
-
 def _expr_names(text: str) -> list[str]:
     """The columns an expression reads (parsed as the stages parse it, never evaluated)."""
     from pipeline.config import parse_expr
@@ -284,7 +314,7 @@ def _need_expr(problems: list[str], key: str, text: str, pool: set[str] | frozen
         problems.append(f"{key}: {c} in {text!r} is not in the data{did_you_mean(c, pool)}")
 
 
-def _check_wave(config: StudyConfig, wd: _WaveData, report: _Report) -> None:
+def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Report) -> None:
     """Weighting, targets, design, estimates, tables and export against the cleaned data."""
     import polars as pl
 
@@ -300,9 +330,9 @@ def _check_wave(config: StudyConfig, wd: _WaveData, report: _Report) -> None:
     weighted = cols | set(STAGE_WEIGHTS) | ({UNCALIBRATED} if calibration is not None else set())
     problems: list[str] = []
 
-    def need(key: str, names: Iterable[str], pool: set[str] = cols, *, skip_not_asked: bool = False) -> list[str]:
-        bad = [v for v in names if v not in pool and not (skip_not_asked and v in gone)]
-        problems.extend(f"{key}: {v} is not in the data{_elsewhere(config, v, wave)}{did_you_mean(v, pool)}" for v in bad)
+    def need(key: str, variables: Iterable[str], pool: set[str] = cols, *, skip_not_asked: bool = False) -> list[str]:
+        bad = [v for v in variables if v not in pool and not (skip_not_asked and v in gone)]
+        problems.extend(f"{key}: {names.missing(v, pool)}" for v in bad)
         return bad
 
     # ---- weighting
@@ -350,7 +380,6 @@ def _check_wave(config: StudyConfig, wd: _WaveData, report: _Report) -> None:
     if d.replicates is not None:
         need("design.replicates.columns", d.replicates.columns)
         if d.replicates.pattern is not None:
-            import re
 
             if not any(re.search(d.replicates.pattern, c) for c in cols):
                 problems.append(f"design.replicates.pattern: {d.replicates.pattern!r} matches no column of the data")
