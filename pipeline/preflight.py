@@ -117,7 +117,6 @@ class _WaveData:
     index: int
     wave: Wave
     raw: Path
-    ingested: pl.DataFrame
     ingest_codebook: Codebook
     columns: frozenset[str]
     data: pl.DataFrame | None
@@ -292,11 +291,13 @@ def _clean_wave(
                            field_dates=wave.field_dates, drop_columns=sorted(hashed))
         except PipelineError as exc:
             report.add_error(exc, wave.id, prefix="" if exc.message.startswith("clean") else "clean: ")
+        except Exception as exc:  # polars on data the rules do not fit (a text column compared with codes, ...)
+            report.add(f"clean: the cleaning rules cannot be applied to {path.name} ({type(exc).__name__}: {exc})", wave.id, data=True)
         else:
             data, cleaned_codebook = result.data, result.codebook
             columns = set(data.columns)
     return _WaveData(
-        index=i, wave=wave, raw=path, ingested=frame, ingest_codebook=codebook, columns=frozenset(columns),
+        index=i, wave=wave, raw=path, ingest_codebook=codebook, columns=frozenset(columns),
         data=data, codebook=cleaned_codebook, raw_rows=int(diag["raw_rows"]), raw_columns=int(diag["columns"]),
     )
 
@@ -316,8 +317,6 @@ def _need_expr(problems: list[str], key: str, text: str, pool: set[str] | frozen
 
 def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Report) -> None:
     """Weighting, targets, design, estimates, tables and export against the cleaned data."""
-    import polars as pl
-
     from pipeline.config import parse_expr
     from pipeline.stages.weight import STAGE_WEIGHTS, UNCALIBRATED
 
@@ -380,7 +379,6 @@ def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Repo
     if d.replicates is not None:
         need("design.replicates.columns", d.replicates.columns)
         if d.replicates.pattern is not None:
-
             if not any(re.search(d.replicates.pattern, c) for c in cols):
                 problems.append(f"design.replicates.pattern: {d.replicates.pattern!r} matches no column of the data")
 
