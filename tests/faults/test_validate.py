@@ -272,3 +272,17 @@ def test_library_errors_print_no_numpy_repr():
     with pytest.raises(DataError) as info:
         rake(sample, weight="w", targets=targets, replicates=reps)
     assert "replicate 2: -0.5)" in str(info.value) and "np." not in str(info.value)
+
+
+def test_run_checks_only_the_waves_it_runs(demo_copy):
+    from pipeline.config import load_config
+    from pipeline.preflight import preflight
+
+    (demo_copy.parent.parent / "raw" / "insecure_communities_2014.sav").unlink()
+    config = load_config(demo_copy)
+    assert preflight(config, waves=["2012"]) == [
+        "wave 2012: 2,122 rows, 35 columns in insecure_communities_2012.sav (2,004 kept by the cleaning rules)"
+    ]
+    with pytest.raises(DataError) as info:
+        preflight(config)
+    assert "insecure_communities_2014.sav: raw file not found (config key waves[1].raw)" in str(info.value)
