@@ -24,7 +24,7 @@ written: the raw file read and harmonised by :func:`pipeline.stages.ingest.inges
 Every problem of every wave is reported at once, each with its key path and the wave(s), with a
 "did you mean" for near misses: a :class:`~pipeline.errors.ConfigError` (exit 2) for names and
 codes that do not fit the data, a :class:`~pipeline.errors.DataError` (exit 1) for files that
-cannot be read.
+cannot be read, cleaning that fails on the data, and value-label drift between waves.
 """
 
 from __future__ import annotations
