@@ -457,6 +457,7 @@ def run(
     progress = progress or Progress()
     wave_ids = _select_waves(config, waves)
     outputs = config.outputs
+    checked = _preflight(config, wave_ids)  # every name and code against the data, before any stage writes
     start = ALL_STAGES.index(from_stage) if from_stage else 0
     selection = _Selection(
         selected=frozenset(s for i, s in enumerate(ALL_STAGES) if (only is None or s == only) and i >= start),
@@ -470,6 +471,7 @@ def run(
         write_json(outputs / ".run.json", {"pid": os.getpid(), "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
         _tidy_outputs(config, progress)
         manifest = Manifest(outputs / "manifest.json")
+        manifest.data["preflight"] = checked
         records: list[StageRecord] = []
         try:
             for wave_id in wave_ids:
@@ -486,6 +488,37 @@ def run(
     finally:
         (outputs / ".run.json").unlink(missing_ok=True)
         lock.release()
+
+
+def preflight_key(config: StudyConfig, wave_ids: Sequence[str]) -> str | None:
+    """What the pre-flight check's verdict depends on: the code, the whole config and the bytes
+    of the waves' raw and targets files (None when one is missing: the check must say so)."""
+    files: dict[str, str] = {}
+    for wave in config.waves:
+        if wave.id not in wave_ids:
+            continue
+        for key in ("raw", "targets"):
+            rel = getattr(wave, key)
+            if rel is None:
+                continue
+            path = config.resolve(rel)
+            if not path.is_file():
+                return None
+            files[f"{wave.id}/{key}"] = sha256_file(path)
+    return _hash_json([__version__, code_digest(), config.model_dump(mode="json"), sorted(wave_ids), files])
+
+
+def _preflight(config: StudyConfig, wave_ids: Sequence[str]) -> str | None:
+    """Run :func:`pipeline.preflight.preflight` unless the last run already passed it with the
+    same code, config and input bytes (the check is deterministic: its verdict would be the same).
+    Returns the key to record in the manifest."""
+    from pipeline.preflight import preflight
+
+    key = preflight_key(config, wave_ids)
+    recorded = Manifest(config.outputs / "manifest.json").data.get("preflight")
+    if key is None or key != recorded:
+        preflight(config, waves=wave_ids)
+    return key
 
 
 def _tidy_outputs(config: StudyConfig, progress: Progress) -> None:

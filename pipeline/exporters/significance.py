@@ -176,7 +176,7 @@ def compare_columns(
                             for idx, r in ((ia, a), (ib, b)):
                                 if abs(dom.estimate[idx] - r["estimate"]) > MATCH_TOLERANCE:
                                     raise DataError(
-                                        f"{est_id} in {r['domain']}: estimates.csv says {r['estimate']!r}, the weighted data give {dom.estimate[idx]!r}",
+                                        f"{est_id} in {r['domain']}: estimates.csv says {r['estimate']!r}, the weighted data give {float(dom.estimate[idx])!r}",
                                         hint="estimates.csv is older than weight/data.parquet; rerun: survey-pipeline run CONFIG --from estimate",
                                     )
                             var = dom.vcov[ia, ia] + dom.vcov[ib, ib] - 2 * dom.vcov[ia, ib]

@@ -398,17 +398,18 @@ def _check_names(
 ) -> None:
     """Every variable and code a rule names must exist: one config error listing them all."""
     from pipeline import expressions
+    from pipeline.preflight import did_you_mean
 
     problems: list[str] = []
     cols = set(frame.columns)
 
     def need(key: str, names: Sequence[str]) -> None:
-        problems.extend(f"{key}: {v} is not in the data" for v in names if v not in cols)
+        problems.extend(f"{key}: {v} is not in the data{did_you_mean(v, cols)}" for v in names if v not in cols)
 
     def exprs(key: str, text: str, known: set[str]) -> None:
         unknown = sorted({c for c in expressions.columns(text, key=key) if c not in known})
         if unknown:
-            problems.append(f"{key}: unknown variable(s) {', '.join(unknown)} in {text!r}")
+            problems.append(f"{key}: unknown variable(s) {', '.join(unknown)} in {text!r}" + "".join(did_you_mean(c, known) for c in unknown))
 
     if config.drop_partials:
         need("clean.drop_partials.variable", [config.drop_partials.variable])

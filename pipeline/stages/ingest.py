@@ -297,7 +297,6 @@ def run(ctx: StageContext) -> StageOutput:
     key = hash_key(ctx.config, create=True)[0] if ctx.config.ingest.hash else b""
     frame, codebook, diagnostics = ingest(
         path, ctx.config.ingest, key=key or b"", wave_index=index, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked,
-        numeric=numeric_needs(ctx.config, wave.id),
     )
     # the raw file relative to the project: the same codebook bytes wherever the project lives
     root = ctx.config.root.resolve()

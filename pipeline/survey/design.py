@@ -402,7 +402,7 @@ class Design:
             counts = np.bincount(pairs // n_strata)
             if (counts > 1).any():
                 bad = int(np.flatnonzero(counts > 1)[0])
-                label = raw_ids[0][np.flatnonzero(nested_ids[0] == bad)[0]]
+                label = np.asarray(raw_ids[0][np.flatnonzero(nested_ids[0] == bad)[0]]).tolist()  # a Python value: no np.int64(...) in the message
                 raise DesignError(
                     f"design: clusters are not nested in strata at the first stage "
                     f"({ids[0]!r} = {label!r} appears in more than one {strata_cols[0]!r})",

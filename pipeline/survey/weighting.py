@@ -534,7 +534,7 @@ def _check_replicates(replicates: np.ndarray | None, n: int) -> np.ndarray | Non
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise DataError(
             f"replicate weights: {int(bad.sum())} negative or non-finite value(s) (first at row {i + 1}, replicate {j + 1}: "
-            f"{r[i, j]!r}); expected finite weights >= 0"
+            f"{float(r[i, j])!r}); expected finite weights >= 0"
         )
     return r
 

@@ -58,8 +58,9 @@ def test_zero_row_sav_is_refused_at_ingest_by_validate_and_run(tiny_project):
     frame, meta = pyreadstat.read_sav(str(path), output_format="polars", user_missing=True)
     pyreadstat.write_sav(frame.head(0), str(path), variable_value_labels=meta.variable_value_labels)
     assert_data_error(tiny_project, str(path), "no rows", command="validate")
-    err = assert_data_error(tiny_project, "[w1] ingest", str(path), "no rows")
+    err = assert_data_error(tiny_project, "waves[0].raw", str(path), "no rows")  # run's pre-flight check
     assert "SchemaError" not in err
+    assert not (tiny_project.parent.parent / "outputs").exists()
 
 
 def test_numeric_variable_delivered_as_text_names_file_variable_value_and_row(tiny_project):
@@ -127,7 +128,7 @@ def test_share_zero_for_a_category_with_respondents_is_an_error_in_every_method(
     _use(tiny_project, method)
     region1 = pl.col("REGION") == 1
     _spoil_targets(tiny_project, pl.when(region1).then(pl.when(pl.col("category") == 1).then(0.0).otherwise(1.0)).otherwise(pl.col("share")), "share")
-    err = assert_data_error(tiny_project, "raw/targets.csv", f"weight.{method}", "'rk_sex' category 1", "REGION=1", "positive share")
+    err = assert_data_error(tiny_project, "raw/targets.csv", f"weight.{method}", "rk_sex a target share of 0", "REGION 1 (North)", "weights must stay positive")
     assert "int * NoneType" not in err
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
+from pipeline.errors import DataError
 
 
 def _outputs(cfg: Path) -> Path:
@@ -133,16 +134,22 @@ def test_cleanup_never_deletes_another_stages_file_or_anything_outside_outputs(t
     assert "estimates.csv" not in _manifest(cfg)["waves"]["w1"]["export"]["artifacts"]
 
 
-def test_failed_rerun_marks_later_outputs_out_of_date(tiny_project, capsys):
+def test_failed_rerun_marks_later_outputs_out_of_date(tiny_project, capsys, monkeypatch):
     cfg = tiny_project
     assert main(["run", str(cfg), "--quiet"]) == 0
     capsys.readouterr()
     good = cfg.read_text()
-    # the first estimate asks for a code SEX does not have: the estimate stage fails
-    bad = good.replace("proportion: Q1\n    levels: [1]", "proportion: SEX\n    levels: [7]", 1)
+    # the estimates change, and the estimate stage fails on the data (a config that the pre-flight
+    # check refuses never reaches a stage, so the failure is made inside the stage)
+    bad = good.replace("proportion: Q1\n    levels: [1]", "proportion: SEX\n    levels: [1]", 1)
     assert bad != good
     cfg.write_text(bad)
-    assert main(["run", str(cfg), "--quiet"]) == 2
+
+    def fails(*args, **kwargs):
+        raise DataError("estimates: 1 problem(s): the data changed under the stage")
+
+    monkeypatch.setattr("pipeline.stages.estimate.estimate_all", fails)
+    assert main(["run", str(cfg), "--quiet"]) == 1
     _, err = capsys.readouterr()
     assert "[w1] estimate: estimates: 1 problem(s)" in err
     assert "from an earlier run and now out of date" in err
@@ -159,6 +166,7 @@ def test_failed_rerun_marks_later_outputs_out_of_date(tiny_project, capsys):
     # the failed stage keeps listing the earlier run's files: they are not strays
     assert "estimates.csv" in _manifest(cfg)["waves"]["w1"]["estimate"]["artifacts"]
 
+    monkeypatch.undo()
     cfg.write_text(good)
     assert main(["run", str(cfg), "--quiet"]) == 0
     assert all(" fresh" in line for line in _status_lines(capsys, cfg).values())

@@ -319,7 +319,7 @@ def test_a_delivered_final_weight_with_weighting_configured_is_a_config_error(tm
 def test_validate_names_a_delivered_weight_that_is_not_in_the_data(tmp_path, capsys):
     cfg = _project(tmp_path, _data("apistrat.csv"), STRAT + "design:\n  weights: pww\n" + SCH_WIDE)
     assert main(["validate", str(cfg)]) == 2
-    assert "design.weights: pww is not a column of the raw file (nor made by clean.derive); did you mean 'pw'?" in capsys.readouterr().err
+    assert "design.weights: pww is not in the data; did you mean 'pw'?" in capsys.readouterr().err
 
 
 def test_base_column_and_population_by_together_are_refused(tmp_path, capsys):

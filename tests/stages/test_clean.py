@@ -92,7 +92,10 @@ def test_unknown_variables_are_one_config_error_naming_each_rule():
     cfg = config(required=["REGOIN"], derive=[{"name": "x", "expr": "AGEE + 1"}])
     with pytest.raises(ConfigError) as info:
         clean(frame(), codebook(), cfg)
-    assert info.value.problems == ["clean.required: REGOIN is not in the data", "clean.derive[0] (x): unknown variable(s) AGEE in 'AGEE + 1'"]
+    assert info.value.problems == [
+        "clean.required: REGOIN is not in the data; did you mean 'REGION'?",
+        "clean.derive[0] (x): unknown variable(s) AGEE in 'AGEE + 1'; did you mean 'AGE'?",
+    ]
 
 
 def test_labelled_rule_on_unlabelled_variable_is_config_error():

@@ -137,7 +137,7 @@ def test_adding_a_wave_runs_only_that_wave_and_the_trends(tiny_project, capsys):
     cfg.write_text(TWO_WAVE.replace("WAVE2", WAVE2 + "    labels: {Q1: {1: Yes, 2: No, 8: \"Don't know\", 9: Refused}}\n"))
     assert main(["run", str(cfg), "--quiet"]) == 2  # YAML reads Yes/No as booleans: a clear config error
     _, err = capsys.readouterr()
-    assert "waves[1].labels.Q1[1]: Input should be a valid string (found: True); YAML reads an unquoted Yes/No/On/Off" in err
+    assert "waves[1].labels.Q1[1]: Input should be a valid string (found: true); YAML reads an unquoted Yes/No/On/Off" in err
     cfg.write_text(TWO_WAVE.replace("WAVE2", WAVE2 + "    labels: {Q1: {1: 'Yes', 2: 'No', 8: \"Don't know\", 9: Refused}}\n"))
     assert main(["run", str(cfg), "--quiet"]) == 0
     m = json.loads((cfg.parent.parent / "outputs" / "tiny" / "manifest.json").read_text())
