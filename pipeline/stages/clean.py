@@ -319,7 +319,7 @@ def _near_duplicates(frame: pl.DataFrame, config: CleanConfig, pending: pl.Serie
     work = frame.select(columns).with_columns(cand.alias("_cand"), pl.int_range(pl.len()).alias("_i"))
     work = work.filter(pl.col("_cand") & pl.col(rule.key).is_not_null()).sort([*rule.order_by, "raw_row"])
     first_id = pl.col(idcol).first().over(rule.key)
-    hits = work.filter(pl.col(idcol) != first_id).get_column("_i")
+    hits = work.filter(pl.col(idcol) != first_id).get_column("_i").sort()  # scatter wants sorted indices (polars < 1.30)
     return pl.Series([False] * frame.height).scatter(hits, True) if hits.len() else pl.Series([False] * frame.height)
 
 

@@ -172,9 +172,15 @@ def estimate_all(
 def _with_cell_counts(res: pl.DataFrame, work: pl.DataFrame, col: str, by: list[str], in_design: Any) -> pl.DataFrame:
     """``cell_n``: the unweighted respondents of each domain x level row who have the level (the
     numerator of the share, counted as ``n`` counts its base), for the disclosure rule."""
+    import numpy as np
     import polars as pl
 
-    base = work.select([*by, pl.col(col).alias("level")]).filter(pl.Series(in_design) & pl.col("level").is_not_null())
+    base = (
+        work.select([*by, pl.col(col).alias("level")])
+        .with_columns(pl.Series("_in", np.asarray(in_design, dtype=bool)))
+        .filter(pl.col("_in") & pl.col("level").is_not_null())
+        .drop("_in")
+    )
     if by:
         base = base.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
     counts = base.group_by([*by, "level"]).len(name="cell_n").with_columns(pl.col("level").cast(res.schema["level"]))
