@@ -217,7 +217,7 @@ def clean(
         try:
             frame = frame.with_columns(parse_expr(d.expr).alias(d.name))
         except Exception as exc:  # polars' own errors, wrapped with the rule's name
-            raise ConfigError(f"clean.derive ({d.name}): cannot evaluate {d.expr!r}: {exc}") from exc
+            raise ConfigError(f"clean.derive ({d.name}): cannot evaluate {d.expr!r}: {expression_failure(d.expr, exc, frame)}") from exc
         source = codebook.get(d.labels_from) if d.labels_from else VariableInfo(name=d.name)
         codebook = codebook.with_variable(
             VariableInfo(
@@ -636,3 +636,16 @@ def run(ctx: StageContext) -> StageOutput:
         diagnostics={k: result.report[k] for k in ("raw_rows", "kept_rows", "quarantined_rows", "rules")},
         rows=result.data.height,
     )
+
+
+def expression_failure(text: str, exc: Exception, frame: pl.DataFrame) -> str:
+    """What went wrong evaluating a config expression, in one line: polars' first line (not its
+    plan of the expression), and the text columns the expression reads, the usual cause."""
+    from pipeline import expressions
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text_columns = [c for c in expressions.columns(text) if c in frame.columns and not frame.schema[c].is_numeric()]
+    if text_columns:
+        first += f"; {', '.join(text_columns)} {'holds' if len(text_columns) == 1 else 'hold'} text, not numeric codes"
+    return first
+

@@ -184,3 +184,27 @@ def test_group_coded_as_text_in_the_data_but_numbers_in_the_targets(tiny_project
     cfg.write_text(cfg.read_text().replace("labelled: [REGION, SEX, Q1]", "labelled: [SEX, Q1]"))
     err = assert_data_error(cfg, "raw/targets.csv", "weight.base.population_by column REGION holds numbers in the targets file but text in the data")
     assert "SchemaError" not in err
+
+
+def test_text_column_used_only_in_a_derived_variable(tiny_project):
+    """SEX delivered as words in a CSV and used only by clean.derive (``SEX IN (1, 2)``): the
+    comparison of text with numbers was a polars InvalidOperationError traceback."""
+    frame = sav_frame(tiny_project).with_columns(
+        pl.when(pl.col("SEX") == 1).then(pl.lit("male")).otherwise(pl.lit("female")).alias("SEX")
+    )
+    to_csv(tiny_project, frame)
+    import json
+
+    sidecar = raw_of(tiny_project) / "tiny.csv.codebook.json"
+    book = json.loads(sidecar.read_text())
+    for v in book["variables"]:
+        if v["name"] == "SEX":
+            v["value_labels"] = []  # no numeric labels: only the expression needs numbers
+    sidecar.write_text(json.dumps(book))
+    cfg = tiny_project
+    cfg.write_text(cfg.read_text().replace("labelled: [REGION, SEX, Q1]", "labelled: [REGION, Q1]"))
+    for command in ("validate", "run"):
+        res = run_cli(command, str(cfg))
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert "clean.derive (rk_sex): cannot evaluate" in res.stderr and "SEX holds text, not numeric codes" in res.stderr
+        assert "larger expression" not in res.stderr  # polars' plan of the expression is not shown
