@@ -312,12 +312,12 @@ def test_demo_expressions_keep_their_types():
     assert out.schema["rk_educ"] == pl.Int32
 
 
-#: The reference is polars SQL as the pipeline used it before issue 10, with the locked polars (2.x):
-#: true division and the dividend's sign for %. Older polars releases (which pyproject.toml allows)
+#: The reference is polars SQL as the pipeline used it before issue 10, with the locked polars:
+#: true division and the dividend's sign for %. Older polars releases that pyproject.toml allows (1.29)
 #: divide integers as integers in SQL, so they are no reference for these values; the hand-computed
 #: cases above pin the values on every polars.
 _SQL_AS_LOCKED = pl.select(pl.sql_expr("7 / 2")).item() == 3.5 and pl.select(pl.sql_expr("-7 % 2")).item() == -1
-_AS_LOCKED = pytest.mark.skipif(not _SQL_AS_LOCKED, reason=f"polars {pl.__version__} SQL divides integers as integers: not the reference (the locked polars 2.x is)")
+_AS_LOCKED = pytest.mark.skipif(not _SQL_AS_LOCKED, reason=f"polars {pl.__version__} SQL divides integers as integers: not the reference (the locked polars is)")
 
 #: polars SQL cannot evaluate a bare NULL condition (it wants a Boolean); SQL, and we, skip the branch.
 NOT_IN_POLARS_SQL = {"CASE WHEN NULL THEN 1 ELSE 2 END"}
