@@ -60,12 +60,24 @@ def write_wave2(path: Path) -> None:
     )
 
 
-def write_extended(root: Path) -> Path:
-    """configs/tiny.yaml (two waves, the extended config), raw/tiny.sav, raw/tiny2.sav, raw/targets.csv."""
+#: the same with post-stratification and a nonresponse adjustment (the partials kept as the
+#: nonrespondents), Taylor variance, and every format the trends stage writes
+POSTSTRATIFIED = (
+    EXTENDED.replace("  drop_partials: {variable: STATUS, complete: [1]}\n", "")
+    .replace("  rake:\n    by: [REGION]\n    variables: [rk_sex]\n    tolerance: 1.0e-8\n",
+             "  nonresponse: {respondent: 'STATUS = 1', classes: [REGION], min_respondents: 5, max_factor: 3}\n"
+             "  poststratify: {variable: rk_sex, by: [REGION]}\n")
+    .replace("  variance: replicate\n  replicates: {build: JKn}\n", "  ci_method: wilson\n")
+    .replace("formats: [csv, markdown, html, latex, xlsx, methods]", "formats: [csv, markdown, html, latex, xlsx, svg]")
+)
+
+
+def write_extended(root: Path, text: str = EXTENDED) -> Path:
+    """configs/tiny.yaml (two waves, ``text``), raw/tiny.sav, raw/tiny2.sav, raw/targets.csv."""
     (root / "configs").mkdir(parents=True, exist_ok=True)
     write_tiny_sav(root / "raw" / "tiny.sav")
     write_wave2(root / "raw" / "tiny2.sav")
     write_tiny_targets(root / "raw" / "targets.csv")
     cfg = root / "configs" / "tiny.yaml"
-    cfg.write_text(textwrap.dedent(EXTENDED))
+    cfg.write_text(textwrap.dedent(text))
     return cfg

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from readsstudy import write_extended
+from readsstudy import POSTSTRATIFIED, write_extended
 
 from pipeline import manifest as manifest_module
 from pipeline.config import ConfigError, StudyConfig, load_config
@@ -227,6 +227,7 @@ EXTENDED_SKIPPED = {
     "design.variance": "design.replicates needs variance: replicate",
     "estimates.1.by": "[[]] is its only valid domain list here",
 }
+POSTSTRATIFIED_SKIPPED = {**COMMON_SKIPPED, "estimates.1.by": "[[]] is its only valid domain list here"}
 
 
 def test_every_leaf_of_the_demo_config_reruns_exactly_its_readers(tmp_path, fast_hashes):
@@ -241,15 +242,22 @@ def test_every_leaf_of_the_second_config_reruns_exactly_its_readers(tmp_path, fa
     assert sorted(skipped) == sorted(EXTENDED_SKIPPED), skipped
 
 
+def test_every_leaf_of_the_poststratified_config_reruns_exactly_its_readers(tmp_path, fast_hashes):
+    changed, skipped = walk(write_extended(tmp_path, POSTSTRATIFIED))
+    assert changed > 40
+    assert sorted(skipped) == sorted(POSTSTRATIFIED_SKIPPED), skipped
+
+
 # ------------------------------------------------------------------------------ what the runs read
 
 
 def test_every_read_is_declared_and_every_declared_key_is_read(tmp_path, demo_project):
-    """The demo (the session's run) and the second config, run with strict views: every key a
-    stage read is declared (or the run would have failed) and every declared key is read."""
+    """The demo (the session's run) and the second config (both variants), run with strict views:
+    every key a stage read is declared (or the run would have failed) and every declared key is read."""
     from pipeline import runner
 
-    runner.run(load_config(write_extended(tmp_path)), progress=runner.Progress(quiet=True))
+    runner.run(load_config(write_extended(tmp_path / "replicate")), progress=runner.Progress(quiet=True))
+    runner.run(load_config(write_extended(tmp_path / "poststratified", POSTSTRATIFIED)), progress=runner.Progress(quiet=True))
     for stage in (*STAGES, *STUDY_STAGES):
         reads, seen = stage_reads(stage), SEEN.get(stage, set())
         assert all(reads.covers(p) for p in seen), (stage, sorted(p for p in seen if not reads.covers(p)))

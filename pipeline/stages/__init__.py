@@ -121,7 +121,6 @@ class _Scope:
     stage: str
     reads: Reads
     wave: str | None  # a wave stage's wave; None in a study stage
-    seen: set[str] = field(default_factory=set)
 
     def refuse(self, what: str) -> UndeclaredRead:
         declared = ", ".join(self.reads.keys) or "nothing"
@@ -188,7 +187,6 @@ class ConfigView:
         raise AttributeError(f"the config is read-only ({self._path or 'config'}.{name})")
 
     def _see(self, path: str) -> None:
-        self._scope.seen.add(path)
         SEEN.setdefault(self._scope.stage, set()).add(path)
 
     # ---- the config's helpers, in terms of the keys they read
