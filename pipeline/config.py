@@ -770,17 +770,6 @@ class StudyConfig(_Model):
         assert self.path is not None
         return (self.path.parent / p).resolve()
 
-    def study_slice(self, stage: str) -> dict[str, Any]:
-        """The part of the config a study-level stage depends on (for its fingerprint)."""
-        dump = lambda m: json.loads(m.model_dump_json())  # noqa: E731
-        if stage == "harmonize":
-            return {"waves": [w.id for w in self.waves], "harmonize": dump(self.harmonize)}
-        if stage == "trends":
-            # the trends stage renders trend tables and charts: it reads tables, notice and export too
-            return {"waves": [w.id for w in self.waves], "trends": dump(self.trends), "title": self.title,
-                    "notice": self.notice, "tables": dump(self.tables), "export": dump(self.export)}
-        raise ValueError(stage)
-
     def clean_for(self, wave_id: str) -> CleanConfig:
         """The study's cleaning rules as they apply to a wave: ``not_asked`` variables left out."""
         gone = set(self.wave(wave_id).not_asked)
@@ -811,35 +800,6 @@ class StudyConfig(_Model):
             by = tuple(b for b in e.by if not set(b) & gone)
             out.append(e if by == e.by else e.model_copy(update={"by": by}))
         return tuple(out)
-
-    def stage_slice(self, stage: str, wave_id: str) -> dict[str, Any]:
-        """The part of the config a stage depends on (for its fingerprint)."""
-        w = self.wave(wave_id)
-        dump = lambda m: json.loads(m.model_dump_json())  # noqa: E731
-        if stage == "ingest":
-            return {
-                "wave": {"id": w.id, "raw": str(w.raw), "rename": dict(w.rename), "labels": json.loads(json.dumps(w.labels, default=str)),
-                         "not_asked": list(w.not_asked)},
-                "ingest": dump(self.ingest),
-            }
-        if stage == "clean":
-            return {
-                "field_dates": [str(d) for d in w.field_dates] if w.field_dates else None,
-                "wave_recodes": [dump(r) for r in w.recodes],
-                "wave_missing_also": [dump(m) for m in w.missing_also],
-                "clean": dump(self.clean_for(wave_id)),
-            }
-        if stage == "weight":
-            replicate = {k: v for k, v in dump(self.design).items() if k in ("weights", "strata", "ids", "fpc", "nest", "lonely_psu", "variance", "replicates")}
-            return {"targets": str(w.targets) if w.targets else None, "weight": dump(self.weight), "design": replicate}
-        if stage == "estimate":
-            return {"design": dump(self.design), "weight": dump(self.weight), "estimates": [dump(e) for e in self.estimates_for(wave_id)], "tables": self.tables.flag_rules()}
-        if stage == "export":
-            # not the list of waves: adding a wave must not rerun the earlier waves' exports
-            # (tables across waves are the study-level trends stage's)
-            return {"title": self.title, "notice": self.notice, "tables": dump(self.tables), "export": dump(self.export),
-                    "methods": dump(self.methods)}
-        raise ValueError(stage)
 
 
 # ------------------------------------------------------------------------------- loading

@@ -29,12 +29,12 @@ cannot be read, cleaning that fails on the data, and value-label drift between w
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipeline._text import did_you_mean
 from pipeline.errors import ConfigError, DataError, PipelineError
 
 if TYPE_CHECKING:
@@ -47,13 +47,6 @@ if TYPE_CHECKING:
 
 #: How many offending values a problem line shows.
 _SHOW = 5
-
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """``"; did you mean 'X'?"`` for the closest candidate (case ignored), or ``""``."""
-    pool = {c.lower(): c for c in candidates}
-    close = difflib.get_close_matches(name.lower(), list(pool), n=1, cutoff=0.6 if len(name) > 3 else 0.5)  # QI -> Q1
-    return f"; did you mean '{pool[close[0]]}'?" if close else ""
 
 
 def code_text(value: Any) -> str:

@@ -1,8 +1,9 @@
-"""The runner: stage order, fingerprints, skip-if-fresh, manifest, atomic writes and the lock.
+"""The runner: stage order, skip-if-fresh, the lock, and handing each stage what it declares.
 
-A stage's fingerprint is the sha256 of the package version, a digest of the package's code,
-the stage's config slice, the fingerprint of the upstream stage whose artifacts it reads, and
-the bytes of the external files it reads (the raw delivery, the targets). A stage is *fresh*
+Each stage declares what it reads (``READS`` in its module, see :mod:`pipeline.stages`); its
+fingerprint (:mod:`pipeline.manifest`) covers exactly that, and the runner hands ``run`` a view of
+the config and a context that refuse anything else (:class:`pipeline.stages.UndeclaredRead`).
+A stage is *fresh*
 when the manifest records that fingerprint and its artifacts are on disk with the recorded
 hashes; a fresh stage is not run again. A stage's files are first written into a staging
 folder and then moved into place one by one with ``os.replace``; the manifest (itself
@@ -24,23 +25,33 @@ process ends, even when killed), with ``outputs/<study>/.run.json`` (pid, start 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline._outputs import remove_dead_staging, remove_superseded, write_stage_files
 from pipeline.config import StudyConfig
 from pipeline.errors import ConfigError, DataError, LockError, PipelineError
-from pipeline.stages import ALL_STAGES, STAGES, STUDY_STAGES, StageContext, StageOutput, external_inputs, stage_runner
-
-MANIFEST_VERSION = 1
+from pipeline.manifest import (  # noqa: F401  (the names tests and tools import from the runner)
+    MANIFEST_VERSION,
+    Fingerprint,
+    Manifest,
+    _hash_json,
+    code_digest,
+    fingerprint,
+    sha256_file,
+    stale_reason,
+    stray_files,
+    study_fingerprint,
+    study_input,
+)
+from pipeline.stages import ALL_STAGES, STAGES, STUDY_STAGES, StageContext, StudyContext, config_view, stage_reads, stage_runner
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -66,286 +77,6 @@ class Progress:
         if note:
             parts.append(note)
         self.line("  ".join(parts))
-
-
-# ------------------------------------------------------------------------------ fingerprints
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-_CODE_DIGEST: str | None = None
-
-
-def code_digest() -> str:
-    """A digest of the package's source files: a code change makes every stage stale."""
-    global _CODE_DIGEST
-    if _CODE_DIGEST is None:
-        root = Path(__file__).resolve().parent
-        h = hashlib.sha256()
-        for p in sorted(root.rglob("*.py")):
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-        _CODE_DIGEST = h.hexdigest()
-    return _CODE_DIGEST
-
-
-def _hash_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """The parts of a stage's fingerprint, kept apart so that ``status`` can say why."""
-
-    version: str
-    code: str
-    config: str
-    upstream: str | None
-    inputs: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def value(self) -> str:
-        return _hash_json([self.version, self.code, self.config, self.upstream, sorted(self.inputs.items())])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "code": self.code, "config": self.config, "upstream": self.upstream, "inputs": self.inputs}
-
-
-def fingerprint(config: StudyConfig, wave_id: str, stage: str, upstream: str | None) -> Fingerprint:
-    wave = config.wave(wave_id)
-    inputs: dict[str, str] = {}
-    for name, path in external_inputs(stage, config, wave).items():
-        if not path.is_file():
-            key = "raw" if name == "raw" else "targets"
-            raise DataError(
-                f"{path}: {name} file not found (config key waves[{_wave_index(config, wave_id)}].{key})",
-                hint="check the path (relative to the config file) or create the file"
-                + (" with 'survey-pipeline simulate'" if config.study == "insecure_communities" else ""),
-            )
-        inputs[name] = sha256_file(path)
-    if stage == "ingest" and config.ingest.hash:
-        from pipeline.stages.ingest import hash_key, hash_key_id
-
-        key, _ = hash_key(config)
-        inputs["hash_key"] = hash_key_id(key) if key else "none yet"
-    return Fingerprint(
-        version=__version__,
-        code=code_digest(),
-        config=_hash_json(config.stage_slice(stage, wave_id)),
-        upstream=upstream,
-        inputs=inputs,
-    )
-
-
-def _wave_index(config: StudyConfig, wave_id: str) -> int:
-    return [w.id for w in config.waves].index(wave_id)
-
-
-# ------------------------------------------------------------------------------ manifest
-
-
-class Manifest:
-    """``outputs/<study>/manifest.json``: per wave and stage, what ran and what it made."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {"manifest_version": MANIFEST_VERSION, "waves": {}}
-        if path.is_file():
-            try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-                if loaded.get("manifest_version") == MANIFEST_VERSION:
-                    self.data = loaded
-            except (json.JSONDecodeError, OSError):
-                pass  # an unreadable manifest only means every stage is stale
-
-    def entry(self, wave: str, stage: str) -> dict[str, Any] | None:
-        return self.data["waves"].get(wave, {}).get(stage)
-
-    def record(self, wave: str, stage: str, entry: dict[str, Any]) -> None:
-        self.data["waves"].setdefault(wave, {})[stage] = entry
-
-    def study_entry(self, stage: str) -> dict[str, Any] | None:
-        return self.data.get("study_stages", {}).get(stage)
-
-    def record_study(self, stage: str, entry: dict[str, Any]) -> None:
-        self.data.setdefault("study_stages", {})[stage] = entry
-
-    def listed(self, wave: str | None) -> set[str]:
-        """Every file the entries of a wave (None: the study stages) list, relative to their folder."""
-        entries = self.data.get("study_stages", {}) if wave is None else self.data["waves"].get(wave, {})
-        return {rel for e in entries.values() for rel in e.get("artifacts", {})}
-
-    def listed_paths(self, outputs: Path) -> set[Path]:
-        """Every file any entry lists, as normalised absolute paths (the files cleanup never removes)."""
-        paths = {_normal(outputs / w / rel) for w in self.data["waves"] for rel in self.listed(w)}
-        return paths | {_normal(outputs / rel) for rel in self.listed(None)}
-
-    def save(self, study: str) -> None:
-        from pipeline.io import write_json
-
-        self.data["study"] = study
-        self.data["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        self.data["package_version"] = __version__
-        write_json(self.path, self.data)
-
-
-def _normal(path: Path) -> Path:
-    return Path(os.path.normpath(path.absolute()))
-
-
-def stray_files(directory: Path, artifacts: Iterable[str], listed: set[str]) -> list[str]:
-    """Files in the folders a stage writes to (``tables/`` for ``tables/topline.md``) that no entry lists."""
-    stray = []
-    for folder in sorted({rel.split("/", 1)[0] for rel in artifacts if "/" in rel}):
-        top = directory / folder
-        if folder in ("", ".", "..") or top.is_symlink() or not top.is_dir():
-            continue
-        for base, dirs, files in os.walk(top):  # symlinked folders are not followed
-            dirs.sort()
-            for name in sorted(files):
-                rel = Path(base, name).relative_to(directory).as_posix()
-                if rel not in listed:
-                    stray.append(rel)
-    return stray
-
-
-def _stray_reason(stray: list[str]) -> str:
-    if len(stray) == 1:
-        return f"stray file not in the manifest: {stray[0]}"
-    more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
-    return f"{len(stray)} stray files not in the manifest: {', '.join(stray[:3])}{more}"
-
-
-def stale_reason(entry: dict[str, Any] | None, fp: Fingerprint, wave_dir: Path, listed: set[str] | None = None) -> str | None:
-    """Why a stage must run again, or None when it is fresh.
-
-    ``listed`` (every file the manifest lists in ``wave_dir``) enables the check for stray files.
-    """
-    if entry is None or entry.get("status") not in ("ran", "cached"):
-        return "never run" if entry is None else f"last run {entry.get('status')}"
-    old = entry.get("fingerprint_parts", {})
-    if entry.get("fingerprint") != fp.value:
-        if old.get("upstream") != fp.upstream:
-            return "upstream stage changed"
-        if old.get("config") != fp.config:
-            return "config changed"
-        if old.get("inputs") != fp.inputs:
-            changed = [k for k in fp.inputs if old.get("inputs", {}).get(k) != fp.inputs[k]]
-            if changed == ["hash_key"]:
-                return "hash key changed"
-            return f"input file changed ({', '.join(changed)})"
-        if old.get("version") != fp.version or old.get("code") != fp.code:
-            return "code changed"
-        return "fingerprint changed"
-    for rel, digest in entry.get("artifacts", {}).items():
-        p = wave_dir / rel
-        if not p.is_file():
-            return f"artifact missing ({rel})"
-        if sha256_file(p) != digest:
-            return f"artifact modified ({rel})"
-    if listed is not None:
-        stray = stray_files(wave_dir, entry.get("artifacts", {}), listed)
-        if stray:
-            return _stray_reason(stray)
-    return None
-
-
-# ------------------------------------------------------------------------------ writing
-
-
-def write_stage_files(wave_dir: Path, stage: str, output: StageOutput) -> dict[str, str]:
-    """Write a stage's files via a staging folder; return their sha256 by relative path."""
-    staging = wave_dir / f".staging-{stage}-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    try:
-        hashes: dict[str, str] = {}
-        for rel, content in output.files.items():
-            tmp = staging / rel
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            _write_content(tmp, content)
-            hashes[rel] = sha256_file(tmp)
-        for rel in output.files:
-            dest = wave_dir / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, dest)
-        return hashes
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def remove_superseded(
-    directory: Path,
-    outputs: Path,
-    before: Iterable[str],
-    after: Iterable[str],
-    listed: set[str],
-    protected: set[Path],
-) -> list[str]:
-    """Remove what a stage's previous entry listed (``before``) and its new run did not make
-    (``after``), and the stray files in its folders; return what was removed (relative paths).
-
-    Called once the manifest lists the new entry. Never removes a file that any entry lists
-    (``protected``), the manifest or lock, or anything outside ``outputs`` (even through a link).
-    """
-    before, after = set(before), set(after)
-    candidates = (before - after) | set(stray_files(directory, before | after, listed))
-    root = _normal(outputs)
-    real_root = outputs.resolve()
-    removed = []
-    for rel in sorted(candidates):
-        path = _normal(directory / rel)
-        if path in protected or path == root or not path.is_relative_to(root):
-            continue
-        if path.parent == root and path.name in ("manifest.json", ".lock", ".run.json"):
-            continue
-        if not path.parent.resolve().is_relative_to(real_root):
-            continue
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-            removed.append(rel)
-            _prune_empty(path.parent, _normal(directory))
-    return removed
-
-
-def _prune_empty(folder: Path, stop: Path) -> None:
-    """Remove ``folder`` and its parents up to (not including) ``stop`` while they are empty."""
-    while folder != stop and folder.is_relative_to(stop) and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
-
-
-def remove_dead_staging(outputs: Path) -> list[str]:
-    """Remove the staging folders of killed runs (call only while holding the study lock)."""
-    removed = []
-    for staging in sorted([*outputs.glob(".staging-*"), *outputs.glob("*/.staging-*")]):
-        if staging.is_dir() and not staging.is_symlink():
-            shutil.rmtree(staging)
-            removed.append(staging.relative_to(outputs).as_posix())
-    return removed
-
-
-def _write_content(path: Path, content: Any) -> None:
-    suffix = path.suffix
-    if suffix == ".parquet":
-        content.write_parquet(path)
-    elif suffix == ".csv" and not isinstance(content, str):
-        content.write_csv(path)
-    elif suffix == ".json" and not isinstance(content, str):
-        from pipeline.io import _json_default
-
-        path.write_text(json.dumps(content, indent=2, ensure_ascii=False, default=_json_default) + "\n", encoding="utf-8")
-    elif isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(str(content), encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------ running
@@ -545,10 +276,6 @@ def _tidy_outputs(config: StudyConfig, progress: Progress) -> None:
             )
 
 
-#: the study stages downstream of each wave stage (harmonize reads ingest; trends reads estimate)
-_DOWNSTREAM_STUDY = {"ingest": ("harmonize", "trends"), "clean": ("trends",), "weight": ("trends",), "estimate": ("trends",), "export": ()}
-
-
 def _say_out_of_date(exc: PipelineError, config: StudyConfig, manifest: Manifest, wave_ids: Sequence[str], label: str, stage: str) -> None:
     """Add to a failed run's error which files on disk are from an earlier run and now out of date:
     those of every stage that is stale now (the failed one, the later ones, the waves not reached)."""
@@ -558,7 +285,8 @@ def _say_out_of_date(exc: PipelineError, config: StudyConfig, manifest: Manifest
         if label == "study":
             affected = [("study", stage)]
         else:
-            affected = [(label, s) for s in STAGES[STAGES.index(stage):]] + [("study", s) for s in _DOWNSTREAM_STUDY[stage]]
+            affected = [(label, s) for s in STAGES[STAGES.index(stage):]] + [
+                ("study", s) for s in STUDY_STAGES if STAGES.index(study_input(s)) >= STAGES.index(stage)]
     outputs = config.outputs
     lines = []
     for where, name in affected:
@@ -664,7 +392,6 @@ def _run_wave(
     selection: _Selection,
     progress: Progress,
 ) -> list[StageRecord]:
-    wave = config.wave(wave_id)
     wave_dir = config.outputs / wave_id
     records: list[StageRecord] = []
     first = STAGES.index(stages[0])
@@ -693,7 +420,9 @@ def _run_wave(
             records.append(StageRecord(wave_id, stage, "cached"))
             upstream = fp.value
             continue
-        ctx = StageContext(config=config, wave=wave, wave_dir=wave_dir)
+        view = config_view(config, stage, wave_id)
+        ctx = StageContext(config=view, wave=view.wave(wave_id), wave_dir=wave_dir, wave_index=[w.id for w in config.waves].index(wave_id),
+                           stage=stage, reads=stage_reads(stage))
         records.append(
             _execute(config, wave_id, stage, ctx, wave_dir, manifest, fp, reason, selection, progress,
                      lambda e, s=stage: manifest.record(wave_id, s, e), entry)
@@ -703,39 +432,6 @@ def _run_wave(
 
 
 # ------------------------------------------------------------------------------ study stages
-
-#: the wave stage whose artifacts a study stage reads
-_STUDY_INPUT = {"harmonize": "ingest", "trends": "estimate"}
-
-
-@dataclass(frozen=True)
-class StudyContext:
-    """What a study-level stage may read: the config and every wave's artifacts."""
-
-    config: StudyConfig
-    waves: tuple[str, ...]  # the waves with the input artifacts, in config order
-    outputs: Path
-
-    def wave_path(self, wave: str, relative: str) -> Path:
-        return self.outputs / wave / relative
-
-
-def study_fingerprint(config: StudyConfig, stage: str, manifest: Manifest) -> tuple[Fingerprint, tuple[str, ...]]:
-    """A study stage's fingerprint: its config slice and the input stage's fingerprint in every wave."""
-    inputs: dict[str, str] = {}
-    for w in config.waves:
-        entry = manifest.entry(w.id, _STUDY_INPUT[stage])
-        if entry and entry.get("status") in ("ran", "cached"):
-            inputs[w.id] = entry["fingerprint"]
-    fp = Fingerprint(
-        version=__version__,
-        code=code_digest(),
-        config=_hash_json(config.study_slice(stage)),
-        upstream=_hash_json(inputs),
-        inputs=inputs,
-    )
-    return fp, tuple(inputs)
-
 
 def _run_study_stage(config: StudyConfig, stage: str, manifest: Manifest, selection: _Selection, progress: Progress) -> list[StageRecord]:
     if stage not in selection.selected:
@@ -749,7 +445,7 @@ def _run_study_stage(config: StudyConfig, stage: str, manifest: Manifest, select
         manifest.record_study(stage, {**entry, "status": "cached", "seconds": 0.0})
         manifest.save(config.study)
         return [StageRecord("study", stage, "cached")]
-    ctx = StudyContext(config=config, waves=waves, outputs=config.outputs)
+    ctx = StudyContext(config=config_view(config, stage, None), waves=waves, outputs=config.outputs, stage=stage, reads=stage_reads(stage))
     return [_execute(config, "study", stage, ctx, config.outputs, manifest, fp, reason, selection, progress, lambda e: manifest.record_study(stage, e), entry)]
 
 
@@ -803,13 +499,12 @@ def status(config: StudyConfig, *, waves: Iterable[str] | None = None) -> list[S
             )
             upstream_stale = upstream_stale or reason is not None
             upstream = fp.value if fp else None
-    stale_input = {"harmonize": {s.wave for s in out if s.stage == "ingest" and s.state == "stale"},
-                   "trends": {s.wave for s in out if s.stage == "estimate" and s.state == "stale"}}
+    stale_input = {name: {s.wave for s in out if s.stage == study_input(name) and s.state == "stale"} for name in STUDY_STAGES}
     for stage in STUDY_STAGES:
         entry = manifest.study_entry(stage)
         fp, _ = study_fingerprint(config, stage, manifest)
         reason = stale_reason(entry, fp, config.outputs, manifest.listed(None))
-        upto = STAGES[: STAGES.index(_STUDY_INPUT[stage]) + 1]
+        upto = STAGES[: STAGES.index(study_input(stage)) + 1]
         failed: dict[str, list[str]] = {}
         for s in out:
             if s.stage in upto and s.last_status == "failed":
@@ -817,7 +512,7 @@ def status(config: StudyConfig, *, waves: Iterable[str] | None = None) -> list[S
         if failed:
             reason = "upstream stage failed: " + "; ".join(f"{name} in wave(s) {', '.join(ws)}" for name, ws in failed.items())
         elif stale_input[stage]:
-            reason = f"{_STUDY_INPUT[stage]} is stale in wave(s) {', '.join(sorted(stale_input[stage]))}"
+            reason = f"{study_input(stage)} is stale in wave(s) {', '.join(sorted(stale_input[stage]))}"
         elif reason == "upstream stage changed":
             reason = "a wave's input changed"
         out.append(StageStatus("study", stage, "stale" if reason else "fresh", reason,

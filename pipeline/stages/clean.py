@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.io import Codebook, VariableInfo
-from pipeline.stages import StageContext, StageOutput
+from pipeline.stages import Reads, StageContext, StageOutput
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -398,7 +398,7 @@ def _check_names(
 ) -> None:
     """Every variable and code a rule names must exist: one config error listing them all."""
     from pipeline import expressions
-    from pipeline.preflight import did_you_mean
+    from pipeline._text import did_you_mean
 
     problems: list[str] = []
     cols = set(frame.columns)
@@ -605,6 +605,13 @@ def report_markdown(report: Mapping[str, Any], wave: str) -> str:
         lines += ["| " + row["group"] + " | " + " | ".join(f"{row[k]:,}" for k in keys) + " |" for row in report["by"]]
         lines.append("")
     return "\n".join(lines)
+
+
+READS = Reads(
+    config=("clean", "ingest.hash", "waves[].id", "waves[].not_asked", "waves[].recodes", "waves[].missing_also", "waves[].field_dates"),
+    upstream=("ingest/data.parquet", "ingest/codebook.json"),
+)
+"""The cleaning rules (as they apply to the wave), the wave's own recodes and missing codes, and ingest's data."""
 
 
 def run(ctx: StageContext) -> StageOutput:

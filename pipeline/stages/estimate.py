@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
-from pipeline.stages import StageContext, StageOutput
+from pipeline.stages import Reads, StageContext, StageOutput
 from pipeline.stages._reliability import flags
 
 if TYPE_CHECKING:
@@ -306,6 +306,13 @@ def _untestable(work: pl.DataFrame, col: str, spec: EstimateSpec, by: str, codeb
             found = f"no respondent has a value of {shown}"
         return f"not tested: a test of association needs at least 2 levels of {shown}; {found}"
     return None
+
+
+READS = Reads(
+    config=("design", "weight", "estimates", "waves[].id", "waves[].not_asked", "tables.min_n", "tables.reliability", "tables.disclosure"),
+    upstream=("weight/data.parquet", "weight/codebook.json", "weight/replicates.json", "weight/replicates.parquet"),
+)
+"""The design, the estimates the wave can make, the flag rules, and the weighted data."""
 
 
 def run(ctx: StageContext) -> StageOutput:

@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline.stages import StageContext, StageOutput
+from pipeline.stages import Reads, StageContext, StageOutput
 
 if TYPE_CHECKING:
     import polars as pl
@@ -132,6 +132,16 @@ def _covariance(ctx: StageContext, frame: pl.DataFrame, codebook: Codebook) -> A
     else:
         design = build_design(frame, config.design, config.weight)
     return DomainCovariance(frame, codebook, design, config.estimates)
+
+
+READS = Reads(
+    config=("study", "title", "notice", "tables", "export", "methods", "design", "weight", "estimates", "ingest.pii", "ingest.hash",
+            "waves[].id", "waves[].field_dates"),
+    upstream=("estimates.csv", "estimate/", "weight/", "clean/report.json"),
+    files=("waves[].targets",),
+)
+"""The tables, formats and methods facts, and every earlier stage's artifacts it presents (the targets
+file for the methods statement's sources)."""
 
 
 def run(ctx: StageContext) -> StageOutput:

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import DataError
+from pipeline.stages import Reads
 
 if TYPE_CHECKING:
     from pipeline.config import HarmonizeConfig
     from pipeline.io import Codebook
-    from pipeline.runner import StudyContext
-    from pipeline.stages import StageOutput
+    from pipeline.stages import StageOutput, StudyContext
 
 #: columns the pipeline adds itself; not part of the questionnaire
 _OWN = {"raw_row"}
@@ -101,6 +101,10 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         lines.append("")
     lines.append(f"{len(report['variables'])} variables in all.")
     return "\n".join(lines) + "\n"
+
+
+READS = Reads(config=("harmonize",), upstream=("ingest/codebook.json",))
+"""The accepted label changes, and every wave's ingest codebook."""
 
 
 def run(ctx: StudyContext) -> StageOutput:

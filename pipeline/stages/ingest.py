@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.io import Codebook, read_survey
-from pipeline.stages import StageContext, StageOutput
+from pipeline.stages import Reads, StageContext, StageOutput
 
 if TYPE_CHECKING:
     import polars as pl
@@ -290,10 +290,17 @@ def _checked_key(text: str, where: str) -> bytes:
     return text.encode()
 
 
+READS = Reads(
+    config=("study", "ingest", "waves[].rename", "waves[].labels", "waves[].not_asked"),
+    files=("waves[].raw",),
+)
+"""The ingest settings, the wave's renames, labels and not-asked variables, its raw file (and the hash key)."""
+
+
 def run(ctx: StageContext) -> StageOutput:
     wave = ctx.wave
     path = ctx.config.resolve(wave.raw)
-    index = [w.id for w in ctx.config.waves].index(wave.id)
+    index = ctx.wave_index
     key = hash_key(ctx.config, create=True)[0] if ctx.config.ingest.hash else b""
     frame, codebook, diagnostics = ingest(
         path, ctx.config.ingest, key=key or b"", wave_index=index, rename=wave.rename, labels=wave.labels, not_asked=wave.not_asked,

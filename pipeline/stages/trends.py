@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from pipeline.stages import Reads
 from pipeline.stages._reliability import is_suppressed
 
 if TYPE_CHECKING:
     import polars as pl
 
     from pipeline.config import TrendsConfig
-    from pipeline.runner import StudyContext
-    from pipeline.stages import StageOutput
+    from pipeline.stages import StageOutput, StudyContext
 
 KEY = ("estimate_id", "statistic", "variable", "level", "by", "domain")
 
@@ -83,6 +83,10 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
         )
     out = pl.concat([stacked, *changes], how="diagonal_relaxed") if changes else stacked
     return out
+
+
+READS = Reads(config=("title", "notice", "trends", "tables", "export", "waves[].id", "waves[].field_dates"), upstream=("estimates.csv",))
+"""The change test, the trend tables' rules and formats, and every wave's estimates."""
 
 
 def run(ctx: StudyContext) -> StageOutput:

@@ -77,7 +77,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import STAGE_WEIGHTS, delivered_weight_problems
 from pipeline.errors import CalibrationError, ConfigError, DataError, TargetsError
-from pipeline.stages import StageContext, StageOutput
+from pipeline.stages import Reads, StageContext, StageOutput
 
 if TYPE_CHECKING:
     import numpy as np
@@ -1384,6 +1384,15 @@ def qa_markdown(qa: dict[str, Any], margins: pl.DataFrame, wave: str) -> str:
             cells += [_fmt(None if row[c] is None else 100 * row[c], ".1f") for c in shares]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+READS = Reads(
+    config=("weight", "design.weights", "design.strata", "design.ids", "design.fpc", "design.nest", "design.lonely_psu",
+            "design.variance", "design.replicates", "ingest.id", "waves[].id"),
+    upstream=("clean/data.parquet", "clean/codebook.json"),
+    files=("waves[].targets",),
+)
+"""The weighting settings, the design keys the replicate weights follow, the targets file, and clean's data."""
 
 
 def run(ctx: StageContext) -> StageOutput:

@@ -54,12 +54,14 @@ def test_table_ids_are_unique_and_thresholds_ordered(tmp_path):
 
 
 def test_only_the_flag_rules_rerun_the_estimate_stage(tmp_path):
+    from pipeline.manifest import config_slice
+
     a = load_config(write(tmp_path, "tables: {banners: [{id: b, columns: [[], [REGION]]}]}\n"))
     b = load_config(write(tmp_path, "tables: {banners: [{id: b, title: Other, columns: [[], [REGION]]}]}\n"))
     c = load_config(write(tmp_path, "tables: {reliability: {min_df: 12}}\n"))
-    assert a.stage_slice("estimate", "a") == b.stage_slice("estimate", "a")
-    assert a.stage_slice("export", "a") != b.stage_slice("export", "a")
-    assert a.stage_slice("estimate", "a") != c.stage_slice("estimate", "a")
+    assert config_slice(a, "estimate", "a") == config_slice(b, "estimate", "a")
+    assert config_slice(a, "export", "a") != config_slice(b, "export", "a")
+    assert config_slice(a, "estimate", "a") != config_slice(c, "estimate", "a")
 
 
 def test_tiny_study_every_format_independent_tests(tiny_project, capsys):
