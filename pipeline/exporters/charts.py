@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipeline.stages._reliability import is_suppressed
+from pipeline.flags import is_suppressed
 
 if TYPE_CHECKING:
     import polars as pl

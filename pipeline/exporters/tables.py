@@ -6,21 +6,22 @@ footnotes. Each numeric cell remembers the row of ``estimates.csv`` it comes fro
 the row's 0-based position) and which field (``estimate``, ``n``, ``ci``, ``moe``,
 ``difference``): every number in every table is a rounding of that row.
 
-Flags (:mod:`pipeline.stages._reliability`) are applied here: a suppressed estimate shows
+Flags (:mod:`pipeline.flags`) are applied here: a suppressed estimate shows
 ``*`` (its percent, interval and margin of error are withheld; its unweighted n is shown), a
 flagged one carries its footnote symbol; the footnotes explain every flag a table shows. In
-toplines, a margin the weighting calibrated to its target (:func:`is_calibrated`: no sampling
-variance) carries ``¶`` and shows no interval or margin of error, with a footnote saying why.
+toplines, a margin the weighting calibrated to its target (no sampling variance:
+:func:`pipeline.flags.is_calibrated`) carries ``¶`` and shows no interval or margin of error,
+with a footnote saying why. The tables read estimates through :mod:`pipeline.exporters.estimates`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipeline.stages._reliability import is_suppressed, parse_flag
+from pipeline.exporters.estimates import prepare_estimates, read_estimates
+from pipeline.flags import is_calibrated, is_suppressed, parse_flag
 
 if TYPE_CHECKING:
     import polars as pl
@@ -50,11 +51,6 @@ CALIBRATED_NOTE = (
     f"{CALIBRATED} Calibrated to the weighting targets: the weighted share equals its population target by "
     "construction (design-based standard error 0), so no confidence interval or margin of error is shown."
 )
-#: a design effect below this (variance a millionth of simple random sampling's) is the weighting's
-#: own margin, not sampling error: R survey gives these an SE of 0 up to rounding
-CALIBRATED_MAX_DEFF = 1e-6
-#: without a design effect: an SE below this (a fraction) marks a calibrated margin
-CALIBRATED_MAX_SE = 1e-9
 
 Field_ = Literal["estimate", "n", "ci", "moe", "difference"]
 
@@ -157,32 +153,6 @@ class Table:
         return out
 
 
-# ------------------------------------------------------------------------------ reading
-
-
-def read_estimates(path: Path | str) -> pl.DataFrame:
-    """``estimates.csv`` with text columns as text (empty, not null) and ``_row``: its 0-based row."""
-    import polars as pl
-
-    est = pl.read_csv(
-        path,
-        infer_schema_length=None,
-        schema_overrides={"wave": pl.String, "by": pl.String, "flag": pl.String, "level": pl.String, "domain": pl.String},
-    )
-    return prepare_estimates(est)
-
-
-def prepare_estimates(est: pl.DataFrame) -> pl.DataFrame:
-    """Fill the text columns and add ``_row`` (the 0-based row) when missing."""
-    import polars as pl
-
-    fills = [pl.col(c).cast(pl.String).fill_null("") for c in ("by", "flag", "level", "domain") if c in est.columns]
-    est = est.with_columns(fills)
-    if "_row" not in est.columns:
-        est = est.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
-    return est
-
-
 # ------------------------------------------------------------------------------ formatting
 
 
@@ -238,23 +208,6 @@ def footnotes(flags: Iterable[str]) -> tuple[str, ...]:
     for symbol, texts in review.items():
         out.append(f"{symbol} " + "; ".join(t[0].upper() + t[1:] for t in texts) + ".")
     return tuple(out)
-
-
-def is_calibrated(row: Mapping[str, Any]) -> bool:
-    """Whether an estimates.csv row is a margin the weighting calibrated to its target.
-
-    Its share strictly between 0 and 1 has no sampling variance: a design effect below
-    :data:`CALIBRATED_MAX_DEFF` (or, without one, an SE below :data:`CALIBRATED_MAX_SE`). A 0%
-    or 100% estimate has an SE of 0 too, but is not calibrated (its own flag says so).
-    """
-    import math
-
-    p, se, deff = row.get("estimate"), row.get("se"), row.get("deff")
-    if p is None or se is None or not 0 < p < 1 or (isinstance(se, float) and math.isnan(se)):
-        return False
-    if deff is not None and not (isinstance(deff, float) and math.isnan(deff)):
-        return deff < CALIBRATED_MAX_DEFF
-    return se < CALIBRATED_MAX_SE
 
 
 def _percent_cell(row: Mapping[str, Any], decimals: int, letters: str = "") -> Cell:

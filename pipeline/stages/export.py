@@ -17,9 +17,10 @@ wave never reruns an earlier wave's export):
 - ``report``: ``report.html``, one self-contained page (charts, methods, tables, weighting, cleaning).
 
 Besides ``estimates.csv`` it reads the estimate stage's codebook (question wording, labels),
-and, for the analysis file, the significance tests (``design`` method), the methods statement
-and the report, the weight stage's data, ``qa.json`` and ``margins.csv`` and the clean stage's
-``report.json``.
+its ``estimate/comparisons.csv`` (the banners' tests, made in the estimate stage's design pass:
+this stage builds no design) and ``association_tests.csv``, and, for the analysis file, the
+methods statement and the report, the weight stage's data, ``qa.json`` and ``margins.csv`` and
+the clean stage's ``report.json``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def build_tables(
     *,
     wave: str,
     codebook: Codebook | None = None,
-    covariance: Any = None,
+    comparisons: pl.DataFrame | None = None,
     association: pl.DataFrame | None = None,
 ) -> Publication:
     """Every configured table of a wave.
@@ -65,32 +66,29 @@ def build_tables(
     wave : str
     codebook : Codebook, optional
         Question wording and variable labels.
-    covariance : callable, optional
-        :class:`pipeline.exporters.significance.DomainCovariance` for ``significance.method:
-        design``; without it the banners' tests use the ``independent`` method.
+    comparisons : polars.DataFrame, optional
+        The estimate stage's ``estimate/comparisons.csv``
+        (:func:`pipeline.exporters.significance.read_comparisons`): the tests behind the
+        banners' letters, made as ``tables.significance`` says; without it the banners have no letters.
     """
     import polars as pl
 
-    from pipeline.exporters.significance import COMPARISON_COLUMNS, compare_columns, letters_note
+    from pipeline.exporters.significance import COMPARISON_COLUMNS, comparison_schema, letters_note
     from pipeline.exporters.tables import banner_table, topline_table
 
     t = config.tables
     sig = t.significance
     common = {"codebook": codebook, "title": config.title, "notice": config.notice}
     out: list[Table] = [topline_table(estimates, spec, t, wave=wave, **common) for spec in t.toplines]
-    comparisons = []
-    method = sig.method if (sig.method == "independent" or covariance is not None) else "independent"
+    frame = comparisons if comparisons is not None else pl.DataFrame(schema=comparison_schema())
     for spec in t.banners:
-        ids = list(spec.estimates) or estimates.get_column("estimate_id").unique(maintain_order=True).to_list()
-        cmp = compare_columns(estimates, ids, spec.columns, method=method, covariance=covariance, alpha=sig.alpha, adjust=sig.adjust)
-        comparisons.append(cmp.with_columns(pl.lit(spec.id).alias("table")))
+        cmp = frame.filter(pl.col("table") == spec.id).select(COMPARISON_COLUMNS)
         out.append(
             banner_table(
-                estimates, spec, t, comparisons=cmp, wave=wave, letters_note=letters_note(method, sig.alpha, sig.adjust),
+                estimates, spec, t, comparisons=cmp, wave=wave, letters_note=letters_note(sig.method, sig.alpha, sig.adjust),
                 association=association, **common,
             )
         )
-    frame = pl.concat(comparisons) if comparisons else pl.DataFrame(schema={**{c: pl.String for c in COMPARISON_COLUMNS}, "table": pl.String})
     return Publication(tuple(out), frame)
 
 
@@ -121,21 +119,9 @@ def _pii_columns(config: StudyConfig) -> list[str]:
     return [*config.ingest.pii, *hashed.keys(), *hashed.values()]
 
 
-def _covariance(ctx: StageContext, frame: pl.DataFrame, codebook: Codebook) -> Any:
-    from pipeline.exporters.significance import DomainCovariance
-    from pipeline.stages.estimate import build_design, replicate_design
-
-    config = ctx.config
-    if config.design.variance == "replicate":
-        meta = json.loads(ctx.path("weight/replicates.json").read_text(encoding="utf-8"))
-        design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
-    else:
-        design = build_design(frame, config.design, config.weight)
-    return DomainCovariance(frame, codebook, design, config.estimates)
-
-
 def run(ctx: StageContext) -> StageOutput:
     from pipeline.exporters import file_timestamp
+    from pipeline.exporters.significance import COMPARISON_COLUMNS, read_comparisons
     from pipeline.exporters.tables import read_estimates, table_frame
     from pipeline.io import Codebook
 
@@ -145,23 +131,19 @@ def run(ctx: StageContext) -> StageOutput:
     cb_path = ctx.path("estimate/codebook.json")
     codebook = Codebook.from_json(cb_path.read_text(encoding="utf-8")) if cb_path.is_file() else None
 
-    need_data = bool({"sav", "dta", "methods", "report"} & formats) or (
-        bool(config.tables.banners) and config.tables.significance.method == "design"
-    )
+    need_data = bool({"sav", "dta", "methods", "report"} & formats)
     frame = ctx.read_frame("weight/data.parquet") if need_data and ctx.path("weight/data.parquet").is_file() else None
-    covariance = None
-    if frame is not None and config.tables.banners and config.tables.significance.method == "design" and codebook is not None:
-        covariance = _covariance(ctx, frame, codebook)
+    comparisons = read_comparisons(ctx.path("estimate/comparisons.csv"), est) if config.tables.banners else None
     tests_path = ctx.path("estimate/association_tests.csv")
     association = ctx.read_frame("estimate/association_tests.csv") if tests_path.is_file() and tests_path.stat().st_size > 0 else None
-    pub = build_tables(est, config, wave=wave.id, codebook=codebook, covariance=covariance, association=association)
+    pub = build_tables(est, config, wave=wave.id, codebook=codebook, comparisons=comparisons, association=association)
 
     files: dict[str, Any] = {}
     if "csv" in formats:
         for t in pub.tables:
             files[f"tables/{t.id}.csv"] = table_frame(t, est)
         if config.tables.banners:
-            files["tables/comparisons.csv"] = pub.comparisons
+            files["tables/comparisons.csv"] = pub.comparisons.select(*COMPARISON_COLUMNS, "table")
     if "markdown" in formats:
         from pipeline.exporters.markdown import table_markdown
 
@@ -240,7 +222,7 @@ def run(ctx: StageContext) -> StageOutput:
         "files": len(files),
         "suppressed_cells": suppressed,
         "significant_comparisons": int(pub.comparisons.get_column("significant").sum()) if pub.comparisons.height else 0,
-        "significance_method": "design" if covariance is not None else ("independent" if config.tables.banners else None),
+        "significance_method": config.tables.significance.method if config.tables.banners else None,
     }
     return StageOutput(files=files, diagnostics=diagnostics, rows=est.height)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from pipeline.stages._reliability import is_suppressed
+from pipeline.flags import is_suppressed
 
 if TYPE_CHECKING:
     import polars as pl
