@@ -121,8 +121,9 @@ def _pii_columns(config: StudyConfig) -> list[str]:
 
 def run(ctx: StageContext) -> StageOutput:
     from pipeline.exporters import file_timestamp
+    from pipeline.exporters.formats import FORMATS, render_tables
     from pipeline.exporters.significance import COMPARISON_COLUMNS, read_comparisons
-    from pipeline.exporters.tables import read_estimates, table_frame
+    from pipeline.exporters.tables import read_estimates
     from pipeline.io import Codebook
 
     config, wave = ctx.config, ctx.wave
@@ -138,48 +139,26 @@ def run(ctx: StageContext) -> StageOutput:
     association = ctx.read_frame("estimate/association_tests.csv") if tests_path.is_file() and tests_path.stat().st_size > 0 else None
     pub = build_tables(est, config, wave=wave.id, codebook=codebook, comparisons=comparisons, association=association)
 
-    files: dict[str, Any] = {}
-    if "csv" in formats:
-        for t in pub.tables:
-            files[f"tables/{t.id}.csv"] = table_frame(t, est)
-        if config.tables.banners:
-            files["tables/comparisons.csv"] = pub.comparisons.select(*COMPARISON_COLUMNS, "table")
-    if "markdown" in formats:
-        from pipeline.exporters.markdown import table_markdown
-
-        for t in pub.tables:
-            files[f"tables/{t.id}.md"] = table_markdown(t)
+    files: dict[str, Any] = render_tables(
+        pub.tables, formats, "tables", est, title=config.title or config.study, wave=wave.id, notice=config.notice, created=file_timestamp([wave])
+    )
+    if "csv" in formats and config.tables.banners:
+        files["tables/comparisons.csv"] = pub.comparisons.select(*COMPARISON_COLUMNS, "table")
     fragments: dict[str, str] = {}
-    if {"html", "report"} & formats:
-        from pipeline.exporters.html import table_html, table_html_fragment
+    if "report" in formats:
+        from pipeline.exporters.html import table_html_fragment
 
-        for t in pub.tables:
-            fragments[t.id] = table_html_fragment(t)
-            if "html" in formats:
-                files[f"tables/{t.id}.html"] = table_html(t)
-    if "latex" in formats:
-        from pipeline.exporters.latex import table_latex
-
-        for t in pub.tables:
-            files[f"tables/{t.id}.tex"] = table_latex(t)
-    if "xlsx" in formats:
-        from pipeline.exporters.xlsx import workbook_bytes
-
-        files["tables/tables.xlsx"] = workbook_bytes(
-            pub.tables, title=config.title or config.study, wave=wave.id, notice=config.notice, estimates=est, created=file_timestamp([wave])
-        )
+        fragments = {t.id: table_html_fragment(t) for t in pub.tables}
     if {"sav", "dta"} & formats and frame is not None:
-        from pipeline.exporters.spss import analysis_file, dta_bytes, sav_bytes
+        from pipeline.exporters.spss import analysis_file
 
         wb = ctx.path("weight/codebook.json")
         data_codebook = Codebook.from_json(wb.read_text(encoding="utf-8")) if wb.is_file() else (codebook or Codebook())
         label = f"{config.study} wave {wave.id}" + (" (SYNTHETIC)" if config.notice and "SYNTHETIC" in config.notice.upper() else "")
         data = analysis_file(frame, data_codebook, weights=config.export.weights, drop=_pii_columns(config), file_label=label, note=config.notice or "")
-        stem = f"analysis/{config.study}_{wave.id}"
-        if "sav" in formats:
-            files[f"{stem}.sav"] = sav_bytes(data, timestamp=file_timestamp([wave]))
-        if "dta" in formats:
-            files[f"{stem}.dta"] = dta_bytes(data, timestamp=file_timestamp([wave]))
+        for fmt in (f for f in FORMATS.values() if f.kind == "analysis" and f.name in formats):
+            (path,) = fmt.files([f"{config.study}_{wave.id}"], "analysis")
+            files[path] = fmt.render(data, timestamp=file_timestamp([wave]))
 
     qa = _read_json(ctx, "weight/qa.json")
     clean_report = _read_json(ctx, "clean/report.json")
@@ -190,20 +169,19 @@ def run(ctx: StageContext) -> StageOutput:
         charts, weighting = _charts(config, est, codebook, margins, files, formats)
     statement = None
     if {"methods", "report"} & formats:
-        from pipeline.exporters.methods import methods_markdown, methods_statement
+        from pipeline.exporters.methods import methods_statement
 
         statement = methods_statement(
             config, wave, qa=qa, clean_report=clean_report, estimates=est, frame=frame, codebook=codebook,
             target_sources=_target_sources(config, wave),
         )
         if "methods" in formats:
-            files["methods.md"] = methods_markdown(statement)
+            files["methods.md"] = FORMATS["methods"].render(statement)
     if "report" in formats:
         from pipeline.exporters.methods import methods_html
-        from pipeline.exporters.report import report_html
 
         listed = sorted(f for f in files if f != "report.html")
-        files["report.html"] = report_html(
+        files["report.html"] = FORMATS["report"].render(
             title=config.title or config.study,
             wave=wave.id,
             notice=config.notice,
@@ -230,7 +208,8 @@ def run(ctx: StageContext) -> StageOutput:
 def _charts(
     config: StudyConfig, est: pl.DataFrame, codebook: Codebook | None, margins: pl.DataFrame | None, files: dict[str, Any], formats: set[str]
 ) -> tuple[list[Any], Any]:
-    from pipeline.exporters.charts import estimate_chart, figure_bytes, weighting_chart
+    from pipeline.exporters.charts import estimate_chart, weighting_chart
+    from pipeline.exporters.formats import FORMATS
     from pipeline.exporters.report import Chart
 
     ids = list(config.export.charts) or est.get_column("estimate_id").unique(maintain_order=True).to_list()
@@ -238,21 +217,23 @@ def _charts(
     charts = []
     for est_id in ids:
         fig = estimate_chart(est, est_id, labels=config.tables.labels, codebook=codebook, decimals=decimals, notice=config.notice)
-        svg = figure_bytes(fig, "svg")
-        if "svg" in formats:
-            files[f"charts/{est_id}.svg"] = svg
-        if "png" in formats:
-            files[f"charts/{est_id}.png"] = figure_bytes(fig, "png")
+        svg = _chart_files(fig, f"charts/{est_id}", files, formats)
         charts.append(Chart(est_id, est_id, svg.decode("utf-8"), "Weighted percent with its confidence interval; * suppressed."))
     weighting = None
     if margins is not None and margins.height and "target_share" in margins.columns:
         by = list(config.weight.rake.by) if config.weight.rake is not None else []
         fig = weighting_chart(margins, codebook=codebook, group_columns=by, notice=config.notice)
-        svg = figure_bytes(fig, "svg")
-        if "svg" in formats:
-            files["charts/weighting.svg"] = svg
-        if "png" in formats:
-            files["charts/weighting.png"] = figure_bytes(fig, "png")
+        svg = _chart_files(fig, "charts/weighting", files, formats)
         weighting = Chart("weighting", "weighting", svg.decode("utf-8"), "Red ticks: targets; open circles: unweighted sample; dots: final weights.")
     return charts, weighting
 
+
+
+def _chart_files(fig: Any, stem: str, files: dict[str, Any], formats: set[str]) -> bytes:
+    """Write the chart in the chart formats of ``formats``; return its SVG (the report inlines it)."""
+    from pipeline.exporters.formats import FORMATS
+
+    svg = FORMATS["svg"].render(fig)
+    for fmt in (f for f in FORMATS.values() if f.kind == "chart" and f.name in formats):
+        files[f"{stem}{fmt.suffix}"] = svg if fmt.name == "svg" else fmt.render(fig)
+    return svg
