@@ -681,6 +681,11 @@ class TablesConfig(_Model):
         """The part the estimate stage's ``flag`` column depends on (its config fingerprint)."""
         return json.loads(self.model_dump_json(include={"min_n", "reliability", "disclosure"}))
 
+    def comparison_rules(self) -> dict[str, Any]:
+        """The part the estimate stage's ``estimate/comparisons.csv`` depends on: which banners
+        compare which estimates across which columns (not their titles or notes), and how."""
+        return json.loads(self.model_dump_json(include={"significance": True, "banners": {"__all__": {"id", "estimates", "columns"}}}))
+
 
 ExportFormat = Literal["csv", "markdown", "xlsx", "html", "latex", "sav", "dta", "png", "svg", "methods", "report"]
 
@@ -850,7 +855,8 @@ class StudyConfig(_Model):
             replicate = {k: v for k, v in dump(self.design).items() if k in ("weights", "strata", "ids", "fpc", "nest", "lonely_psu", "variance", "replicates")}
             return {"targets": str(w.targets) if w.targets else None, "weight": dump(self.weight), "design": replicate}
         if stage == "estimate":
-            return {"design": dump(self.design), "weight": dump(self.weight), "estimates": [dump(e) for e in self.estimates_for(wave_id)], "tables": self.tables.flag_rules()}
+            return {"design": dump(self.design), "weight": dump(self.weight), "estimates": [dump(e) for e in self.estimates_for(wave_id)], "tables": self.tables.flag_rules(),
+                    "comparisons": self.tables.comparison_rules()}
         if stage == "export":
             # not the list of waves: adding a wave must not rerun the earlier waves' exports
             # (tables across waves are the study-level trends stage's)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline.exporters.estimates import prepare_estimates, read_estimates
+from pipeline.exporters.values import NOT_ESTIMATED, count_text, percent_text, points_text, value_format
 from pipeline.flags import is_calibrated, is_suppressed, parse_flag
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ __all__ = [
     "Table",
     "banner_table",
     "is_calibrated",
+    "percent_text",
+    "points_text",
+    "prepare_estimates",
     "read_estimates",
     "table_frame",
     "topline_table",
@@ -43,8 +47,6 @@ __all__ = [
 ]
 
 SUPPRESSED = "*"
-NOT_ESTIMATED = "–"
-DASH = "–"  # en dash between interval bounds
 #: the mark of an estimate calibrated to the weighting targets (toplines)
 CALIBRATED = "¶"
 CALIBRATED_NOTE = (
@@ -156,29 +158,6 @@ class Table:
 # ------------------------------------------------------------------------------ formatting
 
 
-def percent_text(x: float | None, decimals: int) -> str:
-    """A fraction as a rounded percent without the sign: ``0.4481 -> '45'``."""
-    if x is None:
-        return NOT_ESTIMATED
-    return f"{100 * x:.{decimals}f}"
-
-
-def points_text(x: float | None, decimals: int) -> str:
-    """A difference of fractions in percentage points, signed: ``0.061 -> '+6'``."""
-    if x is None:
-        return NOT_ESTIMATED
-    text = f"{100 * x:+.{decimals}f}"
-    return f"{0:.{decimals}f}" if float(text) == 0 else text  # no sign on a change that rounds to 0
-
-
-def count_text(n: int | float | None) -> str:
-    return NOT_ESTIMATED if n is None else f"{int(n):,}"
-
-
-def interval_text(low: float, high: float, decimals: int) -> str:
-    return f"{percent_text(low, decimals)}{DASH}{percent_text(high, decimals)}"
-
-
 def margin_of_error(row: Mapping[str, Any]) -> float:
     """Half the width of the row's confidence interval (the tables' margin of error)."""
     return (row["ci_high"] - row["ci_low"]) / 2
@@ -214,7 +193,7 @@ def _percent_cell(row: Mapping[str, Any], decimals: int, letters: str = "") -> C
     flag = row.get("flag") or ""
     if is_suppressed(flag):
         return Cell(SUPPRESSED, None, row["_row"], "estimate", flag)
-    text = percent_text(row["estimate"], decimals) + marks(flag) + (f" {letters}" if letters else "")
+    text = value_format(row).text(row["estimate"], decimals) + marks(flag) + (f" {letters}" if letters else "")
     return Cell(text, row["estimate"], row["_row"], "estimate", flag, letters)
 
 
@@ -226,7 +205,7 @@ def _interval_cell(row: Mapping[str, Any], decimals: int) -> Cell:
     flag = row.get("flag") or ""
     if is_suppressed(flag):
         return Cell(SUPPRESSED, None, row["_row"], "ci", flag)
-    return Cell(interval_text(row["ci_low"], row["ci_high"], decimals), None, row["_row"], "ci", flag)
+    return Cell(value_format(row).interval(row["ci_low"], row["ci_high"], decimals), None, row["_row"], "ci", flag)
 
 
 def _moe_cell(row: Mapping[str, Any], decimals: int) -> Cell:
@@ -234,7 +213,7 @@ def _moe_cell(row: Mapping[str, Any], decimals: int) -> Cell:
     if is_suppressed(flag):
         return Cell(SUPPRESSED, None, row["_row"], "moe", flag)
     moe = margin_of_error(row)
-    return Cell(f"±{100 * moe:.{max(decimals, 1)}f}", moe, row["_row"], "moe", flag)
+    return Cell(f"±{value_format(row).scale * moe:.{max(decimals, 1)}f}", moe, row["_row"], "moe", flag)
 
 
 def _label(text: str) -> Cell:
@@ -394,7 +373,7 @@ def _calibrated_cells(row: Mapping[str, Any], decimals: int) -> tuple[Cell, Cell
     """Percent (marked), interval and margin of error of a calibrated margin: no interval shown."""
     flag = row.get("flag") or ""
     return (
-        Cell(percent_text(row["estimate"], decimals) + marks(flag) + CALIBRATED, row["estimate"], row["_row"], "estimate", flag, calibrated=True),
+        Cell(value_format(row).text(row["estimate"], decimals) + marks(flag) + CALIBRATED, row["estimate"], row["_row"], "estimate", flag, calibrated=True),
         Cell(NOT_ESTIMATED, None, row["_row"], "ci", flag, calibrated=True),
         Cell(NOT_ESTIMATED, None, row["_row"], "moe", flag, calibrated=True),
     )
