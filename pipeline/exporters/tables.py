@@ -542,7 +542,7 @@ def trend_table(
     """A trend table: estimates down, waves across, and the change between the last two waves.
 
     ``trends`` is the layout of ``trends/estimates.csv`` (and of
-    :func:`pipeline.exporters.trends.trend_estimates`): every wave's rows, plus ``statistic ==
+    :func:`pipeline.stages.trends.trends`): every wave's rows, plus ``statistic ==
     'difference'`` rows from ``wave_from`` to ``wave_to`` with a ``p_value``. A wave's cell shows
     the letter of the previous wave when it is significantly higher (at ``alpha``); a change
     involving a suppressed estimate is suppressed.
