@@ -35,18 +35,23 @@ MUTED = "#7f7f7f"
 @dataclass(frozen=True)
 class ChartScale:
     """How charts draw one statistic: ``factor`` times the stored value, on an axis from
-    ``limits[0]`` (``None``: matplotlib's choice), labelled ``axis``, values suffixed ``suffix``."""
+    ``limits[0]`` to ``limits[1]`` (``None``: matplotlib's choice), labelled ``axis``, values
+    suffixed ``suffix``."""
 
     statistic: str
     factor: int
     axis: str
     suffix: str
     limits: tuple[float, float] | None
+    caption: str
+    """The caption under the chart in the report."""
 
 
 #: statistic -> how charts draw it; one entry per statistic of :data:`pipeline.config.STATISTICS`
 CHART_SCALES: dict[str, ChartScale] = {
-    "proportion": ChartScale("proportion", 100, "percent (weighted), with confidence interval", "%", (0, 100)),
+    "proportion": ChartScale(
+        "proportion", 100, "percent (weighted), with confidence interval", "%", (0, 100), "Weighted percent with its confidence interval; * suppressed."
+    ),
 }
 
 

@@ -216,6 +216,12 @@ def _moe_cell(row: Mapping[str, Any], decimals: int) -> Cell:
     return Cell(f"±{value_format(row).scale * moe:.{max(decimals, 1)}f}", moe, row["_row"], "moe", flag)
 
 
+def _unit(est: pl.DataFrame) -> str:
+    """What a table's values are (``percent``), from the statistics of its rows (:data:`VALUE_FORMATS`)."""
+    stats = est.get_column("statistic").drop_nulls().unique(maintain_order=True).to_list() if "statistic" in est.columns else []
+    return ", ".join(dict.fromkeys(value_format({"statistic": s}).unit for s in stats)) or value_format({}).unit
+
+
 def _label(text: str) -> Cell:
     return Cell(text)
 
@@ -487,7 +493,7 @@ def banner_table(
         id=spec.id,
         kind="banner",
         title=f"{title}: {heading}" if title else heading,
-        subtitle=f"Wave {wave}; percent" if wave else "Percent",
+        subtitle=f"Wave {wave}; {_unit(est)}" if wave else _unit(est).capitalize(),
         columns=tuple(columns),
         rows=tuple(rows),
         groups=groups,
@@ -618,7 +624,7 @@ def trend_table(
         id=spec.id,
         kind="trend",
         title=f"{title}: {heading}" if title else heading,
-        subtitle=f"Waves {', '.join(waves)}; percent",
+        subtitle=f"Waves {', '.join(waves)}; {_unit(level_rows)}",
         columns=tuple(columns),
         rows=tuple(rows),
         groups=groups,

@@ -208,7 +208,9 @@ def run(ctx: StageContext) -> StageOutput:
 def _charts(
     config: StudyConfig, est: pl.DataFrame, codebook: Codebook | None, margins: pl.DataFrame | None, files: dict[str, Any], formats: set[str]
 ) -> tuple[list[Any], Any]:
-    from pipeline.exporters.charts import estimate_chart, weighting_chart
+    import polars as pl
+
+    from pipeline.exporters.charts import chart_scale, estimate_chart, weighting_chart
     from pipeline.exporters.formats import FORMATS
     from pipeline.exporters.report import Chart
 
@@ -218,7 +220,7 @@ def _charts(
     for est_id in ids:
         fig = estimate_chart(est, est_id, labels=config.tables.labels, codebook=codebook, decimals=decimals, notice=config.notice)
         svg = _chart_files(fig, f"charts/{est_id}", files, formats)
-        charts.append(Chart(est_id, est_id, svg.decode("utf-8"), "Weighted percent with its confidence interval; * suppressed."))
+        charts.append(Chart(est_id, est_id, svg.decode("utf-8"), chart_scale(est.filter(pl.col("estimate_id") == est_id).row(0, named=True)).caption))
     weighting = None
     if margins is not None and margins.height and "target_share" in margins.columns:
         by = list(config.weight.rake.by) if config.weight.rake is not None else []
