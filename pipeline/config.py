@@ -538,6 +538,13 @@ class DesignConfig(_Model):
         return self
 
 
+#: the statistics an estimate can be: each is the config key that names its variable
+#: (``proportion: Q10A``), one entry per layer (``pipeline.stages.estimate.STATISTICS``,
+#: ``pipeline.exporters.tables.VALUE_FORMATS``, ``pipeline.exporters.charts.CHART_SCALES``,
+#: ``pipeline.flags.STATISTIC_RULES``; tests/test_vocabulary.py checks they agree)
+STATISTICS = ("proportion",)
+
+
 class EstimateSpec(_Model):
     """One estimate: the share of ``proportion`` in ``levels`` (or of every level)."""
 
@@ -552,6 +559,16 @@ class EstimateSpec(_Model):
     test: Literal["F", "Chisq", "Wald", "adjWald", "lincom", "saddlepoint", "none"] = "F"
     """Design-based test of association with each single ``by`` variable (R ``svychisq``;
     ``F``: Rao-Scott second-order, ``Chisq``: first-order), shown under the banners."""
+
+    @property
+    def statistic(self) -> str:
+        """The statistic estimated: the key of :data:`STATISTICS` the spec sets (``proportion``)."""
+        return next(name for name in STATISTICS if getattr(self, name, None) is not None)
+
+    @property
+    def variable(self) -> str:
+        """The variable the statistic is of (``proportion: Q10A`` -> ``Q10A``)."""
+        return getattr(self, self.statistic)
 
 
 class ReliabilityConfig(_Model):
@@ -663,6 +680,11 @@ class TablesConfig(_Model):
     def flag_rules(self) -> dict[str, Any]:
         """The part the estimate stage's ``flag`` column depends on (its config fingerprint)."""
         return json.loads(self.model_dump_json(include={"min_n", "reliability", "disclosure"}))
+
+    def comparison_rules(self) -> dict[str, Any]:
+        """The part the estimate stage's ``estimate/comparisons.csv`` depends on: which banners
+        compare which estimates across which columns (not their titles or notes), and how."""
+        return json.loads(self.model_dump_json(include={"significance": True, "banners": {"__all__": {"id", "estimates", "columns"}}}))
 
 
 ExportFormat = Literal["csv", "markdown", "xlsx", "html", "latex", "sav", "dta", "png", "svg", "methods", "report"]
@@ -795,7 +817,7 @@ class StudyConfig(_Model):
         gone = set(self.wave(wave_id).not_asked)
         out = []
         for e in self.estimates:
-            if e.proportion in gone:
+            if e.variable in gone:
                 continue
             by = tuple(b for b in e.by if not set(b) & gone)
             out.append(e if by == e.by else e.model_copy(update={"by": by}))

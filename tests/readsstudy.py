@@ -68,7 +68,9 @@ POSTSTRATIFIED = (
              "  nonresponse: {respondent: 'STATUS = 1', classes: [REGION], min_respondents: 5, max_factor: 3}\n"
              "  poststratify: {variable: rk_sex, by: [REGION]}\n")
     .replace("  variance: replicate\n  replicates: {build: JKn}\n", "  ci_method: wilson\n")
-    .replace("formats: [csv, markdown, html, latex, xlsx, methods]", "formats: [csv, markdown, html, latex, xlsx, svg]")
+    .replace("formats: [csv, markdown, html, latex, xlsx, methods]", "formats: [csv, markdown, html, latex, xlsx, svg, methods]")
+    .replace("  banners: [{id: banner, columns: [[], [REGION]]}]\n", "")  # the methods' margins of error then follow the estimates
+    .replace('title: "Tiny test study"\n', "")  # untitled: tables and charts are headed by the study's name
 )
 
 

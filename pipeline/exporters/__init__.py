@@ -1,21 +1,27 @@
-"""Publication outputs from the tidy ``estimates.csv`` (the single source of every number).
+"""Publication outputs from the tidy artifacts (``estimates.csv`` is the single source of every
+number): this package only presents; it computes no statistic, builds no design and imports no
+stage.
 
 One module per concern, each importing its heavy library (great_tables, xlsxwriter,
 matplotlib, pyreadstat) only inside the functions that use it:
 
+* :mod:`~pipeline.exporters.estimates` — reading estimates (:func:`read_estimates`), the lowest module;
+* :mod:`~pipeline.exporters.values` — how cells show each statistic (:data:`VALUE_FORMATS`);
 * :mod:`~pipeline.exporters.tables` — :class:`Table` (cells that remember their estimates.csv
   row), :func:`topline_table`, :func:`banner_table`, :func:`trend_table`, :func:`table_frame`;
-* :mod:`~pipeline.exporters.significance` — pairwise tests between banner columns
-  (:func:`compare_columns`, design-based through :class:`DomainCovariance`) and their letters;
-* :mod:`~pipeline.exporters.trends` — :func:`trend_estimates`: waves stacked, change rows;
+* :mod:`~pipeline.exporters.significance` — the estimate stage's ``estimate/comparisons.csv``
+  (schema, :func:`read_comparisons`) and the letters it puts in banner cells;
+* :mod:`~pipeline.exporters.formats` — the registry of ``export.formats`` (:data:`FORMATS`) and
+  :func:`render_tables`, used by the export and trends stages;
 * :mod:`~pipeline.exporters.markdown`, :mod:`~pipeline.exporters.html`,
   :mod:`~pipeline.exporters.latex`, :mod:`~pipeline.exporters.xlsx` — the table formats;
 * :mod:`~pipeline.exporters.spss` — the analysis file (``.sav``, ``.dta``) with labels and weights;
-* :mod:`~pipeline.exporters.charts` — estimates by subgroup and the weighting check (PNG, SVG);
+* :mod:`~pipeline.exporters.charts` — estimates by subgroup, across waves, and the weighting check (PNG, SVG);
 * :mod:`~pipeline.exporters.methods` — the AAPOR Transparency Initiative methods statement;
 * :mod:`~pipeline.exporters.report` — one self-contained HTML report per wave.
 
-The export stage (:mod:`pipeline.stages.export`) wires them to the config.
+The export stage (:mod:`pipeline.stages.export`) and the trends stage wire them to the config;
+flags (suppression, review marks) come from :mod:`pipeline.flags`.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipeline.stages._reliability import is_suppressed
+from pipeline.flags import is_suppressed
 
 if TYPE_CHECKING:
     import polars as pl
@@ -29,6 +30,37 @@ __all__ = ["estimate_chart", "figure_bytes", "weighting_chart"]
 
 PALETTE = ("#1f4e79", "#2e7d32", "#b45f06", "#6a1b9a", "#00695c", "#ad1457")
 MUTED = "#7f7f7f"
+
+
+@dataclass(frozen=True)
+class ChartScale:
+    """How charts draw one statistic: ``factor`` times the stored value, on an axis from
+    ``limits[0]`` to ``limits[1]`` (``None``: matplotlib's choice), labelled ``axis``, values
+    suffixed ``suffix``."""
+
+    statistic: str
+    factor: int
+    axis: str
+    suffix: str
+    limits: tuple[float, float] | None
+    caption: str
+    """The caption under the chart in the report."""
+
+
+#: statistic -> how charts draw it; one entry per statistic of :data:`pipeline.config.STATISTICS`
+CHART_SCALES: dict[str, ChartScale] = {
+    "proportion": ChartScale(
+        "proportion", 100, "percent (weighted), with confidence interval", "%", (0, 100), "Weighted percent with its confidence interval; * suppressed."
+    ),
+}
+
+
+def chart_scale(row: Mapping[str, Any]) -> ChartScale:
+    """The :class:`ChartScale` of an estimates row's statistic (rows without the column: proportions)."""
+    statistic = row.get("statistic") or "proportion"
+    if statistic not in CHART_SCALES:
+        raise ValueError(f"charts: no chart scale for statistic {statistic!r} (known: {', '.join(CHART_SCALES)})")
+    return CHART_SCALES[statistic]
 
 
 def _figure(width: float, height: float, *, layout: str | None = "constrained") -> Any:
@@ -76,6 +108,7 @@ def estimate_chart(
         raise ValueError(f"no estimate {estimate_id!r} in estimates.csv")
     levels = est.get_column("level").unique(maintain_order=True).to_list()
     first = est.row(0, named=True)
+    scale = chart_scale(first)
     # y positions: the whole sample, then each domain variable's block, with a gap and a heading
     ticks: list[tuple[float, str, bool]] = []
     bars: list[tuple[float, dict[str, Any], int]] = []
@@ -106,18 +139,19 @@ def estimate_chart(
         if is_suppressed(r["flag"]):
             ax.text(0.005, pos, "* suppressed (unreliable or too few respondents)", va="center", ha="left", fontsize=8, color=MUTED)
             continue
-        p = 100 * r["estimate"]
-        lo, hi = 100 * r["ci_low"], 100 * r["ci_high"]
+        p = scale.factor * r["estimate"]
+        lo, hi = scale.factor * r["ci_low"], scale.factor * r["ci_high"]
         ax.barh(pos, p, height=bar_h * 0.9, color=PALETTE[colour % len(PALETTE)], alpha=0.85 if r["by"] else 1.0)
         ax.errorbar(p, pos, xerr=np.array([[p - lo], [hi - p]]), fmt="none", ecolor="#222222", elinewidth=1, capsize=3)
-        ax.text(hi + 1.0, pos, f"{p:.{decimals}f}%", va="center", ha="left", fontsize=8)
+        ax.text(hi + 1.0, pos, f"{p:.{decimals}f}{scale.suffix}", va="center", ha="left", fontsize=8)
     ax.set_yticks([t[0] for t in ticks], [t[1] for t in ticks])
     for tick, (_, _, heading) in zip(ax.get_yticklabels(), ticks, strict=True):
         if heading:
             tick.set_fontweight("bold")
     ax.set_ylim(y - 0.4, -0.6)  # top to bottom, with room around the first and last bars
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("percent (weighted), with confidence interval")
+    if scale.limits is not None:
+        ax.set_xlim(*scale.limits)
+    ax.set_xlabel(scale.axis)
     ax.xaxis.grid(True, color="#e0e0e0")
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -161,6 +195,7 @@ def trend_chart(
     x_of = {w: i for i, w in enumerate(waves)}
     fig = _figure(7.5, 4.8, layout=None)
     ax = fig.add_axes((0.1, 0.16, 0.86, 0.74))  # room below for the wave labels and the notice
+    scales: set[ChartScale] = set()
     for k, est_id in enumerate(ids):
         part = levels.filter(pl.col("estimate_id") == est_id)
         if part.get_column("level").n_unique() != 1:
@@ -169,12 +204,14 @@ def trend_chart(
         if not rows:
             continue
         colour = PALETTE[k % len(PALETTE)]
+        scale = chart_scale(rows[0])
+        scales.add(scale)
         xs = [x_of[r["wave"]] for r in rows]
-        ps = [100 * r["estimate"] for r in rows]
-        err = [[p - 100 * r["ci_low"] for p, r in zip(ps, rows)], [100 * r["ci_high"] - p for p, r in zip(ps, rows)]]
+        ps = [scale.factor * r["estimate"] for r in rows]
+        err = [[p - scale.factor * r["ci_low"] for p, r in zip(ps, rows)], [scale.factor * r["ci_high"] - p for p, r in zip(ps, rows)]]
         ax.errorbar(xs, ps, yerr=err, color=colour, marker="o", capsize=3, linewidth=1.5, label=est_id)
         for x, p in zip(xs, ps):
-            ax.annotate(f"{p:.{decimals}f}%", (x, p), textcoords="offset points", xytext=(8, -3), fontsize=8, color=colour)
+            ax.annotate(f"{p:.{decimals}f}{scale.suffix}", (x, p), textcoords="offset points", xytext=(8, -3), fontsize=8, color=colour)
         changes = est.filter((pl.col("statistic") == "difference") & (pl.col("estimate_id") == est_id) & (pl.col("flag") == "significant"))
         for r in changes.iter_rows(named=True):
             x0, x1 = x_of[str(r["wave_from"])], x_of[str(r["wave_to"])]
@@ -183,7 +220,9 @@ def trend_chart(
                 ax.text((x0 + x1) / 2, y, "*", fontsize=14, color=colour, ha="center", va="bottom")
     ax.set_xticks(range(len(waves)), waves)
     ax.set_xlim(-0.4, len(waves) - 0.6)
-    ax.set_ylabel("percent (weighted), with confidence interval")
+    if len(scales) > 1:
+        raise ValueError(f"trend_chart: the charted estimates are of different statistics ({', '.join(sorted(c.statistic for c in scales))}); chart them apart (export.charts)")
+    ax.set_ylabel((scales.pop() if scales else CHART_SCALES["proportion"]).axis)
     ax.yaxis.grid(True, color="#e0e0e0")
     ax.set_axisbelow(True)
     for side in ("top", "right"):

@@ -213,7 +213,7 @@ def _trim_text(t: Any, calibration: str | None) -> str:
 
 
 def _precision_text(config: StudyConfig, qa: Mapping[str, Any] | None, estimates: pl.DataFrame) -> str:
-    from pipeline.exporters.tables import is_calibrated
+    from pipeline.flags import is_calibrated
 
     parts = []
     if qa and "kish_deff" in qa:

@@ -6,21 +6,23 @@ footnotes. Each numeric cell remembers the row of ``estimates.csv`` it comes fro
 the row's 0-based position) and which field (``estimate``, ``n``, ``ci``, ``moe``,
 ``difference``): every number in every table is a rounding of that row.
 
-Flags (:mod:`pipeline.stages._reliability`) are applied here: a suppressed estimate shows
+Flags (:mod:`pipeline.flags`) are applied here: a suppressed estimate shows
 ``*`` (its percent, interval and margin of error are withheld; its unweighted n is shown), a
 flagged one carries its footnote symbol; the footnotes explain every flag a table shows. In
-toplines, a margin the weighting calibrated to its target (:func:`is_calibrated`: no sampling
-variance) carries ``¶`` and shows no interval or margin of error, with a footnote saying why.
+toplines, a margin the weighting calibrated to its target (no sampling variance:
+:func:`pipeline.flags.is_calibrated`) carries ``¶`` and shows no interval or margin of error,
+with a footnote saying why. The tables read estimates through :mod:`pipeline.exporters.estimates`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipeline.stages._reliability import is_suppressed, parse_flag
+from pipeline.exporters.estimates import prepare_estimates, read_estimates
+from pipeline.exporters.values import NOT_ESTIMATED, count_text, percent_text, points_text, value_format
+from pipeline.flags import is_calibrated, is_suppressed, parse_flag
 
 if TYPE_CHECKING:
     import polars as pl
@@ -35,6 +37,9 @@ __all__ = [
     "Table",
     "banner_table",
     "is_calibrated",
+    "percent_text",
+    "points_text",
+    "prepare_estimates",
     "read_estimates",
     "table_frame",
     "topline_table",
@@ -42,19 +47,12 @@ __all__ = [
 ]
 
 SUPPRESSED = "*"
-NOT_ESTIMATED = "–"
-DASH = "–"  # en dash between interval bounds
 #: the mark of an estimate calibrated to the weighting targets (toplines)
 CALIBRATED = "¶"
 CALIBRATED_NOTE = (
     f"{CALIBRATED} Calibrated to the weighting targets: the weighted share equals its population target by "
     "construction (design-based standard error 0), so no confidence interval or margin of error is shown."
 )
-#: a design effect below this (variance a millionth of simple random sampling's) is the weighting's
-#: own margin, not sampling error: R survey gives these an SE of 0 up to rounding
-CALIBRATED_MAX_DEFF = 1e-6
-#: without a design effect: an SE below this (a fraction) marks a calibrated margin
-CALIBRATED_MAX_SE = 1e-9
 
 Field_ = Literal["estimate", "n", "ci", "moe", "difference"]
 
@@ -157,56 +155,7 @@ class Table:
         return out
 
 
-# ------------------------------------------------------------------------------ reading
-
-
-def read_estimates(path: Path | str) -> pl.DataFrame:
-    """``estimates.csv`` with text columns as text (empty, not null) and ``_row``: its 0-based row."""
-    import polars as pl
-
-    est = pl.read_csv(
-        path,
-        infer_schema_length=None,
-        schema_overrides={"wave": pl.String, "by": pl.String, "flag": pl.String, "level": pl.String, "domain": pl.String},
-    )
-    return prepare_estimates(est)
-
-
-def prepare_estimates(est: pl.DataFrame) -> pl.DataFrame:
-    """Fill the text columns and add ``_row`` (the 0-based row) when missing."""
-    import polars as pl
-
-    fills = [pl.col(c).cast(pl.String).fill_null("") for c in ("by", "flag", "level", "domain") if c in est.columns]
-    est = est.with_columns(fills)
-    if "_row" not in est.columns:
-        est = est.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
-    return est
-
-
 # ------------------------------------------------------------------------------ formatting
-
-
-def percent_text(x: float | None, decimals: int) -> str:
-    """A fraction as a rounded percent without the sign: ``0.4481 -> '45'``."""
-    if x is None:
-        return NOT_ESTIMATED
-    return f"{100 * x:.{decimals}f}"
-
-
-def points_text(x: float | None, decimals: int) -> str:
-    """A difference of fractions in percentage points, signed: ``0.061 -> '+6'``."""
-    if x is None:
-        return NOT_ESTIMATED
-    text = f"{100 * x:+.{decimals}f}"
-    return f"{0:.{decimals}f}" if float(text) == 0 else text  # no sign on a change that rounds to 0
-
-
-def count_text(n: int | float | None) -> str:
-    return NOT_ESTIMATED if n is None else f"{int(n):,}"
-
-
-def interval_text(low: float, high: float, decimals: int) -> str:
-    return f"{percent_text(low, decimals)}{DASH}{percent_text(high, decimals)}"
 
 
 def margin_of_error(row: Mapping[str, Any]) -> float:
@@ -240,28 +189,11 @@ def footnotes(flags: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def is_calibrated(row: Mapping[str, Any]) -> bool:
-    """Whether an estimates.csv row is a margin the weighting calibrated to its target.
-
-    Its share strictly between 0 and 1 has no sampling variance: a design effect below
-    :data:`CALIBRATED_MAX_DEFF` (or, without one, an SE below :data:`CALIBRATED_MAX_SE`). A 0%
-    or 100% estimate has an SE of 0 too, but is not calibrated (its own flag says so).
-    """
-    import math
-
-    p, se, deff = row.get("estimate"), row.get("se"), row.get("deff")
-    if p is None or se is None or not 0 < p < 1 or (isinstance(se, float) and math.isnan(se)):
-        return False
-    if deff is not None and not (isinstance(deff, float) and math.isnan(deff)):
-        return deff < CALIBRATED_MAX_DEFF
-    return se < CALIBRATED_MAX_SE
-
-
 def _percent_cell(row: Mapping[str, Any], decimals: int, letters: str = "") -> Cell:
     flag = row.get("flag") or ""
     if is_suppressed(flag):
         return Cell(SUPPRESSED, None, row["_row"], "estimate", flag)
-    text = percent_text(row["estimate"], decimals) + marks(flag) + (f" {letters}" if letters else "")
+    text = value_format(row).text(row["estimate"], decimals) + marks(flag) + (f" {letters}" if letters else "")
     return Cell(text, row["estimate"], row["_row"], "estimate", flag, letters)
 
 
@@ -273,7 +205,7 @@ def _interval_cell(row: Mapping[str, Any], decimals: int) -> Cell:
     flag = row.get("flag") or ""
     if is_suppressed(flag):
         return Cell(SUPPRESSED, None, row["_row"], "ci", flag)
-    return Cell(interval_text(row["ci_low"], row["ci_high"], decimals), None, row["_row"], "ci", flag)
+    return Cell(value_format(row).interval(row["ci_low"], row["ci_high"], decimals), None, row["_row"], "ci", flag)
 
 
 def _moe_cell(row: Mapping[str, Any], decimals: int) -> Cell:
@@ -281,7 +213,13 @@ def _moe_cell(row: Mapping[str, Any], decimals: int) -> Cell:
     if is_suppressed(flag):
         return Cell(SUPPRESSED, None, row["_row"], "moe", flag)
     moe = margin_of_error(row)
-    return Cell(f"±{100 * moe:.{max(decimals, 1)}f}", moe, row["_row"], "moe", flag)
+    return Cell(f"±{value_format(row).scale * moe:.{max(decimals, 1)}f}", moe, row["_row"], "moe", flag)
+
+
+def _unit(est: pl.DataFrame) -> str:
+    """What a table's values are (``percent``), from the statistics of its rows (:data:`VALUE_FORMATS`)."""
+    stats = est.get_column("statistic").drop_nulls().unique(maintain_order=True).to_list() if "statistic" in est.columns else []
+    return ", ".join(dict.fromkeys(value_format({"statistic": s}).unit for s in stats)) or value_format({}).unit
 
 
 def _label(text: str) -> Cell:
@@ -441,7 +379,7 @@ def _calibrated_cells(row: Mapping[str, Any], decimals: int) -> tuple[Cell, Cell
     """Percent (marked), interval and margin of error of a calibrated margin: no interval shown."""
     flag = row.get("flag") or ""
     return (
-        Cell(percent_text(row["estimate"], decimals) + marks(flag) + CALIBRATED, row["estimate"], row["_row"], "estimate", flag, calibrated=True),
+        Cell(value_format(row).text(row["estimate"], decimals) + marks(flag) + CALIBRATED, row["estimate"], row["_row"], "estimate", flag, calibrated=True),
         Cell(NOT_ESTIMATED, None, row["_row"], "ci", flag, calibrated=True),
         Cell(NOT_ESTIMATED, None, row["_row"], "moe", flag, calibrated=True),
     )
@@ -555,7 +493,7 @@ def banner_table(
         id=spec.id,
         kind="banner",
         title=f"{title}: {heading}" if title else heading,
-        subtitle=f"Wave {wave}; percent" if wave else "Percent",
+        subtitle=f"Wave {wave}; {_unit(est)}" if wave else _unit(est).capitalize(),
         columns=tuple(columns),
         rows=tuple(rows),
         groups=groups,
@@ -610,7 +548,7 @@ def trend_table(
     """A trend table: estimates down, waves across, and the change between the last two waves.
 
     ``trends`` is the layout of ``trends/estimates.csv`` (and of
-    :func:`pipeline.exporters.trends.trend_estimates`): every wave's rows, plus ``statistic ==
+    :func:`pipeline.stages.trends.trends`): every wave's rows, plus ``statistic ==
     'difference'`` rows from ``wave_from`` to ``wave_to`` with a ``p_value``. A wave's cell shows
     the letter of the previous wave when it is significantly higher (at ``alpha``); a change
     involving a suppressed estimate is suppressed.
@@ -686,7 +624,7 @@ def trend_table(
         id=spec.id,
         kind="trend",
         title=f"{title}: {heading}" if title else heading,
-        subtitle=f"Waves {', '.join(waves)}; percent",
+        subtitle=f"Waves {', '.join(waves)}; {_unit(level_rows)}",
         columns=tuple(columns),
         rows=tuple(rows),
         groups=groups,

@@ -14,14 +14,16 @@ by the questionnaire's logic, or set missing as out of range) are never in the b
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
+from pipeline.flags import flags
 from pipeline.stages import Reads, StageContext, StageOutput
-from pipeline.stages._reliability import flags
 
 if TYPE_CHECKING:
+    import numpy as np
     import polars as pl
 
     from pipeline.config import DesignConfig, EstimateSpec, StudyConfig, TablesConfig, WeightConfig
@@ -96,11 +98,49 @@ def replicate_design(frame: pl.DataFrame, config: DesignConfig, replicates: pl.D
     )
 
 
+@dataclass(frozen=True)
+class Statistic:
+    """How the estimate stage computes one statistic of the config (``estimates[].<name>: VAR``).
+
+    Attributes
+    ----------
+    name : str
+        The config key naming the variable and the ``statistic`` column of estimates.csv.
+    analysis_column : callable
+        ``(frame, spec, codebook) -> (frame, column, levels)``: the frame with the column the
+        statistic is computed on (the spec's denominator applied), and the levels to report.
+    tidy : callable
+        ``(design, column, by, levels, ci_method, conf_level) -> polars.DataFrame``: the
+        statistic overall or by domains, one row per domain (x level), with ``n``, ``estimate``,
+        ``se``, ``ci_low``, ``ci_high``, ``df``, ``deff``.
+    domains : callable
+        ``(design, column, by, levels) -> Estimates``: the same estimates with their full
+        covariance matrix (for the banners' comparisons, :func:`banner_comparisons`).
+    """
+
+    name: str
+    analysis_column: Callable[[pl.DataFrame, EstimateSpec, Codebook], tuple[pl.DataFrame, str, list[Any]]]
+    tidy: Callable[..., pl.DataFrame]
+    domains: Callable[..., Any]
+
+
+def _proportion_tidy(design: Any, col: str, by: list[str], levels: list[Any], ci_method: str, conf_level: float) -> pl.DataFrame:
+    from pipeline.survey.estimators import proportion
+
+    return proportion(design, col, by=by, levels=levels or None, ci_method=ci_method, conf_level=conf_level, na_rm=True)
+
+
+def _proportion_domains(design: Any, col: str, by: list[str], levels: list[Any]) -> Any:
+    from pipeline.survey.estimators import proportions
+
+    return proportions(design, col, by=by, levels=levels or None, na_rm=True, deff=False)
+
+
 def _indicator_frame(frame: pl.DataFrame, spec: EstimateSpec, codebook: Codebook) -> tuple[pl.DataFrame, str, list[Any]]:
     """Add the analysis column for a spec; return (frame, column, levels to report)."""
     import polars as pl
 
-    var = spec.proportion
+    var = spec.variable
     info = codebook.get(var)
     missing = sorted(info.missing_values, key=str)
     col = f"__{spec.id}"
@@ -114,6 +154,12 @@ def _indicator_frame(frame: pl.DataFrame, spec: EstimateSpec, codebook: Codebook
         return frame.with_columns(expr.alias(col)), col, [1]
     expr = x if spec.denominator == "all" else pl.when(x.is_in(missing)).then(None).otherwise(x)
     return frame.with_columns(expr.alias(col)), col, []
+
+
+#: statistic name -> how it is computed; :data:`pipeline.config.STATISTICS` names the same keys
+STATISTICS: dict[str, Statistic] = {
+    "proportion": Statistic("proportion", _indicator_frame, _proportion_tidy, _proportion_domains),
+}
 
 
 def estimate_all(
@@ -133,19 +179,17 @@ def estimate_all(
     """
     import polars as pl
 
-    from pipeline.survey.estimators import proportion
-
     problems = []
     for i, spec in enumerate(specs):
-        if spec.proportion not in frame.columns:
-            problems.append(f"estimates[{i}].proportion: {spec.proportion} is not in the weighted data")
+        if spec.variable not in frame.columns:
+            problems.append(f"estimates[{i}].{spec.statistic}: {spec.variable} is not in the weighted data")
         for by in spec.by:
             problems += [f"estimates[{i}].by: {b} is not in the weighted data" for b in by if b not in frame.columns]
-        labels = codebook.get(spec.proportion).value_labels
+        labels = codebook.get(spec.variable).value_labels
         unknown = [c for c in spec.levels or () if labels and c not in labels]
         if unknown:
             problems.append(
-                f"estimates[{i}].levels ({spec.id}): code(s) {unknown} are not labelled codes of {spec.proportion} "
+                f"estimates[{i}].levels ({spec.id}): code(s) {unknown} are not labelled codes of {spec.variable} "
                 f"(codes: {', '.join(f'{k} {v}' for k, v in labels.items())})"
             )
     if problems:
@@ -153,13 +197,12 @@ def estimate_all(
 
     rows: list[pl.DataFrame] = []
     for spec in specs:
-        work, col, levels = _indicator_frame(frame, spec, codebook)
+        statistic = STATISTICS[spec.statistic]
+        work, col, levels = statistic.analysis_column(frame, spec, codebook)
         spec_design = design.with_frame(work)
         method = spec.ci_method or design_config.ci_method
         for by in spec.by:
-            res = proportion(
-                spec_design, col, by=list(by), levels=levels or None, ci_method=method, conf_level=design_config.conf_level, na_rm=True
-            )
+            res = statistic.tidy(spec_design, col, list(by), levels, method, design_config.conf_level)
             if by:
                 res = res.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
             res = _with_cell_counts(res, work, col, list(by), spec_design.in_design)
@@ -201,7 +244,7 @@ def _tidy(
 ) -> pl.DataFrame:
     import polars as pl
 
-    var = spec.proportion
+    var = spec.variable
     if spec.levels is not None:
         labels = [codebook.label_of(var, c) for c in spec.levels]
         level_text = spec.level_label or " or ".join(labels)
@@ -217,7 +260,7 @@ def _tidy(
     out = res.select(
         pl.lit(wave).alias("wave"),
         pl.lit(spec.id).alias("estimate_id"),
-        pl.lit("proportion").alias("statistic"),
+        pl.lit(spec.statistic).alias("statistic"),
         pl.lit(var).alias("variable"),
         level.alias("level"),
         pl.lit("*".join(by)).alias("by"),
@@ -262,12 +305,12 @@ def association_tests(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[E
     for spec in specs:
         if spec.test == "none":
             continue
-        work, col, _ = _indicator_frame(frame, spec, codebook)
+        work, col, _ = STATISTICS[spec.statistic].analysis_column(frame, spec, codebook)
         spec_design = design.with_frame(work)
         for by in spec.by:
             if len(by) != 1:
                 continue
-            row: dict[str, Any] = {"wave": wave, "estimate_id": spec.id, "variable": spec.proportion, "by": by[0]}
+            row: dict[str, Any] = {"wave": wave, "estimate_id": spec.id, "variable": spec.variable, "by": by[0]}
             reason = _untestable(work, col, spec, by[0], codebook)
             if reason is None:
                 try:
@@ -293,23 +336,201 @@ def _untestable(work: pl.DataFrame, col: str, spec: EstimateSpec, by: str, codeb
     import polars as pl
 
     base = work.filter(pl.col(col).is_not_null() & pl.col(by).is_not_null())
-    for name, shown in ((col, spec.proportion), (by, by)):
+    for name, shown in ((col, spec.variable), (by, by)):
         values = sorted(base.get_column(name).unique().to_list(), key=str)
         if len(values) >= 2:
             continue
         if name == col and spec.levels is not None:
-            chosen = spec.level_label or " or ".join(codebook.label_of(spec.proportion, c) for c in spec.levels)
+            chosen = spec.level_label or " or ".join(codebook.label_of(spec.variable, c) for c in spec.levels)
             found = f"every respondent in the base {'chose' if values == [1] else 'did not choose'} {chosen}"
         elif values:
-            found = f"every respondent in the base has {shown} = {codebook.label_of(name if name == by else spec.proportion, values[0])}"
+            found = f"every respondent in the base has {shown} = {codebook.label_of(name if name == by else spec.variable, values[0])}"
         else:
             found = f"no respondent has a value of {shown}"
         return f"not tested: a test of association needs at least 2 levels of {shown}; {found}"
     return None
 
 
+# ------------------------------------------------------------------------------ banner comparisons
+
+#: largest difference between a recomputed estimate and the tidy estimates before they disagree
+MATCH_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class DomainEstimates:
+    """One estimate's level(s) in the domains of one ``by``, with their covariance."""
+
+    level: list[str]
+    domain: list[str]
+    estimate: np.ndarray
+    vcov: np.ndarray
+    df: np.ndarray
+
+
+class DomainCovariance:
+    """An estimate by domains with the full covariance matrix, from the stage's design (the
+    banners' ``design`` method of comparison).
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        The weighted data (``weight/data.parquet``).
+    codebook : Codebook
+    design : Design
+        The design of the estimates (:func:`build_design` or :func:`replicate_design`).
+    specs : sequence of EstimateSpec
+    """
+
+    def __init__(self, frame: pl.DataFrame, codebook: Codebook, design: Any, specs: Sequence[EstimateSpec]) -> None:
+        self.frame = frame
+        self.codebook = codebook
+        self.design = design
+        self.specs = {s.id: s for s in specs}
+
+    def __call__(self, estimate_id: str, by: Sequence[str]) -> DomainEstimates:
+        import numpy as np
+
+        spec = self.specs[estimate_id]
+        statistic = STATISTICS[spec.statistic]
+        work, col, levels = statistic.analysis_column(self.frame, spec, self.codebook)
+        res = statistic.domains(self.design.with_frame(work), col, list(by), levels)
+        keys = res.keys
+        var = spec.variable
+        if spec.levels is not None:
+            text = spec.level_label or " or ".join(self.codebook.label_of(var, c) for c in spec.levels)
+            level = [text] * keys.height
+        else:
+            level = [self.codebook.label_of(var, c) for c in keys.get_column("level").to_list()]
+        if by:
+            domain = ["*".join(self.codebook.label_of(b, r[b]) for b in by) for r in keys.iter_rows(named=True)]
+        else:
+            domain = ["All"] * keys.height
+        return DomainEstimates(level, domain, np.asarray(res.estimate), np.asarray(res.vcov), np.asarray(res.df, dtype=np.float64))
+
+
+def compare_columns(
+    estimates: pl.DataFrame,
+    estimate_ids: Sequence[str],
+    column_groups: Sequence[Sequence[str]],
+    *,
+    method: str = "design",
+    covariance: Callable[[str, Sequence[str]], DomainEstimates] | None = None,
+    alpha: float = 0.05,
+    adjust: str = "none",
+) -> pl.DataFrame:
+    """Pairwise tests between the domains of each column group, for every row of a banner.
+
+    Two columns of one column group (two counties, two statuses) are compared for each level
+    of each estimate (:func:`pipeline.survey.comparisons.pairwise_differences`: ``d / se(d)``
+    on the smaller of the two domains' degrees of freedom, p-values adjusted within the row
+    and column group). ``method='design'`` takes ``se(d)`` from the full covariance matrix of
+    the domain estimates (``covariance``, :class:`DomainCovariance`: the domains are estimated
+    by zero weights in one design, so their covariance and the raking's are accounted for);
+    ``method='independent'`` from ``se_a^2 + se_b^2`` of the tidy estimates alone. Suppressed
+    estimates (:func:`pipeline.flags.is_suppressed`) and pairs of two margins calibrated to
+    their targets (:func:`pipeline.flags.is_calibrated`) are not compared; the whole sample
+    (``[]``) is not a column group.
+
+    Returns
+    -------
+    polars.DataFrame
+        :data:`pipeline.exporters.significance.COMPARISON_COLUMNS`; ``difference = estimate_a
+        - estimate_b``; ``row_a``, ``row_b`` the estimates.csv rows compared.
+
+    Raises
+    ------
+    DataError
+        The recomputed estimates do not match the tidy estimates (stale artifacts).
+    """
+    import numpy as np
+    import polars as pl
+
+    from pipeline.errors import DataError
+    from pipeline.exporters.estimates import prepare_estimates
+    from pipeline.exporters.significance import comparison_schema
+    from pipeline.flags import is_calibrated, is_suppressed
+    from pipeline.survey.comparisons import pairwise_differences
+
+    if method == "design" and covariance is None:
+        raise ValueError("method='design' needs the covariance provider")
+    est = prepare_estimates(estimates)
+    records: list[dict[str, Any]] = []
+    for est_id in estimate_ids:
+        for by in column_groups:
+            if not by:
+                continue
+            key = "*".join(by)
+            rows = est.filter((pl.col("estimate_id") == est_id) & (pl.col("by") == key))
+            if rows.height < 2:
+                continue
+            dom = covariance(est_id, by) if method == "design" and covariance is not None else None
+            position = {}
+            if dom is not None:
+                position = {(lv, d): i for i, (lv, d) in enumerate(zip(dom.level, dom.domain, strict=True))}
+            for level in rows.get_column("level").unique(maintain_order=True).to_list():
+                part = [r for r in rows.iter_rows(named=True) if r["level"] == level and not is_suppressed(r["flag"])]
+                pairs = [
+                    (i, j) for i in range(len(part)) for j in range(i + 1, len(part))
+                    if not (is_calibrated(part[i]) and is_calibrated(part[j]))  # both fixed by the weighting: nothing to test
+                ]
+                if not pairs:
+                    continue
+                if dom is not None:
+                    at = [position.get((level, r["domain"])) for r in part]
+                    for i, j in pairs:
+                        if at[i] is None or at[j] is None:
+                            raise DataError(f"{est_id} by {key}: no recomputed estimate for {level!r} in {part[i]['domain']!r} or {part[j]['domain']!r}",
+                                            hint="rerun the estimate stage: survey-pipeline run CONFIG --from estimate")
+                        for k in (i, j):
+                            if abs(dom.estimate[at[k]] - part[k]["estimate"]) > MATCH_TOLERANCE:
+                                raise DataError(
+                                    f"{est_id} in {part[k]['domain']}: estimates.csv says {part[k]['estimate']!r}, the weighted data give {float(dom.estimate[at[k]])!r}",
+                                    hint="estimates.csv is older than weight/data.parquet; rerun: survey-pipeline run CONFIG --from estimate",
+                                )
+                    idx = [a if a is not None else 0 for a in at]
+                    vcov, df = dom.vcov[np.ix_(idx, idx)], dom.df[idx]
+                else:
+                    vcov = np.diag(np.array([r["se"] for r in part], dtype=np.float64) ** 2)
+                    df = np.array([r["df"] for r in part], dtype=np.float64)
+                tests = pairwise_differences([r["estimate"] for r in part], vcov, df, [pairs], alpha=alpha, adjust=adjust)
+                for t in tests.iter_rows(named=True):
+                    a, b = part[t["a"]], part[t["b"]]
+                    records.append({
+                        "estimate_id": est_id, "level": level, "by": key, "domain_a": a["domain"], "domain_b": b["domain"],
+                        "row_a": a["_row"], "row_b": b["_row"], "estimate_a": a["estimate"], "estimate_b": b["estimate"],
+                        **{c: t[c] for c in ("difference", "se", "df", "t", "p_value", "p_adjusted", "significant")}, "method": method,
+                    })
+    schema = {c: dtype for c, dtype in comparison_schema().items() if c != "table"}
+    return pl.DataFrame(records, schema=schema)
+
+
+def banner_comparisons(
+    estimates: pl.DataFrame, frame: pl.DataFrame, codebook: Codebook, specs: Sequence[EstimateSpec], design: Any, tables: TablesConfig
+) -> pl.DataFrame:
+    """The tests behind the letters of every banner of ``tables.banners`` (``estimate/comparisons.csv``).
+
+    ``tables.significance`` says how (``method``, ``alpha``, ``adjust``); with ``method:
+    design`` the covariance comes from ``design``, the design of ``estimates``. One row per
+    pair, with the banner's id in ``table``.
+    """
+    import polars as pl
+
+    from pipeline.exporters.significance import comparison_schema
+
+    sig = tables.significance
+    covariance = DomainCovariance(frame, codebook, design, specs) if sig.method == "design" else None
+    out = []
+    for spec in tables.banners:
+        ids = list(spec.estimates) or estimates.get_column("estimate_id").unique(maintain_order=True).to_list()
+        cmp = compare_columns(estimates, ids, spec.columns, method=sig.method, covariance=covariance, alpha=sig.alpha, adjust=sig.adjust)
+        out.append(cmp.with_columns(pl.lit(spec.id).alias("table")))
+    return pl.concat(out) if out else pl.DataFrame(schema=comparison_schema())
+
+
 READS = Reads(
-    config=("design", "weight", "estimates", "waves[].id", "waves[].not_asked", "tables.min_n", "tables.reliability", "tables.disclosure"),
+    config=("design", "weight", "estimates", "waves[].id", "waves[].not_asked", "tables.min_n", "tables.reliability", "tables.disclosure",
+            "tables.banners[].id", "tables.banners[].estimates", "tables.banners[].columns", "tables.significance"),
     upstream=("weight/data.parquet", "weight/codebook.json", "weight/replicates.json", "weight/replicates.parquet"),
 )
 """The design, the estimates the wave can make, the flag rules, and the weighted data."""
@@ -329,8 +550,12 @@ def run(ctx: StageContext) -> StageOutput:
     specs = config.estimates_for(ctx.wave.id)
     est = estimate_all(frame, codebook, specs, design, config.design, config.tables, wave=ctx.wave.id)
     tests = association_tests(frame, codebook, specs, design, wave=ctx.wave.id)
+    comparisons = banner_comparisons(est, frame, codebook, specs, design, config.tables)
     return StageOutput(
-        files={"estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/codebook.json": codebook.to_json()},
+        files={
+            "estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/comparisons.csv": comparisons,
+            "estimate/codebook.json": codebook.to_json(),
+        },
         diagnostics={
             "estimates": est.height,
             "flagged": int((est.get_column("flag") != "").sum()) if est.height else 0,

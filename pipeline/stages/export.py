@@ -17,9 +17,10 @@ wave never reruns an earlier wave's export):
 - ``report``: ``report.html``, one self-contained page (charts, methods, tables, weighting, cleaning).
 
 Besides ``estimates.csv`` it reads the estimate stage's codebook (question wording, labels),
-and, for the analysis file, the significance tests (``design`` method), the methods statement
-and the report, the weight stage's data, ``qa.json`` and ``margins.csv`` and the clean stage's
-``report.json``.
+its ``estimate/comparisons.csv`` (the banners' tests, made in the estimate stage's design pass:
+this stage builds no design) and ``association_tests.csv``, and, for the analysis file, the
+methods statement and the report, the weight stage's data, ``qa.json`` and ``margins.csv`` and
+the clean stage's ``report.json``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def build_tables(
     *,
     wave: str,
     codebook: Codebook | None = None,
-    covariance: Any = None,
+    comparisons: pl.DataFrame | None = None,
     association: pl.DataFrame | None = None,
 ) -> Publication:
     """Every configured table of a wave.
@@ -65,32 +66,29 @@ def build_tables(
     wave : str
     codebook : Codebook, optional
         Question wording and variable labels.
-    covariance : callable, optional
-        :class:`pipeline.exporters.significance.DomainCovariance` for ``significance.method:
-        design``; without it the banners' tests use the ``independent`` method.
+    comparisons : polars.DataFrame, optional
+        The estimate stage's ``estimate/comparisons.csv``
+        (:func:`pipeline.exporters.significance.read_comparisons`): the tests behind the
+        banners' letters, made as ``tables.significance`` says; without it the banners have no letters.
     """
     import polars as pl
 
-    from pipeline.exporters.significance import COMPARISON_COLUMNS, compare_columns, letters_note
+    from pipeline.exporters.significance import COMPARISON_COLUMNS, comparison_schema, letters_note
     from pipeline.exporters.tables import banner_table, topline_table
 
     t = config.tables
     sig = t.significance
     common = {"codebook": codebook, "title": config.title, "notice": config.notice}
     out: list[Table] = [topline_table(estimates, spec, t, wave=wave, **common) for spec in t.toplines]
-    comparisons = []
-    method = sig.method if (sig.method == "independent" or covariance is not None) else "independent"
+    frame = comparisons if comparisons is not None else pl.DataFrame(schema=comparison_schema())
     for spec in t.banners:
-        ids = list(spec.estimates) or estimates.get_column("estimate_id").unique(maintain_order=True).to_list()
-        cmp = compare_columns(estimates, ids, spec.columns, method=method, covariance=covariance, alpha=sig.alpha, adjust=sig.adjust)
-        comparisons.append(cmp.with_columns(pl.lit(spec.id).alias("table")))
+        cmp = frame.filter(pl.col("table") == spec.id).select(COMPARISON_COLUMNS)
         out.append(
             banner_table(
-                estimates, spec, t, comparisons=cmp, wave=wave, letters_note=letters_note(method, sig.alpha, sig.adjust),
+                estimates, spec, t, comparisons=cmp, wave=wave, letters_note=letters_note(sig.method, sig.alpha, sig.adjust),
                 association=association, **common,
             )
         )
-    frame = pl.concat(comparisons) if comparisons else pl.DataFrame(schema={**{c: pl.String for c in COMPARISON_COLUMNS}, "table": pl.String})
     return Publication(tuple(out), frame)
 
 
@@ -121,19 +119,6 @@ def _pii_columns(config: StudyConfig) -> list[str]:
     return [*config.ingest.pii, *hashed.keys(), *hashed.values()]
 
 
-def _covariance(ctx: StageContext, frame: pl.DataFrame, codebook: Codebook) -> Any:
-    from pipeline.exporters.significance import DomainCovariance
-    from pipeline.stages.estimate import build_design, replicate_design
-
-    config = ctx.config
-    if config.design.variance == "replicate":
-        meta = json.loads(ctx.path("weight/replicates.json").read_text(encoding="utf-8"))
-        design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
-    else:
-        design = build_design(frame, config.design, config.weight)
-    return DomainCovariance(frame, codebook, design, config.estimates)
-
-
 READS = Reads(
     config=("study", "title", "notice", "tables", "export", "methods", "design", "weight", "estimates", "ingest.pii", "ingest.hash",
             "waves[].id", "waves[].field_dates"),
@@ -146,7 +131,9 @@ file for the methods statement's sources)."""
 
 def run(ctx: StageContext) -> StageOutput:
     from pipeline.exporters import file_timestamp
-    from pipeline.exporters.tables import read_estimates, table_frame
+    from pipeline.exporters.formats import FORMATS, render_tables
+    from pipeline.exporters.significance import COMPARISON_COLUMNS, read_comparisons
+    from pipeline.exporters.tables import read_estimates
     from pipeline.io import Codebook
 
     config, wave = ctx.config, ctx.wave
@@ -155,59 +142,33 @@ def run(ctx: StageContext) -> StageOutput:
     cb_path = ctx.path("estimate/codebook.json")
     codebook = Codebook.from_json(cb_path.read_text(encoding="utf-8")) if cb_path.is_file() else None
 
-    need_data = bool({"sav", "dta", "methods", "report"} & formats) or (
-        bool(config.tables.banners) and config.tables.significance.method == "design"
-    )
+    need_data = bool({"sav", "dta", "methods", "report"} & formats)
     frame = ctx.read_frame("weight/data.parquet") if need_data and ctx.path("weight/data.parquet").is_file() else None
-    covariance = None
-    if frame is not None and config.tables.banners and config.tables.significance.method == "design" and codebook is not None:
-        covariance = _covariance(ctx, frame, codebook)
+    comparisons = read_comparisons(ctx.path("estimate/comparisons.csv"), est) if config.tables.banners else None
     tests_path = ctx.path("estimate/association_tests.csv")
     association = ctx.read_frame("estimate/association_tests.csv") if tests_path.is_file() and tests_path.stat().st_size > 0 else None
-    pub = build_tables(est, config, wave=wave.id, codebook=codebook, covariance=covariance, association=association)
+    pub = build_tables(est, config, wave=wave.id, codebook=codebook, comparisons=comparisons, association=association)
 
-    files: dict[str, Any] = {}
-    if "csv" in formats:
-        for t in pub.tables:
-            files[f"tables/{t.id}.csv"] = table_frame(t, est)
-        if config.tables.banners:
-            files["tables/comparisons.csv"] = pub.comparisons
-    if "markdown" in formats:
-        from pipeline.exporters.markdown import table_markdown
-
-        for t in pub.tables:
-            files[f"tables/{t.id}.md"] = table_markdown(t)
+    files: dict[str, Any] = render_tables(
+        pub.tables, formats, "tables", est, title=config.title or config.study, wave=wave.id, notice=config.notice, created=file_timestamp([wave])
+    )
+    if "csv" in formats and config.tables.banners:
+        files["tables/comparisons.csv"] = pub.comparisons.select(*COMPARISON_COLUMNS, "table")
     fragments: dict[str, str] = {}
-    if {"html", "report"} & formats:
-        from pipeline.exporters.html import table_html, table_html_fragment
+    if "report" in formats:
+        from pipeline.exporters.html import table_html_fragment
 
-        for t in pub.tables:
-            fragments[t.id] = table_html_fragment(t)
-            if "html" in formats:
-                files[f"tables/{t.id}.html"] = table_html(t)
-    if "latex" in formats:
-        from pipeline.exporters.latex import table_latex
-
-        for t in pub.tables:
-            files[f"tables/{t.id}.tex"] = table_latex(t)
-    if "xlsx" in formats:
-        from pipeline.exporters.xlsx import workbook_bytes
-
-        files["tables/tables.xlsx"] = workbook_bytes(
-            pub.tables, title=config.title or config.study, wave=wave.id, notice=config.notice, estimates=est, created=file_timestamp([wave])
-        )
+        fragments = {t.id: table_html_fragment(t) for t in pub.tables}
     if {"sav", "dta"} & formats and frame is not None:
-        from pipeline.exporters.spss import analysis_file, dta_bytes, sav_bytes
+        from pipeline.exporters.spss import analysis_file
 
         wb = ctx.path("weight/codebook.json")
         data_codebook = Codebook.from_json(wb.read_text(encoding="utf-8")) if wb.is_file() else (codebook or Codebook())
         label = f"{config.study} wave {wave.id}" + (" (SYNTHETIC)" if config.notice and "SYNTHETIC" in config.notice.upper() else "")
         data = analysis_file(frame, data_codebook, weights=config.export.weights, drop=_pii_columns(config), file_label=label, note=config.notice or "")
-        stem = f"analysis/{config.study}_{wave.id}"
-        if "sav" in formats:
-            files[f"{stem}.sav"] = sav_bytes(data, timestamp=file_timestamp([wave]))
-        if "dta" in formats:
-            files[f"{stem}.dta"] = dta_bytes(data, timestamp=file_timestamp([wave]))
+        for fmt in (f for f in FORMATS.values() if f.kind == "analysis" and f.name in formats):
+            (path,) = fmt.files([f"{config.study}_{wave.id}"], "analysis")
+            files[path] = fmt.render(data, timestamp=file_timestamp([wave]))
 
     qa = _read_json(ctx, "weight/qa.json")
     clean_report = _read_json(ctx, "clean/report.json")
@@ -218,20 +179,19 @@ def run(ctx: StageContext) -> StageOutput:
         charts, weighting = _charts(config, est, codebook, margins, files, formats)
     statement = None
     if {"methods", "report"} & formats:
-        from pipeline.exporters.methods import methods_markdown, methods_statement
+        from pipeline.exporters.methods import methods_statement
 
         statement = methods_statement(
             config, wave, qa=qa, clean_report=clean_report, estimates=est, frame=frame, codebook=codebook,
             target_sources=_target_sources(config, wave),
         )
         if "methods" in formats:
-            files["methods.md"] = methods_markdown(statement)
+            files["methods.md"] = FORMATS["methods"].render(statement)
     if "report" in formats:
         from pipeline.exporters.methods import methods_html
-        from pipeline.exporters.report import report_html
 
         listed = sorted(f for f in files if f != "report.html")
-        files["report.html"] = report_html(
+        files["report.html"] = FORMATS["report"].render(
             title=config.title or config.study,
             wave=wave.id,
             notice=config.notice,
@@ -250,7 +210,7 @@ def run(ctx: StageContext) -> StageOutput:
         "files": len(files),
         "suppressed_cells": suppressed,
         "significant_comparisons": int(pub.comparisons.get_column("significant").sum()) if pub.comparisons.height else 0,
-        "significance_method": "design" if covariance is not None else ("independent" if config.tables.banners else None),
+        "significance_method": config.tables.significance.method if config.tables.banners else None,
     }
     return StageOutput(files=files, diagnostics=diagnostics, rows=est.height)
 
@@ -258,7 +218,10 @@ def run(ctx: StageContext) -> StageOutput:
 def _charts(
     config: StudyConfig, est: pl.DataFrame, codebook: Codebook | None, margins: pl.DataFrame | None, files: dict[str, Any], formats: set[str]
 ) -> tuple[list[Any], Any]:
-    from pipeline.exporters.charts import estimate_chart, figure_bytes, weighting_chart
+    import polars as pl
+
+    from pipeline.exporters.charts import chart_scale, estimate_chart, weighting_chart
+    from pipeline.exporters.formats import FORMATS
     from pipeline.exporters.report import Chart
 
     ids = list(config.export.charts) or est.get_column("estimate_id").unique(maintain_order=True).to_list()
@@ -266,21 +229,23 @@ def _charts(
     charts = []
     for est_id in ids:
         fig = estimate_chart(est, est_id, labels=config.tables.labels, codebook=codebook, decimals=decimals, notice=config.notice)
-        svg = figure_bytes(fig, "svg")
-        if "svg" in formats:
-            files[f"charts/{est_id}.svg"] = svg
-        if "png" in formats:
-            files[f"charts/{est_id}.png"] = figure_bytes(fig, "png")
-        charts.append(Chart(est_id, est_id, svg.decode("utf-8"), "Weighted percent with its confidence interval; * suppressed."))
+        svg = _chart_files(fig, f"charts/{est_id}", files, formats)
+        charts.append(Chart(est_id, est_id, svg.decode("utf-8"), chart_scale(est.filter(pl.col("estimate_id") == est_id).row(0, named=True)).caption))
     weighting = None
     if margins is not None and margins.height and "target_share" in margins.columns:
         by = list(config.weight.rake.by) if config.weight.rake is not None else []
         fig = weighting_chart(margins, codebook=codebook, group_columns=by, notice=config.notice)
-        svg = figure_bytes(fig, "svg")
-        if "svg" in formats:
-            files["charts/weighting.svg"] = svg
-        if "png" in formats:
-            files["charts/weighting.png"] = figure_bytes(fig, "png")
+        svg = _chart_files(fig, "charts/weighting", files, formats)
         weighting = Chart("weighting", "weighting", svg.decode("utf-8"), "Red ticks: targets; open circles: unweighted sample; dots: final weights.")
     return charts, weighting
 
+
+
+def _chart_files(fig: Any, stem: str, files: dict[str, Any], formats: set[str]) -> bytes:
+    """Write the chart in the chart formats of ``formats``; return its SVG (the report inlines it)."""
+    from pipeline.exporters.formats import FORMATS
+
+    svg = FORMATS["svg"].render(fig)
+    for fmt in (f for f in FORMATS.values() if f.kind == "chart" and f.name in formats):
+        files[f"{stem}{fmt.suffix}"] = svg if fmt.name == "svg" else fmt.render(fig)
+    return svg

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from pipeline.flags import is_suppressed
 from pipeline.stages import Reads
-from pipeline.stages._reliability import is_suppressed
 
 if TYPE_CHECKING:
     import polars as pl
@@ -85,7 +85,7 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
     return out
 
 
-READS = Reads(config=("title", "notice", "trends", "tables", "export", "waves[].id", "waves[].field_dates"), upstream=("estimates.csv",))
+READS = Reads(config=("study", "title", "notice", "trends", "tables", "export", "waves[].id", "waves[].field_dates"), upstream=("estimates.csv",))
 """The change test, the trend tables' rules and formats, and every wave's estimates."""
 
 
@@ -93,7 +93,9 @@ def run(ctx: StudyContext) -> StageOutput:
     import polars as pl
 
     from pipeline.config import TrendSpec
-    from pipeline.exporters.tables import prepare_estimates, read_estimates, table_frame, trend_table
+    from pipeline.exporters import file_timestamp
+    from pipeline.exporters.formats import FORMATS, render_tables
+    from pipeline.exporters.tables import prepare_estimates, read_estimates, trend_table
     from pipeline.stages import StageOutput
 
     config = ctx.config
@@ -107,36 +109,17 @@ def run(ctx: StudyContext) -> StageOutput:
         common = {"title": config.title, "notice": config.notice}
         tables = [trend_table(rows, spec, config.tables, alpha=config.trends.alpha, **common) for spec in specs]
         formats = set(config.export.formats)
-        for t in tables:
-            if "csv" in formats:
-                files[f"trends/{t.id}.csv"] = table_frame(t, rows)
-            if "markdown" in formats:
-                from pipeline.exporters.markdown import table_markdown
+        created = file_timestamp(w for w in config.waves if w.id in ctx.waves)
+        files.update(render_tables(
+            tables, formats, "trends", rows, title=config.title or config.study, wave=", ".join(ctx.waves), notice=config.notice, created=created
+        ))
+        if len(ctx.waves) > 1:
+            from pipeline.exporters.charts import trend_chart
 
-                files[f"trends/{t.id}.md"] = table_markdown(t)
-            if "html" in formats:
-                from pipeline.exporters.html import table_html
-
-                files[f"trends/{t.id}.html"] = table_html(t)
-            if "latex" in formats:
-                from pipeline.exporters.latex import table_latex
-
-                files[f"trends/{t.id}.tex"] = table_latex(t)
-        if {"png", "svg"} & formats and len(ctx.waves) > 1:
-            from pipeline.exporters.charts import figure_bytes, trend_chart
-
-            fig = trend_chart(table, config.export.charts, decimals=config.tables.decimals, notice=config.notice)
-            for fmt in sorted({"png", "svg"} & formats):
-                files[f"trends/trend_chart.{fmt}"] = figure_bytes(fig, fmt)
-        if "xlsx" in formats:
-            from pipeline.exporters.xlsx import workbook_bytes
-
-            from pipeline.exporters import file_timestamp
-
-            created = file_timestamp(w for w in config.waves if w.id in ctx.waves)
-            files["trends/tables.xlsx"] = workbook_bytes(
-                tuple(tables), title=config.title or config.study, wave=", ".join(ctx.waves), notice=config.notice, estimates=rows, created=created
-            )
+            charted = [f for f in FORMATS.values() if f.kind == "chart" and f.name in formats]
+            fig = trend_chart(table, config.export.charts, decimals=config.tables.decimals, notice=config.notice) if charted else None
+            for fmt in charted:
+                files[f"trends/trend_chart{fmt.suffix}"] = fmt.render(fig)
     changes = table.filter(pl.col("statistic") == "difference") if table.height else table
     return StageOutput(
         files=files,

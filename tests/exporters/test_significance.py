@@ -1,4 +1,5 @@
-"""Significance letters between banner columns (pipeline.exporters.significance)."""
+"""Significance letters between banner columns: the tests (pipeline.stages.estimate.compare_columns,
+statistics in pipeline.survey.comparisons) and their letters (pipeline.exporters.significance)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import polars as pl
 import pytest
 
 from pipeline.config import EstimateSpec
-from pipeline.exporters.significance import DomainCovariance, _adjust, compare_columns, letters_for
+from pipeline.exporters.significance import letters_for
 from pipeline.exporters.tables import prepare_estimates
 from pipeline.io import Codebook, VariableInfo
+from pipeline.stages.estimate import DomainCovariance, compare_columns
 from pipeline.survey.design import Design
+from pipeline.survey.comparisons import p_adjust as _adjust
 from pipeline.survey.estimators import proportions
 
 #: R p.adjust(c(0.01, 0.04, 0.03), method = "holm") and "bonferroni"

@@ -15,8 +15,9 @@ from pipeline.config import BannerSpec, TablesConfig, ToplineSpec
 from pipeline.exporters.html import table_html
 from pipeline.exporters.latex import table_latex
 from pipeline.exporters.markdown import table_markdown
-from pipeline.exporters.significance import compare_columns, letters_note
+from pipeline.exporters.significance import letters_note
 from pipeline.exporters.tables import banner_table, topline_table
+from pipeline.stages.estimate import compare_columns
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("SURVEY_PIPELINE_UPDATE_SNAPSHOTS") == "1"

@@ -7,7 +7,6 @@ import pytest
 
 from exporters.exporter_data import small_estimates
 from pipeline.config import BannerSpec, TablesConfig, ToplineSpec, TrendSpec
-from pipeline.exporters.significance import compare_columns
 from pipeline.exporters.tables import (
     SUPPRESSED,
     banner_table,
@@ -18,6 +17,7 @@ from pipeline.exporters.tables import (
     topline_table,
     trend_table,
 )
+from pipeline.stages.estimate import compare_columns
 from pipeline.config import TrendsConfig
 from pipeline.stages.trends import trends as trend_estimates_of
 

@@ -1,4 +1,4 @@
-"""Reliability and disclosure flags (pipeline.stages._reliability): the NCHS Data Presentation
+"""Reliability and disclosure flags (pipeline.flags): the NCHS Data Presentation
 Standards for Proportions (Parker et al. 2017) and the minimum cell size."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from pipeline.config import ReliabilityConfig, TablesConfig
-from pipeline.stages._reliability import flags, is_suppressed, parse_flag
+from pipeline.flags import flags, is_suppressed, parse_flag
 from pipeline.survey.intervals import ProportionInputs, proportion_ci
 
 

@@ -37,15 +37,21 @@ sequence of its Figure 1, as implemented by NCHS's surveytable R package), on th
     its CI width as 0, as the standard does).
 
 The thresholds come from the config; the codes carry the configured values. One more code is
-written by :mod:`pipeline.exporters.trends` on change rows between waves: ``component=suppressed``
-(the change of a suppressed estimate is suppressed too).
+written by the trends stage (:mod:`pipeline.stages.trends`) on change rows between waves:
+``component=suppressed`` (the change of a suppressed estimate is suppressed too).
+
+Which rules apply depends on the row's ``statistic`` (:data:`STATISTIC_RULES`): the NCHS
+standard is for proportions; a statistic without an entry gets ``min_n`` and disclosure only.
+:func:`is_calibrated` says which rows are margins the weighting fixed to their targets (no
+sampling variance: not compared, not given an interval in toplines).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import polars as pl
@@ -54,6 +60,16 @@ if TYPE_CHECKING:
 
 #: the NCHS standard is defined on 95% Korn-Graubard intervals, whatever the tables show
 NCHS_CONF_LEVEL = 0.95
+
+#: statistic (estimates.csv ``statistic``) -> the reliability standard its rows follow under
+#: ``tables.reliability.standard: nchs``; other statistics get ``min_n`` and disclosure only
+STATISTIC_RULES: dict[str, str] = {"proportion": "nchs_proportions"}
+
+#: a design effect below this (variance a millionth of simple random sampling's) is the weighting's
+#: own margin, not sampling error: R survey gives these an SE of 0 up to rounding
+CALIBRATED_MAX_DEFF = 1e-6
+#: without a design effect: an SE below this (a fraction) marks a calibrated margin
+CALIBRATED_MAX_SE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -93,7 +109,7 @@ RULES: dict[str, FlagRule] = {
     ),
     "df": FlagRule("df", "review", "†", "fewer than {t} degrees of freedom: flagged for statistical review (NCHS standard)"),
     "estimate": FlagRule("estimate", "review", "§", "an estimate of 0% or 100%: flagged for statistical review (NCHS standard)"),
-    # change rows of trend estimates (pipeline.exporters.trends)
+    # change rows of trend estimates (pipeline.stages.trends)
     "component": FlagRule("component", "suppress", "*", "a change involving a suppressed estimate"),
 }
 
@@ -187,8 +203,9 @@ def flags(rows: pl.DataFrame, tables: TablesConfig) -> pl.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(p > 0, width / p, np.inf)
         complement = np.where(p < 1, width / (1 - p), np.inf)
-    # the standard is for proportions; other statistics get min_n and disclosure only
-    prop = (rows.get_column("statistic") == "proportion").to_numpy() if "statistic" in rows.columns else np.ones(k, dtype=bool)
+    # the standard is for proportions (STATISTIC_RULES); other statistics get min_n and disclosure only
+    nchs = [s for s, rule in STATISTIC_RULES.items() if rule == "nchs_proportions"]
+    prop = rows.get_column("statistic").is_in(nchs).to_numpy() if "statistic" in rows.columns else np.ones(k, dtype=bool)
     suppress(prop & (n_eff < rel.min_effective_n), f"n_eff<{rel.min_effective_n:g}")
     fine = ~prop | (width <= rel.ci_width_ok)
     suppress(~fine & (width >= rel.max_ci_width), f"ci_width>={rel.max_ci_width:g}")
@@ -205,3 +222,25 @@ def flags(rows: pl.DataFrame, tables: TablesConfig) -> pl.Series:
         for i in np.flatnonzero(mask):
             out[i] = f"{out[i]}; {code}" if out[i] else code
     return pl.Series("flag", out, dtype=pl.String)
+
+
+def is_calibrated(row: Mapping[str, Any]) -> bool:
+    """Whether an estimates.csv row is a margin the weighting calibrated to its target.
+
+    Its share strictly between 0 and 1 has no sampling variance: a design effect below
+    :data:`CALIBRATED_MAX_DEFF` (or, without one, an SE below :data:`CALIBRATED_MAX_SE`). A 0%
+    or 100% estimate has an SE of 0 too, but is not calibrated (its own flag says so).
+
+    Examples
+    --------
+    >>> is_calibrated({"estimate": 0.52, "se": 0.0, "deff": 0.0}), is_calibrated({"estimate": 0.52, "se": 0.02, "deff": 1.9})
+    (True, False)
+    """
+    import math
+
+    p, se, deff = row.get("estimate"), row.get("se"), row.get("deff")
+    if p is None or se is None or not 0 < p < 1 or (isinstance(se, float) and math.isnan(se)):
+        return False
+    if deff is not None and not (isinstance(deff, float) and math.isnan(deff)):
+        return deff < CALIBRATED_MAX_DEFF
+    return se < CALIBRATED_MAX_SE
