@@ -76,7 +76,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import STAGE_WEIGHTS, delivered_weight_problems
-from pipeline.errors import CalibrationError, ConfigError, DataError, TargetsError
+from pipeline.errors import ArgumentError, CalibrationError, ConfigError, DataError, TargetsError, translate_argument_error
 from pipeline.stages import StageContext, StageOutput
 
 if TYPE_CHECKING:
@@ -135,6 +135,8 @@ def _context(where: str, *, hint: str | None = None) -> Iterator[None]:
         yield
     except (TargetsError, CalibrationError, DataError) as exc:
         raise type(exc)(f"{where}: {exc.message}", hint=hint or exc.hint) from exc
+    except ArgumentError as exc:  # an option the statistics do not support: a config problem
+        raise translate_argument_error(exc, where, prefix="design") from exc
 
 
 def _raw_rows(frame: pl.DataFrame, mask: np.ndarray, limit: int = 5) -> list[int]:
@@ -212,7 +214,7 @@ def fpc_weights(frame: pl.DataFrame, design: DesignConfig) -> np.ndarray:
             frame, ids=list(design.ids), strata=list(design.strata) or None, fpc=list(design.fpc),
             nest=design.nest, lonely_psu=design.lonely_psu,
         )
-    except ConfigError as exc:
+    except ArgumentError as exc:
         raise ConfigError(
             f"design.fpc: {exc.message.removeprefix('design: ')}",
             hint="declare the sampling weight (weight.base.column: <column>), or give every stage a finite population in design.fpc",
@@ -926,7 +928,7 @@ def replicate_base_weights(frame: pl.DataFrame, w_base: np.ndarray, design: Desi
                 combined_weights=rc.combined_weights, scale=rc.scale, rscales=rc.rscales, rho=rc.rho, mse=rc.mse,
                 fpc=rc.fpc, fpctype=rc.fpctype,
             )
-        except ConfigError as exc:
+        except ArgumentError as exc:
             raise ConfigError(f"design.replicates: {exc.message.removeprefix('design: ')} ({len(columns)} replicate columns)", hint=exc.hint) from exc
     reps = given.replicates
     assert reps is not None

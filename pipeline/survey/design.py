@@ -23,7 +23,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import polars as pl
 
-from pipeline.errors import ConfigError, DesignError
+from pipeline.errors import ArgumentError, DesignError
 
 __all__ = [
     "LONELY_PSU_OPTIONS",
@@ -337,7 +337,7 @@ class Design:
             Missing design columns, clusters not nested in strata without
             ``nest=True``, a single PSU, fpc mixing counts and fractions or
             implying more than 100 % sampling.
-        ConfigError
+        ArgumentError
             An unknown ``lonely_psu`` option, both ``weights`` and ``probs``, or
             neither with an ``fpc`` from which the weights cannot be derived (a
             stage with an infinite population, as R's ``weights.survey_fpc``).
@@ -352,7 +352,7 @@ class Design:
         """
         _check_lonely(lonely_psu)
         if weights is not None and probs is not None:
-            raise ConfigError(
+            raise ArgumentError(
                 "design: give either weights or probs, not both "
                 f"(got weights={weights!r} and probs={probs!r})",
                 hint="probabilities are 1 / weights; keep the one your data were delivered with",
@@ -469,7 +469,7 @@ class Design:
             unknown = popsize > 1e12
             if unknown.any():
                 r, c = np.argwhere(unknown)[0]
-                raise ConfigError(
+                raise ArgumentError(
                     f"design: no weights were given and they cannot be derived from fpc: row {r + 1}, stage {c + 1} "
                     f"({fpc[c]!r} = {values[r, c]:g}) gives a population of {popsize[r, c]:g} units "
                     "(a stage sampled with replacement has no finite population)",
@@ -589,12 +589,12 @@ class Design:
         else:
             w = np.ones(n, dtype=np.float64)
         if type not in REPLICATE_TYPES:
-            raise ConfigError(
+            raise ArgumentError(
                 f"design: unknown replicate type {type!r}",
                 hint=f"expected one of {', '.join(REPLICATE_TYPES)}",
             )
         if type == "Fay" and rho is None:
-            raise ConfigError("design: type='Fay' needs rho", hint="give Fay's rho, e.g. rho=0.5")
+            raise ArgumentError("design: type='Fay' needs rho", hint="give Fay's rho, e.g. rho=0.5")
         analysis = rep if combined_weights else rep * w[:, None]
         if type == "BRR":
             scale = 1.0 / n_rep
@@ -606,7 +606,7 @@ class Design:
             scale = (n_rep - 1) / n_rep
         elif type == "JKn" and rscales is None:
             if combined_weights:
-                raise ConfigError(
+                raise ArgumentError(
                     "design: JKn replicate weights need rscales when they are combined weights",
                     hint="give rscales = (n_h - 1) / n_h for each replicate",
                 )
@@ -620,7 +620,7 @@ class Design:
         if fpc is not None:
             rs = rs * _replicate_fpc_factor(fpc, fpctype, type, n_rep)
         elif fpctype is not None:
-            raise ConfigError(f"design: fpctype={fpctype!r} given without fpc", hint="give fpc= with fpctype=, or neither")
+            raise ArgumentError(f"design: fpctype={fpctype!r} given without fpc", hint="give fpc= with fpctype=, or neither")
         reps = ReplicateWeights(
             weights=_readonly(analysis, any_order=True),
             scale=float(scale),
@@ -835,31 +835,31 @@ REPLICATE_TYPES: tuple[str, ...] = ("JK1", "JKn", "BRR", "Fay", "bootstrap", "ot
 def _replicate_fpc_factor(fpc, fpctype, rep_type: str, n_rep: int) -> np.ndarray:
     """Per-replicate factor ``1 - f`` of R ``svrepdesign(fpc=, fpctype=)`` (rscales are multiplied by it)."""
     if fpctype not in ("fraction", "correction", "population"):
-        raise ConfigError(
+        raise ArgumentError(
             f"design: fpc needs fpctype 'fraction', 'correction' or 'population' (got {fpctype!r})",
             hint="fraction: the replicates' sampling fraction n/N; correction: 1 - n/N; population: N (JK1)",
         )
     if rep_type in ("BRR", "Fay"):
-        raise ConfigError(f"design: fpc is not available for {rep_type} replicates (as R svrepdesign)", hint="leave fpc out")
+        raise ArgumentError(f"design: fpc is not available for {rep_type} replicates (as R svrepdesign)", hint="leave fpc out")
     if rep_type == "bootstrap":
-        raise ConfigError("design: bootstrap replicates need no separate fpc (as R svrepdesign)", hint="leave fpc out")
+        raise ArgumentError("design: bootstrap replicates need no separate fpc (as R svrepdesign)", hint="leave fpc out")
     values = np.asarray(fpc, dtype=np.float64).reshape(-1)
     if values.size not in (1, n_rep):
-        raise ConfigError(
+        raise ArgumentError(
             f"design: fpc has {values.size} values for {n_rep} replicates",
             hint="give one value for every replicate, or a single value for all",
         )
     if not np.isfinite(values).all():
-        raise ConfigError("design: fpc must be finite numbers", hint="check the fpc values")
+        raise ArgumentError("design: fpc must be finite numbers", hint="check the fpc values")
     values = np.broadcast_to(values, (n_rep,))
     if fpctype == "population":
         if rep_type != "JK1":
-            raise ConfigError(
+            raise ArgumentError(
                 f"design: fpctype 'population' is for JK1 replicates (one per PSU); these are {rep_type}",
                 hint="give each replicate's sampling fraction with fpctype 'fraction'",
             )
         if (values < n_rep).any():
-            raise ConfigError(
+            raise ArgumentError(
                 f"design: fpc gives a population of {float(values.min()):g} PSUs, fewer than the {n_rep} sampled "
                 "(one JK1 replicate per sampled PSU)",
                 hint="fpc with fpctype 'population' is the number of PSUs in the population",
@@ -867,7 +867,7 @@ def _replicate_fpc_factor(fpc, fpctype, rep_type: str, n_rep: int) -> np.ndarray
         return 1.0 - n_rep / values
     if (values < 0).any() or (values > 1).any():
         bad = float(values[(values < 0) | (values > 1)][0])
-        raise ConfigError(
+        raise ArgumentError(
             f"design: fpc with fpctype {fpctype!r} must be between 0 and 1 (found {bad:g})",
             hint="a sampling fraction n/N (fraction) or 1 - n/N (correction)",
         )
@@ -876,7 +876,7 @@ def _replicate_fpc_factor(fpc, fpctype, rep_type: str, n_rep: int) -> np.ndarray
 
 def _check_lonely(option: str) -> None:
     if option not in LONELY_PSU_OPTIONS:
-        raise ConfigError(
+        raise ArgumentError(
             f"design: unknown lonely_psu option {option!r}",
             hint=f"expected one of {', '.join(LONELY_PSU_OPTIONS)} (as R's survey.lonely.psu)",
         )

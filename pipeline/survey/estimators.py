@@ -48,7 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ArgumentError, DataError
 from pipeline.survey._grouped import GroupedVariable, estimate_grouped
 from pipeline.survey.design import Design
 from pipeline.survey.variance import replicate_vcov, taylor_stages, taylor_vcov
@@ -153,7 +153,7 @@ class Estimates:
                 return self.df.astype(np.float64)
             if df == "design":
                 return np.full(len(self), float(self.design_df))
-            raise ConfigError(f"unknown df {df!r}", hint="use 'domain', 'design' or a number")
+            raise ArgumentError(f"unknown df {df!r}", hint="use 'domain', 'design' or a number")
         return np.full(len(self), float(df))
 
     def to_frame(self, conf_level: float = 0.95, df: Literal["domain", "design"] | float = "domain") -> pl.DataFrame:
@@ -181,7 +181,7 @@ class Estimates:
         """
         unknown = set(key) - set(self.keys.columns)
         if unknown:
-            raise ConfigError(
+            raise ArgumentError(
                 f"unknown key column(s) {', '.join(sorted(unknown))}",
                 hint=f"keys are {', '.join(self.keys.columns)}",
             )
@@ -190,7 +190,7 @@ class Estimates:
             hit &= (self.keys.get_column(col) == value).fill_null(False).to_numpy()
         found = np.flatnonzero(hit)
         if len(found) != 1:
-            raise ConfigError(
+            raise ArgumentError(
                 f"{len(found)} estimates match {key!r}; expected exactly one",
                 hint="give every by column (and level for categorical variables)",
             )
@@ -213,7 +213,7 @@ class Estimates:
         """
         L = np.atleast_2d(np.asarray(coefficients, dtype=np.float64))
         if L.shape[1] != len(self):
-            raise ConfigError(
+            raise ArgumentError(
                 f"contrast: {L.shape[1]} coefficients for {len(self)} estimates",
                 hint="one coefficient per estimate, in the order of .keys",
             )
@@ -269,7 +269,7 @@ def _missing_mask(s: pl.Series) -> np.ndarray:
 
 def _get(design: Design, name: str, role: str = "variable") -> pl.Series:
     if name not in design.frame.columns:
-        raise ConfigError(
+        raise ArgumentError(
             f"{role} {name!r} is not in the design's data",
             hint=f"columns are: {', '.join(design.frame.columns[:20])}{' ...' if design.frame.width > 20 else ''}",
         )
@@ -517,7 +517,7 @@ def _deff(
     if deff is False:
         return np.full(k, np.nan)
     if deff not in (True, "replace"):
-        raise ConfigError(f"deff must be True, False or 'replace'; got {deff!r}", hint="R's deff= values")
+        raise ArgumentError(f"deff must be True, False or 'replace'; got {deff!r}", hint="R's deff= values")
     w = design.weights
     rows = cols.rows
     wr = np.where(rows, w[:, None], 0.0)
@@ -603,7 +603,7 @@ def _estimate(design: Design, dom: _Domains, coded: list[_Coded], statistic: str
     all the variables share one pass over the replicate weights.
     """
     if deff is not False and deff not in (True, "replace"):
-        raise ConfigError(f"deff must be True, False or 'replace'; got {deff!r}", hint="R's deff= values")
+        raise ArgumentError(f"deff must be True, False or 'replace'; got {deff!r}", hint="R's deff= values")
     by = tuple(by)
     if design.adjustments:
         return [_compute(design, c.dense(), statistic, c.variable, by, c.keys, deff) for c in coded]
@@ -817,7 +817,7 @@ def _level_coded(
     try:
         lv_series = pl.Series(lv, dtype=s.dtype, strict=True) if not isinstance(s.dtype, pl.Enum) else pl.Series(lv, dtype=pl.String)
     except Exception as exc:  # noqa: BLE001 - report the user's level values
-        raise ConfigError(
+        raise ArgumentError(
             f"levels {lv!r} do not fit variable {variable!r} (dtype {s.dtype})",
             hint="give levels as values of the variable",
         ) from exc
@@ -1046,11 +1046,11 @@ def proportion(
     from pipeline.survey.intervals import CI_METHODS, ProportionInputs, proportion_ci
 
     if ci_method not in CI_METHODS:
-        raise ConfigError(f"unknown ci_method {ci_method!r}", hint=f"expected one of {', '.join(CI_METHODS)}")
+        raise ArgumentError(f"unknown ci_method {ci_method!r}", hint=f"expected one of {', '.join(CI_METHODS)}")
     several = not isinstance(variable, str)
     variables = list(variable) if several else [variable]
     if not variables:
-        raise ConfigError("proportion: no variables given", hint="give a column name or a list of them")
+        raise ArgumentError("proportion: no variables given", hint="give a column name or a list of them")
     results = _level_estimates(design, variables, by=by, levels=levels, na_rm=na_rm, deff=True, statistic="proportion")
     # the interval methods work element by element: one call for all variables
     est = np.concatenate([res.estimate for res in results])
@@ -1353,18 +1353,18 @@ def quantile(
     from scipy import stats
 
     if qrule not in QRULES:
-        raise ConfigError(f"unknown qrule {qrule!r}", hint=f"expected one of {', '.join(QRULES)}")
+        raise ArgumentError(f"unknown qrule {qrule!r}", hint=f"expected one of {', '.join(QRULES)}")
     if interval_type not in QUANTILE_INTERVALS:
-        raise ConfigError(
+        raise ArgumentError(
             f"unknown interval_type {interval_type!r}", hint=f"expected one of {', '.join(QUANTILE_INTERVALS)}"
         )
     if interval_type == "score" and design.is_replicate:
-        raise ConfigError("interval_type 'score' needs a linearization design", hint="use 'mean' or 'quantile'")
+        raise ArgumentError("interval_type 'score' needs a linearization design", hint="use 'mean' or 'quantile'")
     if interval_type == "quantile" and not design.is_replicate:
-        raise ConfigError("interval_type 'quantile' needs a replicate design", hint="use 'mean' (Woodruff)")
+        raise ArgumentError("interval_type 'quantile' needs a replicate design", hint="use 'mean' (Woodruff)")
     probs = [float(p) for p in probs]
     if any(not (0.0 <= p <= 1.0) for p in probs):
-        raise ConfigError(f"probs must be in [0, 1]; got {probs}", hint="e.g. probs=[0.25, 0.5, 0.75]")
+        raise ArgumentError(f"probs must be in [0, 1]; got {probs}", hint="e.g. probs=[0.25, 0.5, 0.75]")
     rule = QRULES[qrule]
     s = _get(design, variable)
     y = _numeric_values(s, variable)

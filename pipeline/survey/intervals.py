@@ -76,7 +76,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ArgumentError
 
 __all__ = ["CI_METHODS", "ProportionInputs", "proportion_ci"]
 
@@ -270,7 +270,7 @@ def _ci_likelihood(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, 
     if x.replicate:
         return low, high  # R: not available for replicate designs
     if x.dispersion is None:
-        raise ConfigError(
+        raise ArgumentError(
             "ci_method 'likelihood' needs the fit's dispersion and row count",
             hint="use proportion() on a design, or another ci_method for bare estimates",
         )
@@ -324,12 +324,12 @@ def proportion_ci(inputs: ProportionInputs, method: str = "logit", conf_level: f
     (0.1628, 0.2432)
     """
     if method not in CI_METHODS:
-        raise ConfigError(
+        raise ArgumentError(
             f"unknown ci_method {method!r}",
             hint=f"expected one of {', '.join(CI_METHODS)}",
         )
     if not (0.0 < conf_level < 1.0):
-        raise ConfigError(f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}", hint="e.g. 0.95")
+        raise ArgumentError(f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}", hint="e.g. 0.95")
     low, high = CI_METHODS[method](inputs, conf_level)
     p = inputs.estimate
     low = np.clip(np.asarray(low, dtype=np.float64), 0.0, 1.0)

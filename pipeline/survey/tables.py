@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ArgumentError, DataError
 from pipeline.survey.design import Design
 
 __all__ = ["CHISQ_STATISTICS", "ChisqTest", "chisq_test", "crosstab"]
@@ -301,7 +301,7 @@ def chisq_test(design: Design, row: str, col: str, *, statistic: str = "F") -> C
     ChisqTest
     """
     if statistic not in CHISQ_STATISTICS:
-        raise ConfigError(
+        raise ArgumentError(
             f"unknown chi-squared statistic {statistic!r}", hint=f"expected one of {', '.join(CHISQ_STATISTICS)}"
         )
     p = _prepare(design, row, col)

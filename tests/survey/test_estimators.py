@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ArgumentError, DataError
 from pipeline.survey import estimators as est
 from pipeline.survey.design import Design
 
@@ -64,7 +64,7 @@ class TestProportionContract:
         assert res["df"].to_list() == [float(_design(_sample()).degf)] * 3
 
     def test_unknown_ci_method(self):
-        with pytest.raises(ConfigError, match="unknown ci_method 'exact'"):
+        with pytest.raises(ArgumentError, match="unknown ci_method 'exact'"):
             est.proportion(_design(_sample()), "q", ci_method="exact")
 
     def test_missing_by_value_belongs_to_no_domain(self):
