@@ -697,9 +697,9 @@ class Design:
         """Rank of the replicate weights of ``rows`` minus 1, cached per set of rows.
 
         ``col_sumsq``: the column sums of squares of those rows, when the caller
-        has them (see :func:`pipeline.survey.variance.replicate_rank`).
+        has them (see :func:`pipeline.survey._linalg.replicate_rank`).
         """
-        from pipeline.survey.variance import replicate_rank
+        from pipeline.survey._linalg import replicate_rank
 
         rows = self.in_design & rows
         return self._cached(

@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.errors import CalibrationError, DataError, TargetsError
+from pipeline.survey._linalg import projection_basis
 from pipeline.survey._weighting_grake import LINEAR, LOGIT, RAKING, CalibrationDistance, grake
 from pipeline.survey._weighting_ipf import CellMargin, StopRule, ipf
 from pipeline.survey._weighting_prep import Problem, check_weight_array, combine_codes_counts, prepare
@@ -62,8 +63,6 @@ SHARES_ATOL = 1e-6
 RAKING_VARIANCE_SWEEPS = 10
 # z for the 95% margin of error in weight diagnostics.
 _Z95 = 1.96
-# relative rank tolerance of the calibration projection (R's qr() default tol = 1e-7)
-_QR_RTOL = 1e-7
 
 MARGIN_COLUMNS = (
     "variable",
@@ -892,15 +891,6 @@ CALIBRATION_METHODS: dict[str, CalibrationDistance] = {
 """Calibration distances keyed by the config vocabulary (R survey ``calfun``)."""
 
 
-def _orthonormal_basis(a: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of the column space of ``a`` (rank-revealing, as R's qr)."""
-    if a.shape[1] == 0:
-        return np.zeros((a.shape[0], 0))
-    u, s, _ = np.linalg.svd(a, full_matrices=False)
-    keep = s > _QR_RTOL * (s[0] if s.size else 0.0)
-    return u[:, keep]
-
-
 def _model_matrix(problem: Problem, rows: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     cols: list[np.ndarray] = []
     totals: list[float] = []
@@ -1026,7 +1016,7 @@ def calibrate(
                 d_r = reps[rows, r]
                 rep = grake(x, d_r, totals, distance, lower=lower, upper=upper, max_iter=max_iter, epsilon=epsilon)
                 rep_weights[rows, r] = d_r * rep.g
-        basis = _orthonormal_basis(x * sqrt_d[rows][:, None])
+        basis = projection_basis(x * sqrt_d[rows][:, None])
         blocks.append((None if all_rows is not None else rows, basis))
 
     weights = problem.base * g_weights
