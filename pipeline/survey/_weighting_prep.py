@@ -575,3 +575,16 @@ def _check_totals_agree(margins: Sequence[Margin], groups: Groups) -> None:
             f"same population total (relative tolerance {TOTALS_RTOL:g})",
             hint="build totals from shares with targets_from_shares() and one population per group",
         )
+
+
+def group_codes(frame: pl.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Dense group code (``0 .. G - 1``, in sorted order of the groups) of every row, and a label per group."""
+    if not by:
+        return np.zeros(frame.height, dtype=np.int64), ["the whole sample"]
+    keys = frame.select(list(by))
+    codes = keys.select(pl.struct(list(by)).rank("dense")).to_series().to_numpy().astype(np.int64) - 1
+    labels = [""] * (int(codes.max()) + 1)
+    for row, code in zip(keys.rows(), codes):
+        if not labels[code]:
+            labels[code] = "group " + ", ".join(f"{c}={v}" for c, v in zip(by, row))
+    return codes, labels
