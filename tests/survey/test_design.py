@@ -162,7 +162,7 @@ class TestPerformanceContracts:
                 assert base.domain_degf(mask) == expected
 
     def test_factorize_orders_combinations_as_unique_rows(self):
-        from pipeline.survey.design import _factorize
+        from pipeline.survey._design_build import factorize as _factorize
 
         rng = np.random.default_rng(5)
         for columns in (
