@@ -22,6 +22,8 @@ from pipeline.errors import ArgumentError, DesignError
 
 __all__ = [
     "LONELY_PSU_OPTIONS",
+    "REPLICATE_FPC_TYPES",
+    "REPLICATE_TYPES",
     "LonelyPsu",
     "ReplicateWeights",
     "check_lonely",
@@ -179,12 +181,15 @@ def rows_key(rows: np.ndarray) -> tuple:
     return ("replicate_degf", rows.shape[0], hashlib.blake2b(np.packbits(rows).tobytes(), digest_size=16).digest())
 
 
+#: Types of given replicate weights (R ``svrepdesign(type = ...)``; ``design.replicates.type``).
 REPLICATE_TYPES: tuple[str, ...] = ("JK1", "JKn", "BRR", "Fay", "bootstrap", "other")
+#: Meanings of a replicate ``fpc`` (R ``svrepdesign(fpctype = ...)``, plus ``population`` for JK1).
+REPLICATE_FPC_TYPES: tuple[str, ...] = ("fraction", "correction", "population")
 
 
 def replicate_fpc_factor(fpc, fpctype, rep_type: str, n_rep: int) -> np.ndarray:
     """Per-replicate factor ``1 - f`` of R ``svrepdesign(fpc=, fpctype=)`` (rscales are multiplied by it)."""
-    if fpctype not in ("fraction", "correction", "population"):
+    if fpctype not in REPLICATE_FPC_TYPES:
         raise ArgumentError(
             f"design: fpc needs fpctype 'fraction', 'correction' or 'population' (got {fpctype!r})",
             hint="fraction: the replicates' sampling fraction n/N; correction: 1 - n/N; population: N (JK1)",

@@ -26,6 +26,8 @@ import polars as pl
 from pipeline.errors import DesignError
 from pipeline.survey._design_build import (
     LONELY_PSU_OPTIONS,
+    REPLICATE_FPC_TYPES,
+    REPLICATE_TYPES,
     LonelyPsu,
     ReplicateWeights,
     check_lonely,
@@ -37,6 +39,8 @@ from pipeline.survey._design_build import (
 
 __all__ = [
     "LONELY_PSU_OPTIONS",
+    "REPLICATE_FPC_TYPES",
+    "REPLICATE_TYPES",
     "Design",
     "LonelyPsu",
     "ReplicateWeights",

@@ -287,7 +287,8 @@ def _ci_likelihood(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, 
     return low, high
 
 
-#: CI methods for proportions, keyed by the config's ``ci_method`` values.
+#: CI methods for proportions, keyed by the config's ``ci_method`` values (in the config's order;
+#: ``tests/test_vocabulary.py`` checks the two are the same words).
 CI_METHODS: dict[str, Callable[[ProportionInputs, float], tuple[np.ndarray, np.ndarray]]] = {
     "logit": _ci_logit,
     "likelihood": _ci_likelihood,
@@ -295,8 +296,8 @@ CI_METHODS: dict[str, Callable[[ProportionInputs, float], tuple[np.ndarray, np.n
     "beta": _ci_beta,
     "mean": _ci_mean,
     "xlogit": _ci_xlogit,
-    "korn_graubard": _ci_korn_graubard,
     "wilson": _ci_wilson,
+    "korn_graubard": _ci_korn_graubard,
 }
 
 

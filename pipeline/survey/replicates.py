@@ -49,7 +49,7 @@ import numpy as np
 from pipeline.errors import ArgumentError, DesignError
 from pipeline.survey.design import Design, ReplicateWeights
 
-__all__ = ["REPLICATE_METHODS", "as_replicate_design", "bootstrap", "brr", "fay", "hadamard", "jk1", "jkn"]
+__all__ = ["REPLICATE_BUILDS", "REPLICATE_METHODS", "as_replicate_design", "bootstrap", "brr", "fay", "hadamard", "jk1", "jkn"]
 
 
 # ------------------------------------------------------------------ helpers
@@ -449,6 +449,9 @@ REPLICATE_METHODS: dict[str, Callable[..., Design]] = {
     "Fay": fay,
     "bootstrap": bootstrap,
 }
+#: What ``design.replicates.build`` may name: a builder, or ``auto`` (R ``as.svrepdesign``'s default:
+#: JK1 without strata, JKn with strata).
+REPLICATE_BUILDS: tuple[str, ...] = ("auto", *REPLICATE_METHODS)
 
 
 def as_replicate_design(design: Design, type: str = "auto", **options) -> Design:

@@ -14,7 +14,7 @@ import pytest
 from pipeline.config import WeightConfig
 from pipeline.errors import CalibrationError, ConfigError, TargetsError
 from pipeline.stages.weight import CALIBRATION_STEPS, variance_adjustment, weight
-from pipeline.survey.trimming import trim_caps, trim_replicates
+from pipeline.survey.trimming import TRIM_CENTRES, trim_caps, trim_replicates
 
 #: margins of a converged calibration (share units)
 MARGIN_ATOL = 1e-8
@@ -306,7 +306,7 @@ def test_trim_without_recalibration_keeps_the_group_totals():
 
 
 @pytest.mark.parametrize("strict", [False, True])
-@pytest.mark.parametrize("relative_to", ["median", "mean", "absolute"])
+@pytest.mark.parametrize("relative_to", TRIM_CENTRES)
 def test_trimming_replicates_is_the_engine_trim_column_by_column(strict, relative_to):
     """trim_replicates == trim_weights (R trimWeights) on each replicate's in-replicate rows."""
     from pipeline.survey.weighting import trim_weights
