@@ -322,7 +322,7 @@ def proportion_ci(inputs: ProportionInputs, method: str = "logit", conf_level: f
     --------
     >>> lo, hi = proportion_ci(ProportionInputs.simple(0.2, 0.0004, df=30), "logit")
     >>> round(float(lo[0]), 4), round(float(hi[0]), 4)
-    (0.1628, 0.2432)
+    (0.1623, 0.244)
     """
     if method not in CI_METHODS:
         raise ArgumentError(
