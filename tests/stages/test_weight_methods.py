@@ -388,3 +388,15 @@ def test_build_design_uses_the_configured_method():
     assert len(design.adjustments) == 1 and isinstance(design.adjustments[0], GregAdjustment)
     fixed = build_design(res.data, DesignConfig(weights="w_pop", strata=("G",), weighting_variance=False), cfg)
     assert fixed.adjustments == ()
+
+
+def test_an_unsupported_statistics_argument_becomes_a_config_error_naming_the_key():
+    """survey/ raises ArgumentError (no config keys there); the weight stage names the config key (issue 11, item 2)."""
+    from pipeline.errors import ArgumentError, ConfigError
+    from pipeline.stages._weight_base import keyed_errors
+
+    with pytest.raises(ConfigError) as info:
+        with keyed_errors("design.replicates.build: Fay"):
+            raise ArgumentError("design: type='Fay' needs rho", hint="give Fay's rho, e.g. rho=0.5")
+    assert info.value.message == "design.replicates.build: Fay: type='Fay' needs rho"
+    assert info.value.hint == "give Fay's rho, e.g. rho=0.5"
