@@ -224,7 +224,9 @@ class Design:
         >>> d.degf
         2
         """
-        return cls(**taylor_fields(frame, weights=weights, probs=probs, ids=ids, strata=strata, fpc=fpc, nest=nest, lonely_psu=lonely_psu))
+        return cls(**taylor_fields(
+            frame, weights=weights, probs=probs, ids=ids, strata=strata, fpc=fpc, nest=nest, lonely_psu=lonely_psu,
+        ))
 
     @classmethod
     def from_replicate_weights(
@@ -285,7 +287,10 @@ class Design:
         -------
         Design
         """
-        return cls(**replicate_fields(frame, replicate_weights=replicate_weights, weights=weights, type=type, combined_weights=combined_weights, scale=scale, rscales=rscales, rho=rho, mse=mse, fpc=fpc, fpctype=fpctype))
+        return cls(**replicate_fields(
+            frame, replicate_weights=replicate_weights, weights=weights, type=type, combined_weights=combined_weights,
+            scale=scale, rscales=rscales, rho=rho, mse=mse, fpc=fpc, fpctype=fpctype,
+        ))
 
     # --------------------------------------------------------------- queries
     @property

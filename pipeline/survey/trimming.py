@@ -4,7 +4,8 @@ Owns :func:`trim_weights` (caps, redistribution of the excess in equal parts), t
 grouped trimming (:func:`trim_caps`: ``lower``/``upper`` x the group's median, mean, or 1),
 :func:`trim_groups` (trim_weights within each group), :func:`trim_replicates` (every replicate
 column trimmed with caps from its own weights) and :func:`outside_caps` with its tolerance
-:data:`CAP_RTOL`; :func:`group_codes` codes the trimming groups. The weight stage maps ``weight.trim`` onto these arguments.
+:data:`CAP_RTOL`; :func:`group_codes` codes the trimming groups. The weight stage maps
+``weight.trim`` onto these arguments.
 """
 
 from __future__ import annotations
