@@ -41,6 +41,30 @@ class ConfigError(PipelineError):
         super().__init__(message, hint=hint)
 
 
+class ArgumentError(PipelineError, ValueError):
+    """A statistics function (``pipeline.survey``) got an argument it does not support: exit code 2.
+
+    ``pipeline.survey`` knows no config file, so it raises this plain argument error (a
+    ``ValueError``) naming the argument; the stage that called it translates it into a
+    :class:`ConfigError` naming the config key (:func:`translate_argument_error`). One that escapes
+    untranslated is still a usage error (exit code 2, no traceback).
+    """
+
+    exit_code = 2
+
+
+def translate_argument_error(exc: ArgumentError, key: str, *, prefix: str = "") -> ConfigError:
+    """``exc`` as a :class:`ConfigError` whose message starts with the config key path ``key``.
+
+    A leading ``"<prefix>: "`` of the argument error's message (e.g. ``design: ``) is replaced by
+    the key, so that ``design: unknown lonely_psu ...`` becomes ``design.lonely_psu: unknown ...``.
+    """
+    message = exc.message
+    if prefix and message.startswith(f"{prefix}: "):
+        message = message[len(prefix) + 2:]
+    return ConfigError(f"{key}: {message}" if key else message, hint=exc.hint)
+
+
 class UsageError(ConfigError):
     """The command line is wrong: exit code 2."""
 

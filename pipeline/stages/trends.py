@@ -1,10 +1,9 @@
 """Trends (study level, after every wave's estimates): all waves' estimates in one file, plus a
 change row between consecutive waves for every estimate present in both.
 
-The waves are independent samples, so the difference of two estimates has variance
-se_1^2 + se_2^2 (no covariance), and its degrees of freedom are df_1 + df_2 (the two designs
-stacked as strata of one design, as R survey's degf would count them). The interval is
-difference +/- t(df) se, the p-value two-sided from t(df); a change row is flagged
+The waves are independent samples: the difference, its se, df, t interval and p-value are
+:func:`pipeline.survey.changes.independent_difference` (variance se_1^2 + se_2^2, df_1 + df_2,
+difference +/- t(df) se, two-sided p from t(df)); a change row is flagged
 ``significant`` when p < ``trends.alpha``, and ``component=suppressed`` (withheld in tables)
 when either wave's estimate is suppressed.
 
@@ -34,7 +33,8 @@ KEY = ("estimate_id", "statistic", "variable", "level", "by", "domain")
 def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order: Sequence[str]) -> pl.DataFrame:
     """Stack the waves' estimates (``order``) and add change rows between consecutive waves."""
     import polars as pl
-    from scipy import stats
+
+    from pipeline.survey.changes import independent_difference
 
     waves = [w for w in order if w in estimates]
     frames = [estimates[w].with_columns(pl.col("wave").cast(pl.String)) for w in waves]
@@ -46,15 +46,14 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
         j = b.join(a, on=list(KEY), how="inner", suffix="_from")
         if j.height == 0:
             continue
-        diff = (j["estimate"] - j["estimate_from"]).to_numpy()
-        se = ((j["se"] ** 2 + j["se_from"] ** 2) ** 0.5).to_numpy()
-        df = (j["df"] + j["df_from"]).to_numpy()
-        conf = j["conf_level"].to_numpy()
-        t = stats.t.ppf(1 - (1 - conf) / 2, df)
-        with_se = se > 0
+        d = independent_difference(
+            j["estimate"].to_numpy(), j["se"].to_numpy(), j["df"].to_numpy(),
+            j["estimate_from"].to_numpy(), j["se_from"].to_numpy(), j["df_from"].to_numpy(), j["conf_level"].to_numpy(),
+        )
+        diff, se, df = d.estimate, d.se, d.df
         # a change involving a suppressed estimate is withheld too
         suppressed = [is_suppressed(f0) or is_suppressed(f1) for f0, f1 in zip(j["flag_from"].fill_null(""), j["flag"].fill_null(""))]
-        p = pl.Series([float(2 * stats.t.sf(abs(d / s), f)) if ok else float("nan") for d, s, f, ok in zip(diff, se, df, with_se)])
+        p = pl.Series(d.p_value)
         changes.append(
             j.select(
                 pl.lit(f"{w1} vs {w0}").alias("wave"),
@@ -67,8 +66,8 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
                 (pl.col("n") + pl.col("n_from")).alias("n"),
                 pl.Series("estimate", diff),
                 pl.Series("se", se),
-                pl.Series("ci_low", diff - t * se),
-                pl.Series("ci_high", diff + t * se),
+                pl.Series("ci_low", d.ci_low),
+                pl.Series("ci_high", d.ci_high),
                 pl.lit("t_independent").alias("ci_method"),
                 "conf_level",
                 pl.Series("df", df, dtype=pl.Float64),

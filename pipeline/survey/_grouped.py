@@ -23,7 +23,7 @@ read off totals by *group*, ``g = (domain, slot)``:
 
 Nothing of size ``n x (domains x levels)`` is built, and no row is visited
 more than a few times per variable. The dense path of
-:func:`pipeline.survey.estimators._compute` (influence values as an ``(n, K)``
+:func:`pipeline.survey._domains.compute` (influence values as an ``(n, K)``
 array) stays the reference: it serves designs with weighting adjustments
 (their residualization needs row-level values) and statistics that come out
 infinite, and ``tests/survey/test_grouped.py`` checks that both paths agree.
@@ -44,7 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.survey.variance import REPLICATE_BLOCK, replicate_vcov, stage_vcov, taylor_stages
+from pipeline.survey._linalg import REPLICATE_BLOCK
+from pipeline.survey.variance import replicate_vcov, stage_vcov, taylor_stages
 
 __all__ = ["GroupedCall", "GroupedResult", "GroupedVariable", "estimate_grouped"]
 
@@ -138,7 +139,7 @@ def estimate_grouped(
     domain_rows_sumsq : bool
         Replicate designs: also return the ``(D, R)`` column sums of squares
         of the replicate weights of each domain's rows (for the degrees of
-        freedom, :func:`pipeline.survey.variance.replicate_rank`).
+        freedom, :func:`pipeline.survey._linalg.replicate_rank`).
 
     Returns
     -------

@@ -1,6 +1,7 @@
 """Input checks and encoding shared by the weighting methods.
 
-This module owns the translation of a polars frame (base weight, grouping
+This module owns the conversion of target shares into totals (:func:`targets_from_shares`),
+the translation of a polars frame (base weight, grouping
 columns, weighting variables) and a tidy target table (``*by, variable,
 category, target``) into dense integer codes and numpy arrays, and every
 error a user can cause on the way. The numerical methods in
@@ -9,7 +10,7 @@ error a user can cause on the way. The numerical methods in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +28,9 @@ TOTALS_RTOL = 1e-5
 _SHOW_ROWS = 5
 
 TARGET_COLUMNS = ("variable", "category", "target")
+
+# Shares of one variable in one group must sum to 1 within this tolerance.
+SHARES_ATOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -575,3 +579,107 @@ def _check_totals_agree(margins: Sequence[Margin], groups: Groups) -> None:
             f"same population total (relative tolerance {TOTALS_RTOL:g})",
             hint="build totals from shares with targets_from_shares() and one population per group",
         )
+
+
+def group_codes(frame: pl.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Dense group code (``0 .. G - 1``, in sorted order of the groups) of every row, and a label per group."""
+    if not by:
+        return np.zeros(frame.height, dtype=np.int64), ["the whole sample"]
+    keys = frame.select(list(by))
+    codes = keys.select(pl.struct(list(by)).rank("dense")).to_series().to_numpy().astype(np.int64) - 1
+    labels = [""] * (int(codes.max()) + 1)
+    for row, code in zip(keys.rows(), codes):
+        if not labels[code]:
+            labels[code] = "group " + ", ".join(f"{c}={v}" for c, v in zip(by, row))
+    return codes, labels
+
+
+def targets_from_shares(
+    shares: pl.DataFrame,
+    *,
+    by: Sequence[str] = (),
+    share: str = "share",
+    population: str = "population",
+) -> pl.DataFrame:
+    """Convert target shares into population totals.
+
+    Parameters
+    ----------
+    shares : polars.DataFrame
+        Columns ``*by, variable, category, <share>, <population>``: the share
+        of every category within its group and variable, and the group's
+        population (repeated on every row of the group).
+    by : sequence of str
+        Grouping columns.
+    share, population : str
+        Names of the share and population columns.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``*by, variable, category, target`` with ``target = share * population``.
+
+    Raises
+    ------
+    TargetsError
+        Missing columns or values, negative shares, a population that differs
+        within a group, or shares of a variable in a group that do not sum to
+        1 within 1e-6.
+
+    Examples
+    --------
+    >>> shares = pl.DataFrame({"variable": ["sex", "sex"], "category": [1, 2],
+    ...                        "share": [0.48, 0.52], "population": [1000.0, 1000.0]})
+    >>> targets_from_shares(shares)["target"].to_list()
+    [480.0, 520.0]
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    need = [*by, "variable", "category", share, population]
+    missing = [c for c in need if c not in shares.columns]
+    if missing:
+        raise TargetsError(
+            f"target shares: column(s) {missing} missing; expected {need}, found {shares.columns}",
+            hint=f"name the share and population columns with share= and population= (now {share!r}, {population!r})",
+        )
+    for c in [*by, "variable", share, population]:
+        nulls = shares.get_column(c).null_count()
+        if nulls:
+            raise TargetsError(f"target shares: column '{c}' has {nulls} missing value(s)")
+    s = shares.get_column(share).cast(pl.Float64)
+    if (s < 0).any() or not s.is_finite().all():
+        raise TargetsError(f"target shares: '{share}' must be finite shares between 0 and 1; found {s.min()} .. {s.max()}")
+    p = shares.get_column(population).cast(pl.Float64)
+    if (p <= 0).any() or not p.is_finite().all():
+        raise TargetsError(f"target shares: '{population}' must be a positive population size; found {p.min()} .. {p.max()}")
+
+    def label(row: Mapping[str, Any]) -> str:
+        return ", ".join(f"{c}={row[c]!r}" for c in by) if by else "the whole population"
+
+    if by:
+        pops = shares.group_by(by).agg(
+            pl.col(population).cast(pl.Float64).min().alias("lo"), pl.col(population).cast(pl.Float64).max().alias("hi")
+        )
+        bad = pops.filter(pl.col("hi") - pl.col("lo") > 1e-9 * pl.col("hi"))
+    else:
+        bad = pl.DataFrame({"lo": [p.min()], "hi": [p.max()]}).filter(pl.col("hi") - pl.col("lo") > 1e-9 * pl.col("hi"))
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise TargetsError(
+            f"target shares: the population differs within {label(row)} ({row['lo']:g} to {row['hi']:g}); "
+            "expected one population per group",
+        )
+    sums = shares.group_by([*by, "variable"], maintain_order=True).agg(pl.col(share).cast(pl.Float64).sum().alias("_sum"))
+    off = sums.filter((pl.col("_sum") - 1.0).abs() > SHARES_ATOL)
+    if off.height:
+        row = off.row(0, named=True)
+        raise TargetsError(
+            f"target shares of variable '{row['variable']}' in {label(row)} sum to {row['_sum']:.9g}; "
+            f"expected 1 (within {SHARES_ATOL:g})",
+            hint="check for a missing or duplicated category, or shares given in percent",
+        )
+    return shares.select(
+        *by,
+        pl.col("variable"),
+        pl.col("category"),
+        (pl.col(share).cast(pl.Float64) * pl.col(population).cast(pl.Float64)).alias("target"),
+    )

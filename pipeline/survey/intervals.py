@@ -76,7 +76,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ArgumentError
 
 __all__ = ["CI_METHODS", "ProportionInputs", "proportion_ci"]
 
@@ -142,7 +142,7 @@ class ProportionInputs:
         return cls(p, b(variance), b(df), b(df), b(n), b(n))
 
 
-def _tq(conf_level: float, df: np.ndarray) -> np.ndarray:
+def t_quantile(conf_level: float, df: np.ndarray) -> np.ndarray:
     """Upper ``1 - alpha/2`` quantile of t(df) (normal where df is infinite).
 
     ``scipy.special.stdtrit``/``ndtri`` are what ``scipy.stats.t.ppf``/``norm.ppf``
@@ -171,7 +171,7 @@ def _expit(eta: np.ndarray) -> np.ndarray:
 
 def _ci_logit(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
     p, var = x.estimate, x.variance
-    q = _tq(conf_level, x.df)
+    q = t_quantile(conf_level, x.df)
     deg = _degenerate(p, var)
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.log(p / (1 - p))
@@ -183,7 +183,7 @@ def _ci_logit(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, np.nd
 
 def _ci_xlogit(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
     p, var = x.estimate, x.variance
-    q = _tq(conf_level, x.df)
+    q = t_quantile(conf_level, x.df)
     deg = _degenerate(p, var)
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.log(p / (1 - p))
@@ -199,14 +199,14 @@ def _logit_bounds(p, eta, se, q, deg):
 
 def _ci_mean(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
     p = x.estimate
-    half = _tq(conf_level, x.df) * np.sqrt(np.maximum(x.variance, 0.0))
+    half = t_quantile(conf_level, x.df) * np.sqrt(np.maximum(x.variance, 0.0))
     return np.clip(p - half, 0.0, 1.0), np.clip(p + half, 0.0, 1.0)
 
 
 def _ci_asin(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
     p, var = x.estimate, x.variance
     deg = _degenerate(p, var)
-    q = _tq(conf_level, x.df)
+    q = t_quantile(conf_level, x.df)
     with np.errstate(divide="ignore", invalid="ignore"):
         theta = np.arcsin(np.sqrt(p))
         se = np.sqrt(var) / (2.0 * np.sqrt(p * (1 - p)))  # d asin(sqrt p)/dp = 1/(2 sqrt(p(1-p)))
@@ -247,14 +247,14 @@ def _ci_korn_graubard(x: ProportionInputs, conf_level: float) -> tuple[np.ndarra
     deg = _degenerate(p, var)
     with np.errstate(divide="ignore", invalid="ignore"):
         n_eff = np.where(deg, n, np.minimum(n, p * (1 - p) / var))
-        adj = np.where(np.isinf(x.df), 1.0, (_tq(conf_level, n - 1) / _tq(conf_level, x.df)) ** 2)
+        adj = np.where(np.isinf(x.df), 1.0, (t_quantile(conf_level, n - 1) / t_quantile(conf_level, x.df)) ** 2)
     return _clopper_pearson(p, n_eff * adj, conf_level)
 
 
 def _ci_wilson(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
     p, var = x.estimate, x.variance
     deg = _degenerate(p, var)
-    q = _tq(conf_level, x.df)
+    q = t_quantile(conf_level, x.df)
     with np.errstate(divide="ignore", invalid="ignore"):
         n_eff = np.where(deg, x.n_obs, p * (1 - p) / var)
         q2n = q * q / n_eff
@@ -270,7 +270,7 @@ def _ci_likelihood(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, 
     if x.replicate:
         return low, high  # R: not available for replicate designs
     if x.dispersion is None:
-        raise ConfigError(
+        raise ArgumentError(
             "ci_method 'likelihood' needs the fit's dispersion and row count",
             hint="use proportion() on a design, or another ci_method for bare estimates",
         )
@@ -287,7 +287,8 @@ def _ci_likelihood(x: ProportionInputs, conf_level: float) -> tuple[np.ndarray, 
     return low, high
 
 
-#: CI methods for proportions, keyed by the config's ``ci_method`` values.
+#: CI methods for proportions, keyed by the config's ``ci_method`` values (in the config's order;
+#: ``tests/test_vocabulary.py`` checks the two are the same words).
 CI_METHODS: dict[str, Callable[[ProportionInputs, float], tuple[np.ndarray, np.ndarray]]] = {
     "logit": _ci_logit,
     "likelihood": _ci_likelihood,
@@ -295,8 +296,8 @@ CI_METHODS: dict[str, Callable[[ProportionInputs, float], tuple[np.ndarray, np.n
     "beta": _ci_beta,
     "mean": _ci_mean,
     "xlogit": _ci_xlogit,
-    "korn_graubard": _ci_korn_graubard,
     "wilson": _ci_wilson,
+    "korn_graubard": _ci_korn_graubard,
 }
 
 
@@ -321,15 +322,15 @@ def proportion_ci(inputs: ProportionInputs, method: str = "logit", conf_level: f
     --------
     >>> lo, hi = proportion_ci(ProportionInputs.simple(0.2, 0.0004, df=30), "logit")
     >>> round(float(lo[0]), 4), round(float(hi[0]), 4)
-    (0.1628, 0.2432)
+    (0.1623, 0.244)
     """
     if method not in CI_METHODS:
-        raise ConfigError(
+        raise ArgumentError(
             f"unknown ci_method {method!r}",
             hint=f"expected one of {', '.join(CI_METHODS)}",
         )
     if not (0.0 < conf_level < 1.0):
-        raise ConfigError(f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}", hint="e.g. 0.95")
+        raise ArgumentError(f"conf_level must be between 0 and 1 (exclusive); got {conf_level!r}", hint="e.g. 0.95")
     low, high = CI_METHODS[method](inputs, conf_level)
     p = inputs.estimate
     low = np.clip(np.asarray(low, dtype=np.float64), 0.0, 1.0)
@@ -506,7 +507,7 @@ def _profile_interval(
     return float(_expit(beta_ci[0])), float(_expit(beta_ci[1]))
 
 
-def _regularize(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def regularize(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """R ``regularize.values(ties = mean)``: sort by x, average y over tied x."""
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
@@ -519,7 +520,7 @@ def _regularize(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _r_spline(x: np.ndarray, y: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """R ``spline(x, y, n, method = "fmm")``: Forsythe-Malcolm-Moler cubic spline at n even points."""
-    x, y = _regularize(np.asarray(x, float), np.asarray(y, float))
+    x, y = regularize(np.asarray(x, float), np.asarray(y, float))
     b, c, d = _fmm_coef(x, y)
     xout = np.linspace(x[0], x[-1], n_out)
     i = np.clip(np.searchsorted(x, xout, side="right") - 1, 0, len(x) - 1)
@@ -574,6 +575,6 @@ def _fmm_coef(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
 
 def _r_approx(x: np.ndarray, y: np.ndarray, xout: np.ndarray) -> np.ndarray:
     """R ``approx(x, y, xout)`` (linear, ``rule = 1``: NaN outside the range, ties averaged)."""
-    x, y = _regularize(np.asarray(x, float), np.asarray(y, float))
+    x, y = regularize(np.asarray(x, float), np.asarray(y, float))
     out = np.interp(xout, x, y)
     return np.where((xout < x[0]) | (xout > x[-1]), np.nan, out)

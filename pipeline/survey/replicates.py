@@ -46,10 +46,10 @@ from functools import cache
 
 import numpy as np
 
-from pipeline.errors import ConfigError, DesignError
+from pipeline.errors import ArgumentError, DesignError
 from pipeline.survey.design import Design, ReplicateWeights
 
-__all__ = ["REPLICATE_METHODS", "as_replicate_design", "bootstrap", "brr", "fay", "hadamard", "jk1", "jkn"]
+__all__ = ["REPLICATE_BUILDS", "REPLICATE_METHODS", "as_replicate_design", "bootstrap", "brr", "fay", "hadamard", "jk1", "jkn"]
 
 
 # ------------------------------------------------------------------ helpers
@@ -219,7 +219,7 @@ def brr(design: Design, *, fay_rho: float = 0.0, mse: bool = False) -> Design:
             hint="use JK1 or bootstrap for an unstratified design",
         )
     if not (0.0 <= fay_rho < 1.0):
-        raise ConfigError(f"replicates: fay_rho must be in [0, 1); got {fay_rho!r}", hint="e.g. 0.5 for Fay's method")
+        raise ArgumentError(f"replicates: fay_rho must be in [0, 1); got {fay_rho!r}", hint="e.g. 0.5 for Fay's method")
     strata = design.strata[:, 0]
     clusters = design.clusters[:, 0]
     psus, psu_index = _first_order(clusters)        # R: unq <- which(!duplicated(psu))
@@ -269,7 +269,7 @@ def brr(design: Design, *, fay_rho: float = 0.0, mse: bool = False) -> Design:
 def fay(design: Design, *, rho: float = 0.5, mse: bool = False) -> Design:
     """Fay's BRR (R ``as.svrepdesign(type = "Fay", fay.rho = rho)``)."""
     if not (0.0 < rho < 1.0):
-        raise ConfigError(f"replicates: Fay's rho must be in (0, 1); got {rho!r}", hint="e.g. rho=0.5")
+        raise ArgumentError(f"replicates: Fay's rho must be in (0, 1); got {rho!r}", hint="e.g. rho=0.5")
     return brr(design, fay_rho=rho, mse=mse)
 
 
@@ -413,7 +413,7 @@ def bootstrap(
     """
     _check_source(design, "bootstrap")
     if replicates < 2:
-        raise ConfigError(f"replicates: bootstrap needs at least 2 replicates; got {replicates}", hint="e.g. 200")
+        raise ArgumentError(f"replicates: bootstrap needs at least 2 replicates; got {replicates}", hint="e.g. 200")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     strata = design.strata[:, 0]
     clusters = design.clusters[:, 0]
@@ -449,6 +449,9 @@ REPLICATE_METHODS: dict[str, Callable[..., Design]] = {
     "Fay": fay,
     "bootstrap": bootstrap,
 }
+#: What ``design.replicates.build`` may name: a builder, or ``auto`` (R ``as.svrepdesign``'s default:
+#: JK1 without strata, JKn with strata).
+REPLICATE_BUILDS: tuple[str, ...] = ("auto", *REPLICATE_METHODS)
 
 
 def as_replicate_design(design: Design, type: str = "auto", **options) -> Design:
@@ -466,7 +469,7 @@ def as_replicate_design(design: Design, type: str = "auto", **options) -> Design
     if type == "auto":
         type = "JKn" if design.has_strata else "JK1"
     if type not in REPLICATE_METHODS:
-        raise ConfigError(
+        raise ArgumentError(
             f"replicates: unknown replicate type {type!r}",
             hint=f"expected one of auto, {', '.join(REPLICATE_METHODS)}",
         )

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ArgumentError, DataError
 from pipeline.survey.design import Design
 
 __all__ = ["CHISQ_STATISTICS", "ChisqTest", "chisq_test", "crosstab"]
@@ -108,12 +108,12 @@ class _Prep:
 
 
 def _prepare(design: Design, row: str, col: str) -> _Prep:
-    from pipeline.survey.estimators import _get, _levels_of, _missing_mask
+    from pipeline.survey._domains import design_column, levels_of, missing_mask
 
-    r_s, c_s = _get(design, row, "row variable"), _get(design, col, "column variable")
+    r_s, c_s = design_column(design, row, "row variable"), design_column(design, col, "column variable")
     inset = design.in_design
-    rows = _levels_of(r_s.filter(pl.Series(inset)), None)
-    cols = _levels_of(c_s.filter(pl.Series(inset)), None)
+    rows = levels_of(r_s.filter(pl.Series(inset)), None)
+    cols = levels_of(c_s.filter(pl.Series(inset)), None)
     if len(rows) < 2 or len(cols) < 2:
         raise DataError(
             f"chisq_test: {row!r} x {col!r} needs at least 2 levels each; found {len(rows)} and {len(cols)}",
@@ -123,7 +123,7 @@ def _prepare(design: Design, row: str, col: str) -> _Prep:
     cv = c_s.cast(pl.String) if isinstance(c_s.dtype, pl.Enum | pl.Categorical) else c_s
     mr = np.column_stack([(rv == v).fill_null(False).to_numpy() for v in rows]).astype(np.float64)
     mc = np.column_stack([(cv == v).fill_null(False).to_numpy() for v in cols]).astype(np.float64)
-    ok = ~_missing_mask(r_s) & ~_missing_mask(c_s) & inset
+    ok = ~missing_mask(r_s) & ~missing_mask(c_s) & inset
     nr, nc = len(rows), len(cols)
     cells = np.column_stack([mr[:, i] * mc[:, j] for j in range(nc) for i in range(nr)])
     n_total = int(inset.sum())
@@ -143,11 +143,11 @@ def _prepare(design: Design, row: str, col: str) -> _Prep:
 
 def _stats_of(design: Design, a: np.ndarray, rows: np.ndarray, ratio: bool) -> tuple[np.ndarray, np.ndarray]:
     """Means (``ratio``) or totals of the columns of ``a`` over ``rows``, with their covariance."""
-    from pipeline.survey.estimators import _Columns, _compute
+    from pipeline.survey._domains import Columns, compute
 
     k = a.shape[1]
     rows_k = np.repeat(rows[:, None], k, axis=1)
-    cols = _Columns(
+    cols = Columns(
         a=np.where(rows_k, a, 0.0),
         b=rows_k.astype(np.float64) if ratio else None,
         rows=rows_k,
@@ -155,7 +155,7 @@ def _stats_of(design: Design, a: np.ndarray, rows: np.ndarray, ratio: bool) -> t
         n=rows_k.sum(axis=0),
         dom_rows=rows[:, None],
     )
-    res = _compute(design, cols, "mean" if ratio else "total", "", (), pl.DataFrame({"level": [None] * k}), False)
+    res = compute(design, cols, "mean" if ratio else "total", "", (), pl.DataFrame({"level": [None] * k}), False)
     return res.estimate, res.vcov
 
 
@@ -301,7 +301,7 @@ def chisq_test(design: Design, row: str, col: str, *, statistic: str = "F") -> C
     ChisqTest
     """
     if statistic not in CHISQ_STATISTICS:
-        raise ConfigError(
+        raise ArgumentError(
             f"unknown chi-squared statistic {statistic!r}", hint=f"expected one of {', '.join(CHISQ_STATISTICS)}"
         )
     p = _prepare(design, row, col)
@@ -321,7 +321,7 @@ def _saddle(x: float, lam: np.ndarray) -> float:
     """R survey ``saddle``: Lugannani-Rice upper tail of ``sum lam_i chi2_1`` at ``x`` (NaN if unusable)."""
     from scipy import stats
 
-    from pipeline.survey.estimators import _r_uniroot
+    from pipeline.survey._linalg import uniroot
 
     d = lam.max()
     lam = lam / d
@@ -343,7 +343,7 @@ def _saddle(x: float, lam: np.ndarray) -> float:
     else:
         lmin = -len(lam) / (2 * x)
     lmax = np.min(1 / (2 * lam[lam > 0])) * 0.99999
-    z = _r_uniroot(lambda t: k1(t) - x, float(lmin), float(lmax), 1e-8)
+    z = uniroot(lambda t: k1(t) - x, float(lmin), float(lmax), 1e-8)
     w = np.sign(z) * np.sqrt(2 * (z * x - k0(z)))
     v = z * np.sqrt(k2(z))
     if abs(z) < 1e-4:

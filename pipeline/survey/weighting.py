@@ -1,10 +1,12 @@
-"""Weighting: post-stratification, raking, calibration, trimming, diagnostics.
+"""Weighting: post-stratification, raking and calibration to population totals.
 
-This module owns every step that turns base weights into final weights, and
-the record each step leaves for the variance. Inputs are a polars frame (one
-row per respondent: base weight, grouping columns, weighting variables) and a
-tidy target table; outputs are frozen :class:`WeightingResult` values. No
-files, no config objects.
+This module owns the calibration steps that turn base weights into final weights
+(:data:`WEIGHTING_METHODS`, :data:`CALIBRATION_METHODS`) and re-exports, for one import path,
+the record each step leaves for the variance (:mod:`pipeline.survey.adjustments`), the result
+type and diagnostics (:mod:`pipeline.survey._weighting_result`) and trimming
+(:mod:`pipeline.survey.trimming`). Inputs are a polars frame (one row per respondent: base
+weight, grouping columns, weighting variables) and a tidy target table; outputs are frozen
+:class:`WeightingResult` values. No files, no config objects.
 
 Targets are population **totals**, one row per group, variable and category::
 
@@ -24,19 +26,41 @@ those of ``svyrecvar`` (see :class:`PostStratAdjustment`,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
-from pipeline.errors import CalibrationError, DataError, TargetsError
+from pipeline.errors import CalibrationError, DataError
+from pipeline.survey._linalg import projection_basis
 from pipeline.survey._weighting_grake import LINEAR, LOGIT, RAKING, CalibrationDistance, grake
 from pipeline.survey._weighting_ipf import CellMargin, StopRule, ipf
-from pipeline.survey._weighting_prep import Problem, check_weight_array, combine_codes_counts, prepare
+from pipeline.survey._weighting_prep import SHARES_ATOL, Problem, combine_codes_counts, prepare, targets_from_shares
+from pipeline.survey._weighting_result import (
+    MARGIN_COLUMNS,
+    WeightDiagnostics,
+    WeightingResult,
+    frozen,
+    rows_of_groups,
+    weight_diagnostics,
+)
+from pipeline.survey.adjustments import (
+    RAKING_VARIANCE_SWEEPS,
+    Adjustment,
+    ChainedAdjustment,
+    GregAdjustment,
+    NoAdjustment,
+    PostStratAdjustment,
+    RakingAdjustment,
+    RowArrays,
+)
+from pipeline.survey.trimming import trim_weights
 
 __all__ = [
+    "MARGIN_COLUMNS",
+    "SHARES_ATOL",
+    "RAKING_VARIANCE_SWEEPS",
     "CALIBRATION_METHODS",
     "WEIGHTING_METHODS",
     "Adjustment",
@@ -55,368 +79,7 @@ __all__ = [
     "weight_diagnostics",
 ]
 
-# Shares of one variable in one group must sum to 1 within this tolerance.
-SHARES_ATOL = 1e-6
-# R survey svyrecvar(): number of passes over the raking margins when
-# residualizing estimating functions for the variance.
-RAKING_VARIANCE_SWEEPS = 10
-# z for the 95% margin of error in weight diagnostics.
-_Z95 = 1.96
-# relative rank tolerance of the calibration projection (R's qr() default tol = 1e-7)
-_QR_RTOL = 1e-7
 
-MARGIN_COLUMNS = (
-    "variable",
-    "category",
-    "target_share",
-    "unweighted_share",
-    "base_share",
-    "achieved_share",
-    "target",
-    "achieved",
-)
-
-
-# --------------------------------------------------------------------------------------
-# Variance adjustments
-# --------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class Adjustment(Protocol):
-    """What a weighting step leaves for Taylor linearization.
-
-    The design applies ``residualize`` to the ``(n, k)`` matrix of weighted
-    estimating-function values (computed with the final weights) before
-    summing by PSU, as R survey's ``svyrecvar`` does with ``design$postStrata``.
-    """
-
-    def residualize(self, x: np.ndarray) -> np.ndarray:
-        """Return the residualized copy of ``x`` (same shape; ``x`` is not modified)."""
-        ...
-
-
-def _as_matrix(x: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
-    a = np.array(x, dtype=np.float64, copy=True)
-    was_vector = a.ndim == 1
-    if was_vector:
-        a = a[:, None]
-    if a.ndim != 2 or a.shape[0] != n:
-        raise ValueError(f"residualize expects an array with {n} rows; found shape {np.shape(x)}")
-    return a, was_vector
-
-
-def _key_means(index: np.ndarray, z: np.ndarray, n_keys: int, denominator: np.ndarray) -> np.ndarray:
-    sums = np.empty((n_keys, z.shape[1]))
-    for j in range(z.shape[1]):
-        sums[:, j] = np.bincount(index, weights=z[:, j], minlength=n_keys)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator[:, None] > 0, sums / denominator[:, None], 0.0)
-
-
-@dataclass(frozen=True, eq=False)
-class NoAdjustment:
-    """No residualization: the step is treated as fixed weights.
-
-    Returned by :func:`trim_weights`. As in R survey's ``trimWeights`` (which
-    keeps ``design$postStrata``), the adjustment of the step before trimming
-    stays in force: a design should keep its earlier adjustments and append
-    this one, which changes nothing.
-    """
-
-    def residualize(self, x: np.ndarray) -> np.ndarray:
-        return np.array(x, dtype=np.float64, copy=True)
-
-
-@dataclass(frozen=True, eq=False)
-class PostStratAdjustment:
-    """Post-stratification residuals (R survey ``svyrecvar``, ordinary post-strata).
-
-    Within post-stratum ``s`` the estimating functions lose
-    ``psw_i * sum_s(x * oldw / psw) / sum_s(oldw)``.
-
-    Attributes
-    ----------
-    index : ndarray of int, shape (n,)
-        Post-stratum of every row (``group x category``).
-    weights : ndarray, shape (n,)
-        Weights after post-stratification (R's ``attr(, "weights")``).
-    old_weights : ndarray, shape (n,)
-        Weights before it (R's ``attr(, "oldweights")``).
-    """
-
-    index: np.ndarray
-    weights: np.ndarray
-    old_weights: np.ndarray
-
-    def residualize(self, x: np.ndarray) -> np.ndarray:
-        a, was_vector = _as_matrix(x, self.index.size)
-        n_keys = int(self.index.max()) + 1
-        denominator = np.bincount(self.index, weights=self.old_weights, minlength=n_keys)
-        means = _key_means(self.index, a * (self.old_weights / self.weights)[:, None], n_keys, denominator)
-        a -= means[self.index] * self.weights[:, None]
-        return a[:, 0] if was_vector else a
-
-
-class _RowArrays(Sequence[np.ndarray]):
-    """A tuple of read-only row arrays, each made on first access (and then kept).
-
-    Raking's variance adjustment holds two ``(n,)`` arrays per margin; made eagerly they cost
-    more time and memory than the raking itself on large samples, and most callers never use them.
-    """
-
-    def __init__(self, makers: Sequence[Callable[[], np.ndarray]]) -> None:
-        self._makers = tuple(makers)
-        self._made: dict[int, np.ndarray] = {}
-
-    @staticmethod
-    def _read_only(a: np.ndarray) -> np.ndarray:
-        a = np.ascontiguousarray(a)
-        a.flags.writeable = False
-        return a
-
-    def __len__(self) -> int:
-        return len(self._makers)
-
-    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
-        i = range(len(self._makers))[i]
-        if i not in self._made:
-            self._made[i] = self._read_only(self._makers[i]())
-        return self._made[i]
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return (self[i] for i in range(len(self)))
-
-
-@dataclass(frozen=True, eq=False)
-class RakingAdjustment:
-    """Raking residuals (R survey ``svyrecvar``, ``raking`` branch).
-
-    Ten passes over the margins; margin ``m`` replaces ``x`` by
-    ``x - psw_m * ave(x / psw_m, margin_m)`` with ``ave`` the unweighted mean
-    within the margin's category and ``psw_m`` the weights right after margin
-    ``m`` was matched in the last raking sweep.
-
-    Attributes
-    ----------
-    index : tuple of ndarray of int
-        Per margin, the ``group x category`` key of every row.
-    weights : tuple of ndarray
-        Per margin, the weights after that margin's step in the last sweep.
-    sweeps : int
-        Passes over the margins (R: 10).
-    """
-
-    index: tuple[np.ndarray, ...]
-    weights: tuple[np.ndarray, ...]
-    sweeps: int = RAKING_VARIANCE_SWEEPS
-
-    def residualize(self, x: np.ndarray) -> np.ndarray:
-        a, was_vector = _as_matrix(x, self.index[0].size)
-        prepared = []
-        for idx in self.index:
-            n_keys = int(idx.max()) + 1
-            prepared.append((idx, n_keys, np.bincount(idx, minlength=n_keys).astype(np.float64)))
-        for _ in range(self.sweeps):
-            for (idx, n_keys, counts), psw in zip(prepared, self.weights):
-                means = _key_means(idx, a / psw[:, None], n_keys, counts)
-                a -= psw[:, None] * means[idx]
-        return a[:, 0] if was_vector else a
-
-
-@dataclass(frozen=True, eq=False)
-class GregAdjustment:
-    """Calibration (GREG) residuals (R survey ``svyrecvar``, ``greg_calibration``).
-
-    ``x`` becomes ``qr.resid(qr(X * sqrt(d)), x / w) * w`` with ``w = g * sqrt(d)``
-    (``d`` base weights, ``g`` g-weights). Calibration within groups uses the
-    block-diagonal model, i.e. one projection per group.
-
-    Attributes
-    ----------
-    blocks : tuple of (ndarray of int or None, ndarray)
-        Per group: its rows (None: all rows) and an orthonormal basis of the
-        column space of ``X_g * sqrt(d_g)``.
-    w : ndarray, shape (n,)
-        ``g * sqrt(d)``.
-    """
-
-    blocks: tuple[tuple[np.ndarray | None, np.ndarray], ...]
-    w: np.ndarray
-
-    def residualize(self, x: np.ndarray) -> np.ndarray:
-        a, was_vector = _as_matrix(x, self.w.size)
-        z = a / self.w[:, None]
-        for rows, basis in self.blocks:
-            if rows is None:
-                z -= basis @ (basis.T @ z)
-            else:
-                zb = z[rows]
-                z[rows] = zb - basis @ (basis.T @ zb)
-        a = z * self.w[:, None]
-        return a[:, 0] if was_vector else a
-
-
-@dataclass(frozen=True, eq=False)
-class ChainedAdjustment:
-    """Several adjustments applied in order (R: the ``design$postStrata`` list)."""
-
-    steps: tuple[Adjustment, ...]
-
-    def residualize(self, x: np.ndarray) -> np.ndarray:
-        a = np.array(x, dtype=np.float64, copy=True)
-        for step in self.steps:
-            a = step.residualize(a)
-        return a
-
-
-# --------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    if isinstance(a, np.ndarray) and a.dtype == np.float64 and a.base is None and not a.flags.writeable:
-        return a  # already a read-only array that owns its data (made read-only by its maker): no copy
-    a = np.array(a, dtype=np.float64, copy=True)
-    a.flags.writeable = False
-    return a
-
-
-@dataclass(frozen=True, eq=False)
-class WeightDiagnostics:
-    """Summary of a weight vector (Pew's pewmethods vocabulary).
-
-    Attributes
-    ----------
-    n : int
-    sum, min, max, mean : float
-    ratio : float
-        The weight ratio ``max / min``.
-    cv : float
-        Coefficient of variation with the population standard deviation
-        (``ddof = 0``): ``sd / mean``.
-    kish_deff : float
-        Kish's design effect due to weighting, ``1 + cv**2 = n * sum(w**2) / sum(w)**2``.
-    effective_n : float
-        ``n / kish_deff = sum(w)**2 / sum(w**2)``.
-    moe : float
-        95% margin of error of a proportion of 0.5: ``1.96 * sqrt(kish_deff * 0.25 / n)``.
-    by : tuple of (key, WeightDiagnostics)
-        The same per group, when ``by`` was given.
-    """
-
-    n: int
-    sum: float
-    min: float
-    max: float
-    ratio: float
-    mean: float
-    cv: float
-    kish_deff: float
-    effective_n: float
-    moe: float
-    by: tuple[tuple[Any, WeightDiagnostics], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-ready); groups under ``"by"`` as ``{"group": key, ...}``."""
-        out: dict[str, Any] = {
-            "n": self.n,
-            "sum": self.sum,
-            "min": self.min,
-            "max": self.max,
-            "ratio": self.ratio,
-            "mean": self.mean,
-            "cv": self.cv,
-            "kish_deff": self.kish_deff,
-            "effective_n": self.effective_n,
-            "moe": self.moe,
-        }
-        if self.by:
-            out["by"] = [{"group": key, **d.to_dict()} for key, d in self.by]
-        return out
-
-
-@dataclass(frozen=True, eq=False)
-class WeightingResult:
-    """The outcome of one weighting step.
-
-    Attributes
-    ----------
-    weights : ndarray, shape (n,)
-        Final weights, aligned with the input rows (read-only).
-    base_weights : ndarray, shape (n,)
-        The weights the step started from (read-only).
-    method : str
-        ``poststratify``, ``rake``, ``calibrate:linear|raking|logit`` or ``trim``.
-    iterations : int
-        Sweeps (raking), Newton steps (calibration), passes (trimming); 1 for
-        post-stratification.
-    converged : bool
-    max_margin_error : float
-        Largest ``|achieved share - target share|`` over groups, categorical
-        variables and categories; for numeric calibration variables R's misfit
-        ``|achieved - target| / (1 + |target|)``. NaN for trimming (no targets).
-    margins : polars.DataFrame
-        ``*by, variable, category, target_share, unweighted_share, base_share,
-        achieved_share, target, achieved``; shares are within the group; for
-        numeric variables the share columns are null and ``target``/``achieved``
-        are totals. Empty for trimming.
-    adjustment : Adjustment
-        For the variance (see :class:`Adjustment`).
-    n_trimmed : int
-        Trimming: rows moved to a bound at least once (``n_trimmed_lower`` to
-        the lower, ``n_trimmed_upper`` to the upper bound).
-    redistributed : float
-        Trimming: total weight taken from (positive) or given to (negative)
-        the trimmed rows and spread over the others, summed over passes.
-    replicate_weights : ndarray, shape (n, R), or None
-        When replicate weights were given: the step redone in every
-        replicate, as R survey does for replicate designs (read-only).
-    """
-
-    weights: np.ndarray
-    base_weights: np.ndarray
-    method: str
-    iterations: int
-    converged: bool
-    max_margin_error: float
-    margins: pl.DataFrame
-    adjustment: Adjustment
-    n_trimmed: int = 0
-    n_trimmed_lower: int = 0
-    n_trimmed_upper: int = 0
-    redistributed: float = 0.0
-    replicate_weights: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "weights", _frozen(self.weights))
-        object.__setattr__(self, "base_weights", _frozen(self.base_weights))
-        if self.replicate_weights is not None:
-            object.__setattr__(self, "replicate_weights", _frozen(self.replicate_weights))
-
-    @property
-    def g_weights(self) -> np.ndarray:
-        """``weights / base_weights``."""
-        return self.weights / self.base_weights
-
-    def diagnostics(self, *, by: Any = None) -> WeightDiagnostics:
-        """:func:`weight_diagnostics` of the final weights."""
-        return weight_diagnostics(self.weights, by=by)
-
-    def summary(self) -> dict[str, Any]:
-        """Manifest-ready summary: the step and the weight diagnostics."""
-        return {
-            "method": self.method,
-            "iterations": self.iterations,
-            "converged": self.converged,
-            "max_margin_error": self.max_margin_error,
-            "n_trimmed": self.n_trimmed,
-            "n_trimmed_lower": self.n_trimmed_lower,
-            "n_trimmed_upper": self.n_trimmed_upper,
-            "redistributed": self.redistributed,
-            **self.diagnostics().to_dict(),
-        }
 
 
 # --------------------------------------------------------------------------------------
@@ -555,114 +218,6 @@ def _ratio(num: np.ndarray, den: np.ndarray, empty: float) -> np.ndarray:
     return out
 
 
-def _empty_margins() -> pl.DataFrame:
-    schema: dict[str, pl.DataType] = {"variable": pl.String, "category": pl.Null}
-    schema.update({c: pl.Float64 for c in MARGIN_COLUMNS[2:]})
-    return pl.DataFrame(schema=schema)
-
-
-def _group_rows(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
-    return [order[bounds[g] : bounds[g + 1]] for g in range(n_groups)]
-
-
-# --------------------------------------------------------------------------------------
-# Targets
-# --------------------------------------------------------------------------------------
-
-
-def targets_from_shares(
-    shares: pl.DataFrame,
-    *,
-    by: Sequence[str] = (),
-    share: str = "share",
-    population: str = "population",
-) -> pl.DataFrame:
-    """Convert target shares into population totals.
-
-    Parameters
-    ----------
-    shares : polars.DataFrame
-        Columns ``*by, variable, category, <share>, <population>``: the share
-        of every category within its group and variable, and the group's
-        population (repeated on every row of the group).
-    by : sequence of str
-        Grouping columns.
-    share, population : str
-        Names of the share and population columns.
-
-    Returns
-    -------
-    polars.DataFrame
-        ``*by, variable, category, target`` with ``target = share * population``.
-
-    Raises
-    ------
-    TargetsError
-        Missing columns or values, negative shares, a population that differs
-        within a group, or shares of a variable in a group that do not sum to
-        1 within 1e-6.
-
-    Examples
-    --------
-    >>> shares = pl.DataFrame({"variable": ["sex", "sex"], "category": [1, 2],
-    ...                        "share": [0.48, 0.52], "population": [1000.0, 1000.0]})
-    >>> targets_from_shares(shares)["target"].to_list()
-    [480.0, 520.0]
-    """
-    by = [by] if isinstance(by, str) else list(by)
-    need = [*by, "variable", "category", share, population]
-    missing = [c for c in need if c not in shares.columns]
-    if missing:
-        raise TargetsError(
-            f"target shares: column(s) {missing} missing; expected {need}, found {shares.columns}",
-            hint=f"name the share and population columns with share= and population= (now {share!r}, {population!r})",
-        )
-    for c in [*by, "variable", share, population]:
-        nulls = shares.get_column(c).null_count()
-        if nulls:
-            raise TargetsError(f"target shares: column '{c}' has {nulls} missing value(s)")
-    s = shares.get_column(share).cast(pl.Float64)
-    if (s < 0).any() or not s.is_finite().all():
-        raise TargetsError(f"target shares: '{share}' must be finite shares between 0 and 1; found {s.min()} .. {s.max()}")
-    p = shares.get_column(population).cast(pl.Float64)
-    if (p <= 0).any() or not p.is_finite().all():
-        raise TargetsError(f"target shares: '{population}' must be a positive population size; found {p.min()} .. {p.max()}")
-
-    def label(row: Mapping[str, Any]) -> str:
-        return ", ".join(f"{c}={row[c]!r}" for c in by) if by else "the whole population"
-
-    if by:
-        pops = shares.group_by(by).agg(
-            pl.col(population).cast(pl.Float64).min().alias("lo"), pl.col(population).cast(pl.Float64).max().alias("hi")
-        )
-        bad = pops.filter(pl.col("hi") - pl.col("lo") > 1e-9 * pl.col("hi"))
-    else:
-        bad = pl.DataFrame({"lo": [p.min()], "hi": [p.max()]}).filter(pl.col("hi") - pl.col("lo") > 1e-9 * pl.col("hi"))
-    if bad.height:
-        row = bad.row(0, named=True)
-        raise TargetsError(
-            f"target shares: the population differs within {label(row)} ({row['lo']:g} to {row['hi']:g}); "
-            "expected one population per group",
-        )
-    sums = shares.group_by([*by, "variable"], maintain_order=True).agg(pl.col(share).cast(pl.Float64).sum().alias("_sum"))
-    off = sums.filter((pl.col("_sum") - 1.0).abs() > SHARES_ATOL)
-    if off.height:
-        row = off.row(0, named=True)
-        raise TargetsError(
-            f"target shares of variable '{row['variable']}' in {label(row)} sum to {row['_sum']:.9g}; "
-            f"expected 1 (within {SHARES_ATOL:g})",
-            hint="check for a missing or duplicated category, or shares given in percent",
-        )
-    return shares.select(
-        *by,
-        pl.col("variable"),
-        pl.col("category"),
-        (pl.col(share).cast(pl.Float64) * pl.col(population).cast(pl.Float64)).alias("target"),
-    )
-
-
 # --------------------------------------------------------------------------------------
 # Post-stratification
 # --------------------------------------------------------------------------------------
@@ -729,7 +284,7 @@ def poststratify(
         converged=True,
         max_margin_error=error,
         margins=margins,
-        adjustment=PostStratAdjustment(index=key, weights=_frozen(weights), old_weights=_frozen(problem.base)),
+        adjustment=PostStratAdjustment(index=key, weights=frozen(weights), old_weights=frozen(problem.base)),
     )
 
 
@@ -864,8 +419,8 @@ def rake(
     # the per-margin row arrays of the variance adjustment are made when a variance needs them
     base, gcodes = problem.base, problem.groups.codes
     adjustment = RakingAdjustment(
-        index=_RowArrays([lambda m=m: gcodes * len(m.categories) + m.codes for m in margins]),
-        weights=_RowArrays([lambda a=after: base * (a / cell_base)[cell_of_row] for after in outcome.after_step]),
+        index=RowArrays([lambda m=m: gcodes * len(m.categories) + m.codes for m in margins]),
+        weights=RowArrays([lambda a=after: base * (a / cell_base)[cell_of_row] for after in outcome.after_step]),
     )
     return WeightingResult(
         weights=weights,
@@ -890,15 +445,6 @@ CALIBRATION_METHODS: dict[str, CalibrationDistance] = {
     "logit": LOGIT,
 }
 """Calibration distances keyed by the config vocabulary (R survey ``calfun``)."""
-
-
-def _orthonormal_basis(a: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of the column space of ``a`` (rank-revealing, as R's qr)."""
-    if a.shape[1] == 0:
-        return np.zeros((a.shape[0], 0))
-    u, s, _ = np.linalg.svd(a, full_matrices=False)
-    keep = s > _QR_RTOL * (s[0] if s.size else 0.0)
-    return u[:, keep]
 
 
 def _model_matrix(problem: Problem, rows: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -1005,7 +551,7 @@ def calibrate(
 
     n_groups = problem.groups.n_groups
     all_rows = np.arange(problem.n) if n_groups == 1 else None
-    group_rows = [all_rows] if all_rows is not None else _group_rows(problem.groups.codes, n_groups)
+    group_rows = [all_rows] if all_rows is not None else rows_of_groups(problem.groups.codes, n_groups)
     g_weights = np.ones(problem.n)
     blocks: list[tuple[np.ndarray | None, np.ndarray]] = []
     iterations = 0
@@ -1026,7 +572,7 @@ def calibrate(
                 d_r = reps[rows, r]
                 rep = grake(x, d_r, totals, distance, lower=lower, upper=upper, max_iter=max_iter, epsilon=epsilon)
                 rep_weights[rows, r] = d_r * rep.g
-        basis = _orthonormal_basis(x * sqrt_d[rows][:, None])
+        basis = projection_basis(x * sqrt_d[rows][:, None])
         blocks.append((None if all_rows is not None else rows, basis))
 
     weights = problem.base * g_weights
@@ -1054,201 +600,8 @@ def calibrate(
         converged=converged,
         max_margin_error=error,
         margins=report,
-        adjustment=GregAdjustment(blocks=tuple(blocks), w=_frozen(g_weights * sqrt_d)),
+        adjustment=GregAdjustment(blocks=tuple(blocks), w=frozen(g_weights * sqrt_d)),
     )
-
-
-# --------------------------------------------------------------------------------------
-# Trimming
-# --------------------------------------------------------------------------------------
-
-
-def _cap(value: float | np.ndarray | None, n: int, default: float, name: str) -> np.ndarray:
-    if value is None:
-        return np.full(n, default)
-    a = np.asarray(value, dtype=np.float64)
-    if a.ndim == 0:
-        a = np.full(n, float(a))
-    if a.shape != (n,):
-        raise ValueError(f"trim_weights: {name} must be a number or an array with one value per row ({n}); found shape {a.shape}")
-    if np.isnan(a).any():
-        raise ValueError(f"trim_weights: {name} has {int(np.isnan(a).sum())} missing value(s)")
-    return a
-
-
-def trim_weights(
-    weights: np.ndarray | pl.Series,
-    *,
-    lower: float | np.ndarray | None = None,
-    upper: float | np.ndarray | None = None,
-    strict: bool = False,
-    max_iter: int = 100,
-) -> WeightingResult:
-    """Trim weights to ``[lower, upper]`` and spread the excess (R survey ``trimWeights``).
-
-    Weights outside the bounds are set to the bound; the net amount removed
-    is added in equal parts to every weight that was inside (R adds
-    ``sum(trimmings) / n_inside`` to each, not proportionally). With
-    ``strict=False`` this is done once, so some weights can end up outside
-    the bounds again; ``strict=True`` repeats until none is outside.
-
-    Parameters
-    ----------
-    weights : array-like, shape (n,)
-        Weights to trim (finite, > 0).
-    lower, upper : float or array-like of shape (n,), optional
-        Caps, one number or one per row (e.g. ``5 * county median``); None: no cap.
-    strict : bool
-        Repeat until every weight is inside the bounds.
-    max_iter : int
-        Safety limit on the passes when ``strict``.
-
-    Returns
-    -------
-    WeightingResult
-        ``method='trim'``; ``n_trimmed`` rows trimmed (at least once);
-        ``redistributed`` the net weight spread over the others;
-        ``adjustment`` a :class:`NoAdjustment` (keep the previous step's).
-
-    Raises
-    ------
-    DataError
-        Null, non-finite or non-positive weights.
-    CalibrationError
-        ``strict`` bounds that cannot hold (the total does not fit between
-        ``sum(lower)`` and ``sum(upper)``, or every weight is outside).
-    """
-    if isinstance(weights, pl.Series):
-        weights = weights.cast(pl.Float64).to_numpy()
-    w0 = check_weight_array(np.asarray(weights), what="weights to trim")
-    n = w0.size
-    lo = _cap(lower, n, -math.inf, "lower")
-    hi = _cap(upper, n, math.inf, "upper")
-    if (lo > hi).any():
-        i = int(np.flatnonzero(lo > hi)[0])
-        raise ValueError(f"trim_weights: upper must be greater than lower (row {i + 1}: lower {lo[i]:g}, upper {hi[i]:g})")
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer; found {max_iter!r}")
-    total = float(w0.sum())
-    if strict and (total > hi.sum() * (1 + 1e-12) or total < lo.sum() * (1 - 1e-12)):
-        raise CalibrationError(
-            f"trim_weights: the weights sum to {total:.6g}, which cannot fit between the caps "
-            f"(sum of lower caps {lo.sum():.6g}, sum of upper caps {hi.sum():.6g})",
-            hint="loosen the caps",
-        )
-
-    w = w0.copy()
-    ever_low = np.zeros(n, dtype=bool)
-    ever_high = np.zeros(n, dtype=bool)
-    redistributed = 0.0
-    passes = 0
-    while True:
-        outside = (w < lo) | (w > hi)
-        if not outside.any():
-            break
-        if outside.all():
-            raise CalibrationError(
-                f"trim_weights: all {n} weights are outside the bounds; nothing is left to take the trimmed amount",
-                hint="loosen the caps",
-            )
-        if passes >= max_iter:
-            raise CalibrationError(
-                f"trim_weights: {int(outside.sum())} weight(s) still outside the bounds after {passes} passes",
-                hint="loosen the caps or use strict=False",
-            )
-        ever_low |= w < lo
-        ever_high |= w > hi
-        clipped = np.minimum(np.maximum(w, lo), hi)
-        excess = float((w - clipped).sum())
-        clipped[~outside] += excess / float((~outside).sum())
-        w = clipped
-        redistributed += excess
-        passes += 1
-        if not strict:
-            break
-    if (w <= 0).any():
-        raise CalibrationError(
-            f"trim_weights: raising weights to the lower bound left {int((w <= 0).sum())} weight(s) non-positive",
-            hint="lower the lower cap",
-        )
-    return WeightingResult(
-        weights=w,
-        base_weights=w0,
-        method="trim",
-        iterations=passes,
-        converged=not ((w < lo) | (w > hi)).any() if strict else True,
-        max_margin_error=math.nan,
-        margins=_empty_margins(),
-        adjustment=NoAdjustment(),
-        n_trimmed=int((ever_low | ever_high).sum()),
-        n_trimmed_lower=int(ever_low.sum()),
-        n_trimmed_upper=int(ever_high.sum()),
-        redistributed=redistributed,
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Diagnostics
-# --------------------------------------------------------------------------------------
-
-
-def _diagnostics(w: np.ndarray) -> WeightDiagnostics:
-    n = w.size
-    total = float(w.sum())
-    mean = total / n
-    cv = float(np.std(w) / mean)  # population sd (ddof = 0)
-    kish = float(n * np.sum(w * w) / total**2)
-    return WeightDiagnostics(
-        n=n,
-        sum=total,
-        min=float(w.min()),
-        max=float(w.max()),
-        ratio=float(w.max() / w.min()),
-        mean=mean,
-        cv=cv,
-        kish_deff=kish,
-        effective_n=n / kish,
-        moe=_Z95 * math.sqrt(kish * 0.25 / n),
-    )
-
-
-def weight_diagnostics(weights: np.ndarray | pl.Series, *, by: Any = None) -> WeightDiagnostics:
-    """Summarise a weight vector: spread, weight ratio, Kish design effect, effective n, margin of error.
-
-    Parameters
-    ----------
-    weights : array-like, shape (n,)
-        Finite positive weights.
-    by : array-like of shape (n,), optional
-        Group labels; per-group diagnostics go to ``.by`` (sorted by label).
-
-    Returns
-    -------
-    WeightDiagnostics
-        ``kish_deff = n * sum(w**2) / sum(w)**2 = 1 + cv**2`` with the
-        population-variance CV (Kish 1965); ``effective_n = n / kish_deff``;
-        ``moe = 1.96 * sqrt(kish_deff * 0.25 / n)``.
-
-    Examples
-    --------
-    >>> weight_diagnostics(np.array([1.0, 1.0, 2.0, 4.0])).kish_deff
-    1.375
-    """
-    if isinstance(weights, pl.Series):
-        weights = weights.cast(pl.Float64).to_numpy()
-    w = check_weight_array(np.asarray(weights), what="weights")
-    if w.size == 0:
-        raise DataError("weight_diagnostics: no weights")
-    overall = _diagnostics(w)
-    if by is None:
-        return overall
-    labels = by.to_numpy() if isinstance(by, pl.Series) else np.asarray(by)
-    if labels.shape != w.shape:
-        raise ValueError(f"weight_diagnostics: by must have one label per weight ({w.size}); found shape {labels.shape}")
-    keys, codes = np.unique(labels, return_inverse=True)
-    rows = _group_rows(codes.reshape(-1), keys.size)
-    per_group = tuple((k, _diagnostics(w[r])) for k, r in zip(keys.tolist(), rows))
-    return WeightDiagnostics(**{**overall.__dict__, "by": per_group})
 
 
 # --------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """``expected/quantiles.csv``: ``svyquantile(..., ci = TRUE, qrule = q, interval.type = i)`` (R survey 4.1-1).
 
-Reproduced with :func:`pipeline.survey.estimators.quantile`. Quantile definitions differ
+Reproduced with :func:`pipeline.survey.quantiles.quantile`. Quantile definitions differ
 between packages; these are R survey's (``qrule``), compared for the same rule and interval
 type. Compared: estimate, the interval (NA bounds must be NaN), R's derived ``se`` and df.
 """

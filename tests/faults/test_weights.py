@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ArgumentError, ConfigError, DataError
 from pipeline.survey import Design, mean
 
 CONFORMANCE = (Path(__file__).parents[2] / ".." / "shared" / "conformance").resolve()
@@ -136,7 +136,7 @@ def test_weights_that_cannot_be_derived_from_the_fpc_are_refused(tmp_path, capsy
     # a second stage sampled with replacement (fraction 0: infinite population): R's
     # weights.survey_fpc stops with "Weights not supplied and can't be computed from fpc"
     api = _data("apiclus2.csv").with_columns(pl.lit(20 / 757).alias("f1"), pl.lit(0.0).alias("f2"))
-    with pytest.raises(ConfigError, match="no weights were given and they cannot be derived from fpc: row 1, stage 2"):
+    with pytest.raises(ArgumentError, match="no weights were given and they cannot be derived from fpc: row 1, stage 2"):
         Design.from_frame(api, ids=["dnum", "snum"], fpc=["f1", "f2"])
     cfg = _project(tmp_path, api, textwrap.dedent("""\
         study: clus2wr
@@ -288,9 +288,9 @@ def test_replicate_fpc_in_the_library_gives_r_jk1_scale_of_clus2():
     reps = (psu[:, None] != unq[None, :]) * len(unq) / (len(unq) - 1.0)
     d = Design.from_replicate_weights(api, replicate_weights=reps, type="JK1", combined_weights=False, scale=39 / 40, fpc=757, fpctype="population")
     np.testing.assert_allclose(d.replicates.scale * d.replicates.rscales, designs.get_column("scale").item(), rtol=1e-14)
-    with pytest.raises(ConfigError, match="fpc is not available for BRR"):
+    with pytest.raises(ArgumentError, match="fpc is not available for BRR"):
         Design.from_replicate_weights(api, replicate_weights=reps, type="BRR", fpc=0.1, fpctype="fraction")
-    with pytest.raises(ConfigError, match="fpc has 2 values for 40 replicates"):
+    with pytest.raises(ArgumentError, match="fpc has 2 values for 40 replicates"):
         Design.from_replicate_weights(api, replicate_weights=reps, type="JK1", fpc=[0.1, 0.2], fpctype="fraction")
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from pipeline.config import WeightConfig
 from pipeline.errors import CalibrationError, ConfigError, TargetsError
-from pipeline.stages.weight import CALIBRATION_STEPS, trim_caps, trim_replicates, variance_adjustment, weight
+from pipeline.stages.weight import CALIBRATION_STEPS, variance_adjustment, weight
+from pipeline.survey.trimming import TRIM_CENTRES, trim_caps, trim_replicates
 
 #: margins of a converged calibration (share units)
 MARGIN_ATOL = 1e-8
@@ -273,9 +274,7 @@ def test_trim_cycles_run_until_caps_and_margins_hold():
     assert res.qa["max_margin_error"] < MARGIN_ATOL
     w = res.data.get_column("w_pop").to_numpy()
     groups = res.data.get_column("G").to_numpy() - 1
-    from pipeline.config import TrimConfig
-
-    lo, hi = trim_caps(w, groups, TrimConfig(lower=0.5, upper=1.5, by=("G",)))
+    lo, hi = trim_caps(w, groups, lower=0.5, upper=1.5, relative_to="median")
     assert (w <= hi * (1 + 1e-6)).all() and (w >= lo * (1 - 1e-6)).all()
 
 
@@ -307,10 +306,9 @@ def test_trim_without_recalibration_keeps_the_group_totals():
 
 
 @pytest.mark.parametrize("strict", [False, True])
-@pytest.mark.parametrize("relative_to", ["median", "mean", "absolute"])
+@pytest.mark.parametrize("relative_to", TRIM_CENTRES)
 def test_trimming_replicates_is_the_engine_trim_column_by_column(strict, relative_to):
     """trim_replicates == trim_weights (R trimWeights) on each replicate's in-replicate rows."""
-    from pipeline.config import TrimConfig
     from pipeline.survey.weighting import trim_weights
 
     rng = np.random.default_rng(11)
@@ -319,8 +317,7 @@ def test_trimming_replicates_is_the_engine_trim_column_by_column(strict, relativ
     w[rng.integers(0, n, reps), np.arange(reps)] = 0.0  # rows out of a replicate (a deleted PSU)
     groups = np.repeat([0, 1], n // 2)
     lower, upper = (8.0, 40.0) if relative_to == "absolute" else (0.4, 2.5)
-    trim = TrimConfig(lower=lower, upper=upper, relative_to=relative_to, strict=strict)
-    got = trim_replicates(w, groups, trim)
+    got = trim_replicates(w, groups, lower=lower, upper=upper, relative_to=relative_to, strict=strict)
     for j in range(reps):
         for g in (0, 1):
             rows = np.flatnonzero((groups == g) & (w[:, j] > 0))
@@ -391,3 +388,15 @@ def test_build_design_uses_the_configured_method():
     assert len(design.adjustments) == 1 and isinstance(design.adjustments[0], GregAdjustment)
     fixed = build_design(res.data, DesignConfig(weights="w_pop", strata=("G",), weighting_variance=False), cfg)
     assert fixed.adjustments == ()
+
+
+def test_an_unsupported_statistics_argument_becomes_a_config_error_naming_the_key():
+    """survey/ raises ArgumentError (no config keys there); the weight stage names the config key (issue 11, item 2)."""
+    from pipeline.errors import ArgumentError, ConfigError
+    from pipeline.stages._weight_base import keyed_errors
+
+    with pytest.raises(ConfigError) as info:
+        with keyed_errors("design.replicates.build: Fay"):
+            raise ArgumentError("design: type='Fay' needs rho", hint="give Fay's rho, e.g. rho=0.5")
+    assert info.value.message == "design.replicates.build: Fay: type='Fay' needs rho"
+    assert info.value.hint == "give Fay's rho, e.g. rho=0.5"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ArgumentError
 from pipeline.survey.intervals import CI_METHODS, ProportionInputs, proportion_ci
 
 CLOSED = ["logit", "asin", "beta", "mean", "xlogit", "wilson", "korn_graubard"]
@@ -20,9 +20,9 @@ def test_registry_is_the_config_vocabulary():
 
 def test_unknown_method_and_level():
     x = ProportionInputs.simple(0.3, 0.001, df=20, n=100)
-    with pytest.raises(ConfigError, match="unknown ci_method 'exact'"):
+    with pytest.raises(ArgumentError, match="unknown ci_method 'exact'"):
         proportion_ci(x, "exact")
-    with pytest.raises(ConfigError, match="conf_level must be between 0 and 1"):
+    with pytest.raises(ArgumentError, match="conf_level must be between 0 and 1"):
         proportion_ci(x, "logit", 95)
 
 
@@ -88,7 +88,7 @@ def test_wilson_at_the_boundary():
 
 
 def test_likelihood_needs_the_fit():
-    with pytest.raises(ConfigError, match="needs the fit's dispersion"):
+    with pytest.raises(ArgumentError, match="needs the fit's dispersion"):
         proportion_ci(ProportionInputs.simple(0.3, 0.001, df=20, n=100), "likelihood")
 
 

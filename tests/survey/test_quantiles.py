@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ArgumentError
 from pipeline.survey import estimators as est
 from pipeline.survey import replicates as rp
 from pipeline.survey.design import Design
@@ -46,9 +46,9 @@ def test_domains_and_replicates():
 
 def test_bad_options():
     d = _design()
-    with pytest.raises(ConfigError, match="unknown qrule 'hf10'"):
+    with pytest.raises(ArgumentError, match="unknown qrule 'hf10'"):
         est.quantile(d, "y", qrule="hf10")
-    with pytest.raises(ConfigError, match="'quantile' needs a replicate design"):
+    with pytest.raises(ArgumentError, match="'quantile' needs a replicate design"):
         est.quantile(d, "y", interval_type="quantile")
-    with pytest.raises(ConfigError, match=r"probs must be in \[0, 1\]"):
+    with pytest.raises(ArgumentError, match=r"probs must be in \[0, 1\]"):
         est.quantile(d, "y", probs=[1.5])

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.errors import ConfigError, DesignError
+from pipeline.errors import ArgumentError, DesignError
 from pipeline.survey import estimators as est
 from pipeline.survey import replicates as rp
 from pipeline.survey.design import Design
@@ -84,7 +84,7 @@ def test_replicates_only_before_weighting():
     d = Design.from_frame(_strat2(), weights="w", ids=["psu"], strata="h", nest=True)
     with pytest.raises(DesignError, match="before weighting"):
         rp.jkn(d.reweight(d.weights, Identity()))
-    with pytest.raises(ConfigError, match="unknown replicate type 'JK2'"):
+    with pytest.raises(ArgumentError, match="unknown replicate type 'JK2'"):
         rp.as_replicate_design(d, "JK2")
 
 

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ArgumentError, DataError
 from pipeline.survey.design import Design
 from pipeline.survey.tables import CHISQ_STATISTICS, _p_fsum_imhof, chisq_test, crosstab
 
@@ -45,7 +45,7 @@ def test_dependence_is_detected_by_every_statistic():
 
 def test_errors():
     d = _srs()
-    with pytest.raises(ConfigError, match="unknown chi-squared statistic 'G'"):
+    with pytest.raises(ArgumentError, match="unknown chi-squared statistic 'G'"):
         chisq_test(d, "a", "b", statistic="G")
     single = d.with_frame(d.frame.with_columns(pl.lit("k").alias("k")))
     with pytest.raises(DataError, match="needs at least 2 levels each"):
