@@ -318,7 +318,8 @@ def _need_expr(problems: list[str], key: str, text: str, pool: set[str] | frozen
 def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Report) -> None:
     """Weighting, targets, design, estimates, tables and export against the cleaned data."""
     from pipeline.config import parse_expr
-    from pipeline.stages.weight import STAGE_WEIGHTS, UNCALIBRATED
+    from pipeline.config import STAGE_WEIGHTS
+    from pipeline.stages._common import UNCALIBRATED
 
     # without the cleaned data (a clean rule names an unknown variable) only the names are checked
     df, cb, wave, i = wd.data, wd.codebook, wd.wave, wd.index

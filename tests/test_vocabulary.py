@@ -3,8 +3,6 @@ presentation layer imports no stage and has no import circle."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -16,7 +14,6 @@ from pipeline.exporters.values import VALUE_FORMATS
 from pipeline.flags import STATISTIC_RULES
 from pipeline.stages.estimate import STATISTICS
 
-PIPELINE = Path(__file__).resolve().parents[1] / "pipeline"
 
 
 def test_export_formats_are_the_format_registry():
@@ -64,54 +61,3 @@ def test_table_formats_render_for_the_wave_and_the_trends_alike():
     expected = [p for f in FORMATS.values() if f.kind in ("table", "workbook") for p in f.files(["top"], "trends")]
     assert sorted(files) == sorted(expected)
     assert "| 40 | 30–50 | ±10.0 |" in files["trends/top.md"] and files["trends/tables.xlsx"][:2] == b"PK"
-
-
-def _imports(path: Path) -> set[str]:
-    """Every module a file imports, at the top or inside functions (``from . import`` resolved)."""
-    module = ".".join(path.relative_to(PIPELINE.parent).with_suffix("").parts).removesuffix(".__init__")
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = module.rsplit(".", node.level if not path.name == "__init__.py" else node.level - 1)[0]
-                base = f"{parent}.{base}" if base else parent
-            out.add(base)
-            out |= {f"{base}.{a.name}" for a in node.names}
-    return {m for m in out if m.startswith("pipeline")}
-
-
-def _module(path: Path) -> str:
-    return ".".join(path.relative_to(PIPELINE.parent).with_suffix("").parts).removesuffix(".__init__")
-
-
-def test_exporters_import_no_stage_and_the_statistics_nothing_above_them():
-    for path in sorted((PIPELINE / "exporters").glob("*.py")) + [PIPELINE / "flags.py"]:
-        bad = sorted(m for m in _imports(path) if m.startswith(("pipeline.stages", "pipeline.runner")))
-        assert not bad, f"{path.relative_to(PIPELINE.parent)} imports {bad}: exporters only present tidy artifacts"
-    above = ("pipeline.config", "pipeline.stages", "pipeline.exporters", "pipeline.runner", "pipeline.flags")
-    bad = sorted(m for m in _imports(PIPELINE / "survey" / "comparisons.py") if m.startswith(above))
-    assert not bad, f"pipeline/survey/comparisons.py imports {bad}"
-
-
-def test_no_import_circle_in_the_presentation_layer():
-    files = sorted((PIPELINE / "exporters").glob("*.py")) + [PIPELINE / "flags.py", PIPELINE / "survey" / "comparisons.py"]
-    names = {_module(p) for p in files}
-    graph = {_module(p): {m for m in _imports(p) if m in names and m != _module(p)} for p in files}
-    graph["pipeline.exporters"] = set()  # a package's modules may use its __init__ helpers (file_timestamp)
-    state: dict[str, int] = {}
-
-    def visit(node: str, trail: list[str]) -> None:
-        state[node] = 1
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                raise AssertionError("import circle: " + " -> ".join([*trail[trail.index(nxt):], nxt]))
-            if nxt not in state:
-                visit(nxt, [*trail, nxt])
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node, [node])

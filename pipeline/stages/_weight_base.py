@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import STAGE_WEIGHTS
 from pipeline.errors import ArgumentError, CalibrationError, ConfigError, DataError, TargetsError, translate_argument_error
+from pipeline.stages._common import UNCALIBRATED  # the weighted data's column for GREG residuals
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
     from pipeline.config import DesignConfig, WeightConfig
 
-#: Column of the weights the last calibration step started from (needed for GREG residuals).
-UNCALIBRATED = "w_uncalibrated"
 
 
 @contextmanager

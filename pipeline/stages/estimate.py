@@ -14,7 +14,8 @@ by the questionnaire's logic, or set missing as out of range) are never in the b
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +38,25 @@ COLUMNS = (
 EXTRA_COLUMNS = ("denominator", "title", "cell_n")
 
 
+@contextmanager
+def _argument_errors(key: str, prefix: str = "") -> Iterator[None]:
+    """survey/'s argument errors as config errors naming the key (``design.lonely_psu: ...``)."""
+    from pipeline.errors import ArgumentError, translate_argument_error
+
+    try:
+        yield
+    except ArgumentError as exc:
+        raise translate_argument_error(exc, key, prefix=prefix) from exc
+
+
 def build_design(frame: pl.DataFrame, config: DesignConfig, weighting: WeightConfig | None = None) -> Any:
     """The linearization design of the config's ``design`` section.
 
     With the weight stage's config and ``design.weighting_variance``, the design remembers the
-    weighting (:func:`pipeline.stages.weight.variance_adjustment`: raking, post-stratification
+    weighting (:func:`pipeline.stages._common.variance_adjustment`: raking, post-stratification
     or calibration residuals), so Taylor linearization accounts for it as R survey does.
     """
-    from pipeline.stages.weight import variance_adjustment
+    from pipeline.stages._common import variance_adjustment
     from pipeline.survey.design import Design
 
     missing = [c for c in (config.weights, *config.strata, *config.ids, *config.fpc) if c not in frame.columns]
@@ -196,17 +208,18 @@ def estimate_all(
         raise ConfigError(f"estimates: {len(problems)} problem(s):", problems=problems)
 
     rows: list[pl.DataFrame] = []
-    for spec in specs:
-        statistic = STATISTICS[spec.statistic]
-        work, col, levels = statistic.analysis_column(frame, spec, codebook)
-        spec_design = design.with_frame(work)
-        method = spec.ci_method or design_config.ci_method
-        for by in spec.by:
-            res = statistic.tidy(spec_design, col, list(by), levels, method, design_config.conf_level)
-            if by:
-                res = res.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
-            res = _with_cell_counts(res, work, col, list(by), spec_design.in_design)
-            rows.append(_tidy(res, spec, list(by), codebook, wave=wave, method=method, conf_level=design_config.conf_level, tables=tables))
+    for i, spec in enumerate(specs):
+        with _argument_errors(f"estimates[{i}] ({spec.id})"):
+            statistic = STATISTICS[spec.statistic]
+            work, col, levels = statistic.analysis_column(frame, spec, codebook)
+            spec_design = design.with_frame(work)
+            method = spec.ci_method or design_config.ci_method
+            for by in spec.by:
+                res = statistic.tidy(spec_design, col, list(by), levels, method, design_config.conf_level)
+                if by:
+                    res = res.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
+                res = _with_cell_counts(res, work, col, list(by), spec_design.in_design)
+                rows.append(_tidy(res, spec, list(by), codebook, wave=wave, method=method, conf_level=design_config.conf_level, tables=tables))
     if not rows:
         return pl.DataFrame(schema={c: pl.String for c in (*COLUMNS, *EXTRA_COLUMNS)})
     return pl.concat(rows, how="vertical_relaxed")
@@ -542,11 +555,12 @@ def run(ctx: StageContext) -> StageOutput:
     frame = ctx.read_frame("weight/data.parquet")
     codebook = Codebook.from_json(ctx.path("weight/codebook.json").read_text(encoding="utf-8"))
     config: StudyConfig = ctx.config
-    if config.design.variance == "replicate":
-        meta = json.loads(ctx.path("weight/replicates.json").read_text(encoding="utf-8"))
-        design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
-    else:
-        design = build_design(frame, config.design, config.weight)
+    with _argument_errors("design", prefix="design"):
+        if config.design.variance == "replicate":
+            meta = json.loads(ctx.path("weight/replicates.json").read_text(encoding="utf-8"))
+            design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
+        else:
+            design = build_design(frame, config.design, config.weight)
     specs = config.estimates_for(ctx.wave.id)
     est = estimate_all(frame, codebook, specs, design, config.design, config.tables, wave=ctx.wave.id)
     tests = association_tests(frame, codebook, specs, design, wave=ctx.wave.id)

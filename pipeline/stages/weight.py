@@ -94,6 +94,7 @@ from pipeline.stages._weight_base import (  # noqa: F401 - re-exported: the stag
     targets_provenance,
     with_weight_labels as _with_weight_labels,
 )
+from pipeline.stages._common import variance_adjustment  # noqa: F401 - re-exported for the tests of the weight stage
 from pipeline.stages._weight_replicates import final_replicates, replicate_base_weights
 
 if TYPE_CHECKING:
@@ -556,34 +557,6 @@ def _calibration_entry(step: str, result: WeightingResult) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- variance
-
-
-def variance_adjustment(frame: pl.DataFrame, weights: Any, config: WeightConfig) -> Any:
-    """The variance adjustment of the configured calibration, rebuilt from the final weights
-    (:func:`pipeline.survey.adjustments.calibration_adjustment`; None without calibration).
-
-    Nonresponse classes and trimming are treated as fixed, as R treats ``trimWeights``; the
-    calibration before a trimming cycle is not residualized again (R would append both raking
-    records; the final one carries the constraints the estimates satisfy).
-    """
-    import polars as pl
-
-    from pipeline.survey.adjustments import calibration_adjustment
-
-    calibration = config.calibration
-    if calibration is None:
-        return None
-    key, section = calibration
-    by, variables = list(section.by), list(section.variables)
-    missing = [c for c in [*by, *variables] if c not in frame.columns]
-    if missing:
-        raise DataError(f"weight.{key}: variable(s) {', '.join(missing)} are not in the weighted data", hint="rerun the weight stage (--from weight)")
-    uncalibrated = None
-    if key == "calibrate":
-        if UNCALIBRATED not in frame.columns:
-            raise DataError(f"weight.calibrate: the weighted data has no {UNCALIBRATED} column", hint="rerun the weight stage (--from weight)")
-        uncalibrated = frame.get_column(UNCALIBRATED).cast(pl.Float64).to_numpy()
-    return calibration_adjustment(frame, weights, method=key, by=by, variables=variables, uncalibrated=uncalibrated)
 
 
 READS = Reads(

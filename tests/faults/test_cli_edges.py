@@ -26,3 +26,18 @@ def test_status_piped_into_head_is_not_a_traceback(tiny_project):
         shell=True, capture_output=True, text=True, timeout=120,
     )
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_argument_errors_of_the_statistics_name_the_config_key():
+    """survey/ raises plain argument errors; the estimate stage names the config key path."""
+    import pytest
+
+    from pipeline.errors import ArgumentError, ConfigError
+    from pipeline.stages.estimate import _argument_errors
+
+    with pytest.raises(ConfigError) as info, _argument_errors("design", prefix="design"):
+        raise ArgumentError("design: unknown lonely_psu option 'x'", hint="one of ...")
+    assert info.value.message == "design: unknown lonely_psu option 'x'" and info.value.exit_code == 2
+    with pytest.raises(ConfigError) as info, _argument_errors("estimates[0] (q1_yes)"):
+        raise ArgumentError("levels must be codes of the variable")
+    assert info.value.message == "estimates[0] (q1_yes): levels must be codes of the variable"
