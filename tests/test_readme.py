@@ -84,3 +84,14 @@ def test_every_config_key_is_documented():
         if not (sibling or re.search(rf"\b{leaf}\b", parent_row)):
             missing.append(key)
     assert missing == [], "\n".join(missing)
+
+
+def test_docstring_examples_run_with_the_test_command():
+    """Issue 11, item 5: the README's test command (plain ``pytest``) runs every docstring
+    example of the package, and none is skipped."""
+    import tomllib
+
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["pytest"]["ini_options"]
+    assert "--doctest-modules" in options["addopts"].split() and "pipeline" in options["testpaths"]
+    skipped = [str(p.relative_to(ROOT)) for p in (ROOT / "pipeline").rglob("*.py") if "doctest: +SKIP" in p.read_text(encoding="utf-8")]
+    assert skipped == []

@@ -30,10 +30,21 @@ def table_markdown(table: Table) -> str:
 
     Examples
     --------
-    >>> print(table_markdown(t))  # doctest: +SKIP
+    ``t`` is the topline of :func:`pipeline.exporters.tables.topline_table`'s example:
+
+    >>> import polars as pl
+    >>> from pipeline.config import TablesConfig, ToplineSpec
+    >>> from pipeline.exporters.tables import topline_table
+    >>> est = pl.DataFrame({"wave": ["1"], "estimate_id": ["q"], "statistic": ["proportion"], "variable": ["Q"],
+    ...     "level": ["Yes"], "by": [""], "domain": ["All"], "n": [1998], "estimate": [0.4449], "se": [0.018],
+    ...     "ci_low": [0.41], "ci_high": [0.48], "ci_method": ["logit"], "conf_level": [0.95], "df": [1994.0],
+    ...     "deff": [2.9], "flag": [""], "title": ["Less likely to contact police"]})
+    >>> t = topline_table(est, ToplineSpec(id="topline"), TablesConfig())
+    >>> print(table_markdown(t))  # doctest: +ELLIPSIS
     # Topline
     ...
-    | All | All | 1,998 | 45 | 41–48 | ±3.6 |
+    | All | All | 1,998 | 44 | 41–48 | ±3.5 |
+    ...
     """
     lines = [f"# {_escape(table.title)}", ""]
     if table.subtitle:

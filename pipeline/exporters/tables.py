@@ -312,9 +312,14 @@ def topline_table(
 
     Examples
     --------
+    >>> import polars as pl
     >>> from pipeline.config import TablesConfig, ToplineSpec
-    >>> t = topline_table(est, ToplineSpec(id="topline"), TablesConfig())  # doctest: +SKIP
-    >>> [c.label for c in t.columns]  # doctest: +SKIP
+    >>> est = pl.DataFrame({"wave": ["1"], "estimate_id": ["q"], "statistic": ["proportion"], "variable": ["Q"],
+    ...     "level": ["Yes"], "by": [""], "domain": ["All"], "n": [1998], "estimate": [0.4449], "se": [0.018],
+    ...     "ci_low": [0.41], "ci_high": [0.48], "ci_method": ["logit"], "conf_level": [0.95], "df": [1994.0],
+    ...     "deff": [2.9], "flag": [""], "title": ["Less likely to contact police"]})
+    >>> t = topline_table(est, ToplineSpec(id="topline"), TablesConfig())
+    >>> [c.label for c in t.columns]
     ['group', 'domain', 'n', '%', '95% CI', '±']
     """
     import polars as pl

@@ -12,9 +12,14 @@ no weights (no WEIGHT / WEIGHT_POP): computing them is the pipeline's job.
 
 Examples
 --------
+A small delivery (the demo's is ``n=2004``, ``seed=20121120``: ``survey-pipeline simulate``),
+written to a temporary folder:
+
+>>> import tempfile
+>>> from pathlib import Path
 >>> from pipeline.simulate import simulate_delivery, write_delivery
->>> delivery = simulate_delivery(wave="2012", seed=20121117, n=2004)   # doctest: +SKIP
->>> write_delivery(delivery, Path("raw"))                              # doctest: +SKIP
+>>> delivery = simulate_delivery(wave="2012", seed=20121117, n=400)
+>>> paths = write_delivery(delivery, Path(tempfile.mkdtemp()))
 """
 
 from __future__ import annotations
