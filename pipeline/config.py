@@ -8,736 +8,87 @@ project (see :func:`project_root`). Expressions (derived variables, weight facto
 conditions, checks, skips, the respondent flag) are parsed and checked against the expression
 language's allow-list at load time by :mod:`pipeline.expressions`, which compiles them to polars
 expressions; they are never ``eval``-ed nor handed to an SQL engine.
+
+This module owns the entry point: :class:`StudyConfig` (the whole config and its derived
+facts), :func:`load_config`, :func:`project_root`, the checks across sections run at load time,
+and the description of validation errors (key paths, "did you mean", values as YAML spells
+them). The section models live by concern in :mod:`pipeline._config_data` (``waves``,
+``ingest``, ``clean``), :mod:`pipeline._config_weight` (``weight``, ``design``) and
+:mod:`pipeline._config_output` (``estimates``, ``tables``, ``export``, ``methods``,
+``harmonize``, ``trends``), on the base model of :mod:`pipeline._config_base`; every name of
+them is re-exported here, so ``from pipeline.config import ...`` is the one import path.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
-import json
 import re
 import types
 import typing
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from pipeline._config_base import Code, _Model  # noqa: F401 - re-exported
+from pipeline._config_data import (  # noqa: F401 - re-exported
+    Action,
+    CleanConfig,
+    Check,
+    Derive,
+    DuplicateRule,
+    ExtraMissing,
+    FieldPeriodRule,
+    IngestConfig,
+    InterviewerRule,
+    MissingConfig,
+    NearDuplicateRule,
+    PartialRule,
+    Recode,
+    RowAction,
+    SkipRule,
+    SpeederRule,
+    StraightLineRule,
+    ValidCodes,
+    Wave,
+)
+from pipeline._config_output import (  # noqa: F401 - re-exported
+    STATISTICS,
+    BannerSpec,
+    DisclosureConfig,
+    EstimateSpec,
+    ExportConfig,
+    ExportFormat,
+    HarmonizeConfig,
+    MethodsConfig,
+    ReliabilityConfig,
+    SameMeaning,
+    SignificanceConfig,
+    TableId,
+    TablesConfig,
+    ToplineSpec,
+    TrendsConfig,
+    TrendSpec,
+)
+from pipeline._config_weight import (  # noqa: F401 - re-exported
+    CALIBRATION_KEYS,
+    BaseWeightConfig,
+    CalibrateConfig,
+    CIMethod,
+    DesignConfig,
+    NonresponseConfig,
+    PoststratifyConfig,
+    RakeConfig,
+    ReplicateConfig,
+    TrimConfig,
+    WeightConfig,
+    WeightFactor,
+    WeightQA,
+)
 from pipeline.errors import ConfigError
 
 STAGES = ("ingest", "clean", "weight", "estimate", "export")
 Stage = Literal["ingest", "clean", "weight", "estimate", "export"]
-
-Code = int
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-# --------------------------------------------------------------------------- waves and ingest
-
-
-class ExtraMissing(_Model):
-    """Missing codes the file does not declare for these variables."""
-
-    variables: tuple[str, ...]
-    codes: tuple[Code, ...]
-
-
-class Recode(_Model):
-    """Map codes of some variables, optionally only on rows where ``when`` holds."""
-
-    variables: Annotated[tuple[str, ...], Field(min_length=1)]
-    map: Mapping[Code, Code | None]
-    when: str | None = None
-
-    @field_validator("variables", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return (v,) if isinstance(v, str) else v
-
-
-class Wave(_Model):
-    """One survey wave: its raw delivery and its weighting targets."""
-
-    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
-    raw: Path
-    targets: Path | None = None
-    field_dates: tuple[dt.date, dt.date] | None = None
-    rename: Mapping[str, str] = Field(default_factory=dict)
-    """This wave's variable names -> the study's common names, e.g. ``{PHONE_STATUS: PHONESTAT}``."""
-    labels: Mapping[str, Mapping[Code, str]] = Field(default_factory=dict)
-    """Value labels that replace the file's for this wave (after renaming), to harmonise wording."""
-    recodes: tuple[Recode, ...] = ()
-    """This wave's own recodes, applied before the study's (a vendor that coded differently)."""
-    missing_also: tuple[ExtraMissing, ...] = ()
-    """This wave's own undeclared missing codes (DK stored as 98 instead of 8)."""
-    not_asked: tuple[str, ...] = ()
-    """Study variables this wave's questionnaire did not have: the rules and estimates that
-    name them skip this wave (the harmonization report lists which variables are in which wave)."""
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int) else v
-
-    @model_validator(mode="after")
-    def _dates_in_order(self) -> Wave:
-        if self.field_dates and self.field_dates[0] > self.field_dates[1]:
-            raise ValueError(f"field_dates must be [first, last] (got {self.field_dates[0]} after {self.field_dates[1]})")
-        return self
-
-
-class IngestConfig(_Model):
-    """Which column identifies a respondent and which columns are identifiers to drop."""
-
-    id: str | None = None
-    pii: tuple[str, ...] = ()
-    hash: Mapping[str, str] = Field(default_factory=dict)
-    """PII columns a cleaning rule needs, kept only as a keyed hash (HMAC-SHA256): ``{PHONE_HASH: phone_key}``.
-
-    The key is the environment variable ``SURVEY_PIPELINE_HASH_KEY``, else the key file
-    ``key_file``; never in ``outputs/``. The hashed columns are dropped by the clean stage.
-    """
-    key_file: Path | None = None
-    """The key of the ``hash`` columns (relative to the config; default ``keys/<study>.key`` in the
-    project, git-ignored), created with a random key on first use; refused inside ``outputs/``."""
-
-
-# --------------------------------------------------------------------------------- cleaning
-
-
-class MissingConfig(_Model):
-    """Codes that mean don't-know or refused.
-
-    A code is treated as missing for a variable when the file declares it user-missing for
-    that variable, or when ``also`` lists it for that variable (a vendor batch that used 98
-    where the codebook says 8). Its reason is ``dont_know`` or ``refused`` by these lists.
-    """
-
-    dont_know: tuple[Code, ...] = (8, 98)
-    refused: tuple[Code, ...] = (9, 99)
-    also: tuple[ExtraMissing, ...] = ()
-
-
-class Derive(_Model):
-    """A derived variable: an SQL expression over existing columns, with its labels."""
-
-    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    expr: str
-    label: str | None = None
-    value_labels: Mapping[Code, str] = Field(default_factory=dict)
-    labels_from: str | None = None
-    """Carry the value labels and missing codes of this variable (a recoded copy keeps its labels)."""
-
-
-class PartialRule(_Model):
-    """Rows whose ``variable`` is not one of ``complete`` are partial interviews."""
-
-    variable: str
-    complete: tuple[Code, ...] = (1,)
-
-
-class DuplicateRule(_Model):
-    """Rows identical in every column to an earlier row (same ``id``) are exact duplicates."""
-
-    id: str
-
-
-class ValidCodes(_Model):
-    """Codes a value must have; anything else is set missing with reason ``out_of_range``.
-
-    ``labelled`` variables must hold a labelled code (or a declared missing code); ``ranges``
-    give ``[low, high]`` for numeric variables such as AGE.
-    """
-
-    labelled: tuple[str, ...] = ()
-    ranges: Mapping[str, tuple[float, float]] = Field(default_factory=dict)
-
-
-Action = Literal["quarantine", "set_missing", "flag"]
-
-
-class Check(_Model):
-    """A consistency rule: ``expr`` must hold; where it does not, ``action`` applies.
-
-    ``set_missing`` blanks ``variables`` (reason ``inconsistent``); ``flag`` marks the row;
-    ``quarantine`` removes it. Rows where ``expr`` is unknown (a value is missing) pass.
-    """
-
-    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    expr: str
-    variables: tuple[str, ...] = ()
-    action: Action = "set_missing"
-
-    @model_validator(mode="after")
-    def _needs_variables(self) -> Check:
-        if self.action == "set_missing" and not self.variables:
-            raise ValueError("action set_missing needs the variables to set missing")
-        return self
-
-
-class SkipRule(_Model):
-    """Skip logic: ``variables`` are asked only where ``asked_if`` holds.
-
-    An answer where the question was not asked is a violation (``action``: set it missing with
-    reason ``skip_violation``, flag the row, or quarantine it); a blank where it was not asked is
-    a legitimate skip (reason ``skipped``); a blank where it was asked is flagged
-    ``skip_missing_<variable>`` when ``require_answer``.
-    """
-
-    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    asked_if: str
-    variables: Annotated[tuple[str, ...], Field(min_length=1)]
-    action: Action = "set_missing"
-    require_answer: bool = False
-
-
-RowAction = Literal["quarantine", "flag"]
-
-
-class NearDuplicateRule(_Model):
-    """Rows sharing ``key`` (e.g. a hashed phone number) under different ids: keep the first."""
-
-    key: str
-    order_by: tuple[str, ...] = ()
-    action: RowAction = "quarantine"
-
-
-class SpeederRule(_Model):
-    """Interviews shorter than ``fraction`` x the median ``duration`` (within ``by``)."""
-
-    duration: str
-    fraction: Annotated[float, Field(gt=0, lt=1)] = 0.4
-    by: tuple[str, ...] = ()
-    action: RowAction = "flag"
-
-
-class StraightLineRule(_Model):
-    """A battery answered with one code throughout (don't-know/refused excluded)."""
-
-    variables: Annotated[tuple[str, ...], Field(min_length=3)]
-    action: RowAction = "flag"
-
-
-class FieldPeriodRule(_Model):
-    """Interview dates outside the wave's ``field_dates``."""
-
-    variable: str
-    action: RowAction = "flag"
-
-
-class InterviewerRule(_Model):
-    """The interviewer report: flag interviewers whose answer patterns are implausible.
-
-    Per interviewer with at least ``min_interviews``: the don't-know/refused rate over
-    ``battery`` and the share of their interviews with their single most common battery
-    pattern. An interviewer is flagged when the pattern share is at least ``max_pattern_share``,
-    or the don't-know/refused rate is at most ``min_dk_rate`` while the other interviewers'
-    median rate is above it.
-    """
-
-    variable: str
-    battery: Annotated[tuple[str, ...], Field(min_length=2)]
-    min_interviews: Annotated[int, Field(ge=2)] = 15
-    max_pattern_share: Annotated[float, Field(gt=0, le=1)] = 0.3
-    min_dk_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    action: RowAction = "flag"
-
-
-class CleanConfig(_Model):
-    missing: MissingConfig = MissingConfig()
-    valid: ValidCodes = ValidCodes()
-    required: tuple[str, ...] = ()
-    """Rows with no valid value in one of these (e.g. the stratum) are quarantined."""
-    recodes: tuple[Recode, ...] = ()
-    derive: tuple[Derive, ...] = ()
-    drop_partials: PartialRule | None = None
-    drop_duplicates: DuplicateRule | None = None
-    near_duplicates: NearDuplicateRule | None = None
-    checks: tuple[Check, ...] = ()
-    skips: tuple[SkipRule, ...] = ()
-    speeders: SpeederRule | None = None
-    straightlining: StraightLineRule | None = None
-    field_period: FieldPeriodRule | None = None
-    interviewers: InterviewerRule | None = None
-    report_by: tuple[str, ...] = ()
-    """Break the cleaning report's counts down by these variables (e.g. county)."""
-
-
-# -------------------------------------------------------------------------------- weighting
-
-
-class WeightFactor(_Model):
-    """One multiplicative base-weight factor, an SQL expression (household adults, dual frame)."""
-
-    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    expr: str
-
-
-class BaseWeightConfig(_Model):
-    """Base weight = a delivered weight ``column``, or N_h / n_h within ``population_by`` groups,
-    or (neither given) the design's ``fpc`` as R's ``svydesign`` derives it; times each factor.
-
-    N_h comes from the targets file's ``population`` column; n_h counts every row of the
-    cleaned data in the group, nonrespondents included.
-    """
-
-    column: str | None = None
-    """A weight delivered with the data (a vendor's design or final weight): the weighting starts from it."""
-    population_by: tuple[str, ...] = ()
-    factors: tuple[WeightFactor, ...] = ()
-
-    @model_validator(mode="after")
-    def _one_source(self) -> BaseWeightConfig:
-        if self.column is not None and self.population_by:
-            raise ValueError(
-                f"give either column ({self.column}) or population_by ({', '.join(self.population_by)}), not both: "
-                "each is a base weight (a delivered weight already holds N_h / n_h)"
-            )
-        return self
-
-
-class NonresponseConfig(_Model):
-    """Nonresponse adjustment by weighting classes, before calibration.
-
-    The cleaned data must hold the eligible nonrespondents (for example break-offs kept by not
-    setting ``clean.drop_partials``): rows where ``respondent`` is false. Within each class (the
-    cross of ``classes``) the respondents' weights are multiplied by
-    ``sum(w_base, everyone) / sum(w_base, respondents)``; the nonrespondents then leave the
-    weighted data (they are written to ``weight/nonrespondents.parquet``). A class with fewer
-    than ``min_respondents`` respondents, or whose factor exceeds ``max_factor``, is merged with
-    its neighbour: the adjacent class in the sort order of ``classes`` sharing the most leading
-    class variables (the next one on a tie), so the last class variable is collapsed first.
-    """
-
-    respondent: str
-    """SQL expression, true for respondents (``STATUS = 1``); missing is an error."""
-    classes: Annotated[tuple[str, ...], Field(min_length=1)]
-    min_respondents: Annotated[int, Field(ge=1)] = 20
-    max_factor: Annotated[float, Field(gt=1)] | None = 2.0
-
-
-class RakeConfig(_Model):
-    """Rake to the wave's targets file, separately within ``by`` groups."""
-
-    variables: Annotated[tuple[str, ...], Field(min_length=1)]
-    by: tuple[str, ...] = ()
-    max_iter: Annotated[int, Field(ge=1)] = 50
-    tolerance: Annotated[float, Field(gt=0, lt=1)] = 1e-3
-    accept_nonconvergence: bool = False
-    impute: Literal["mode", "none"] = "mode"
-
-
-class PoststratifyConfig(_Model):
-    """Post-stratify to the targets of one (possibly pre-crossed) variable within ``by`` groups."""
-
-    variable: str
-    by: tuple[str, ...] = ()
-    impute: Literal["mode", "none"] = "mode"
-
-    @property
-    def variables(self) -> tuple[str, ...]:
-        return (self.variable,)
-
-
-class CalibrateConfig(_Model):
-    """General calibration (R survey ``calibrate``) to the targets, within ``by`` groups.
-
-    ``method`` is the distance: ``linear`` (GREG), ``raking`` or ``logit``; ``bounds`` limit the
-    g-weights (calibrated / input weight), and ``logit`` needs them.
-    """
-
-    variables: Annotated[tuple[str, ...], Field(min_length=1)]
-    by: tuple[str, ...] = ()
-    method: Literal["linear", "raking", "logit"] = "linear"
-    bounds: tuple[float, float] | None = None
-    max_iter: Annotated[int, Field(ge=1)] = 50
-    epsilon: Annotated[float, Field(gt=0, lt=1)] = 1e-7
-    accept_nonconvergence: bool = False
-    impute: Literal["mode", "none"] = "mode"
-
-    @model_validator(mode="after")
-    def _bounds(self) -> CalibrateConfig:
-        if self.bounds is not None and not self.bounds[0] < 1 < self.bounds[1]:
-            raise ValueError(f"bounds on the g-weights must satisfy lower < 1 < upper (got {list(self.bounds)})")
-        if self.method == "logit" and self.bounds is None:
-            raise ValueError("method logit needs bounds on the g-weights, e.g. bounds: [0.3, 3]")
-        return self
-
-
-class TrimConfig(_Model):
-    """Cap weights at ``upper`` x and floor them at ``lower`` x the group median (or mean).
-
-    Trimming is done within ``by`` groups (the trimmed amount is spread over the group's other
-    rows, as R survey ``trimWeights`` does over the sample). With ``rerake`` the configured
-    calibration is redone after trimming; ``cycles`` trim-and-recalibrate cycles run until the
-    caps and the margins both hold, and when they do not after the last cycle the stage fails
-    unless ``accept_outside_caps``.
-    """
-
-    lower: Annotated[float, Field(gt=0)] | None = None
-    upper: Annotated[float, Field(gt=0)] | None = None
-    relative_to: Literal["median", "mean", "absolute"] = "median"
-    by: tuple[str, ...] = ()
-    strict: bool = False
-    rerake: bool = True
-    cycles: Annotated[int, Field(ge=1)] = 1
-    accept_outside_caps: bool = False
-    replicates: Literal["factors", "own_caps"] = "factors"
-    """How replicate weights are trimmed: ``factors`` multiplies each replicate by the full
-    sample's trimming factors (trimming treated as fixed, as the Taylor variance treats it);
-    ``own_caps`` trims each replicate at caps from its own weights, which clips bootstrap
-    multiplicities and understates the variance (the demo's bootstrap SE fell from 0.0184 to
-    0.0157 with it)."""
-
-    @model_validator(mode="after")
-    def _bounds(self) -> TrimConfig:
-        if self.lower is None and self.upper is None:
-            raise ValueError("give lower, upper or both")
-        if self.lower is not None and self.upper is not None and self.upper <= self.lower:
-            raise ValueError(f"upper must be greater than lower (got lower={self.lower} and upper={self.upper})")
-        if self.cycles > 1 and not self.rerake:
-            raise ValueError(f"cycles: {self.cycles} needs rerake: true (a cycle is trimming then recalibrating)")
-        return self
-
-
-class WeightQA(_Model):
-    """Limits that fail the weight stage when exceeded."""
-
-    max_kish_deff: Annotated[float, Field(ge=1)] | None = None
-    max_margin_error: Annotated[float, Field(gt=0)] | None = 0.005
-
-
-#: The calibration sections of ``weight``, at most one of which is given.
-CALIBRATION_KEYS = ("rake", "poststratify", "calibrate")
-
-
-class WeightConfig(_Model):
-    base: BaseWeightConfig = BaseWeightConfig()
-    nonresponse: NonresponseConfig | None = None
-    rake: RakeConfig | None = None
-    poststratify: PoststratifyConfig | None = None
-    calibrate: CalibrateConfig | None = None
-    trim: TrimConfig | None = None
-    qa: WeightQA = WeightQA()
-    targets_columns: Mapping[str, str] = Field(default_factory=dict)
-    """Rename targets-file columns to data columns, e.g. ``{county: COUNTY}``."""
-
-    @model_validator(mode="after")
-    def _one_calibration(self) -> WeightConfig:
-        given = [k for k in CALIBRATION_KEYS if getattr(self, k) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give one calibration method, not {' and '.join(given)} (each calibrates to the same targets)")
-        if self.trim is not None and self.trim.cycles > 1 and not given:
-            raise ValueError(f"trim.cycles: {self.trim.cycles} needs a calibration method (rake, poststratify or calibrate) to redo after trimming")
-        return self
-
-    @property
-    def calibration(self) -> tuple[str, RakeConfig | PoststratifyConfig | CalibrateConfig] | None:
-        """The configured calibration step as ``(key, section)``, or None."""
-        for key in CALIBRATION_KEYS:
-            section = getattr(self, key)
-            if section is not None:
-                return key, section
-        return None
-
-
-# ------------------------------------------------------------------------ design, estimates
-
-CIMethod = Literal["logit", "likelihood", "asin", "beta", "mean", "xlogit", "wilson", "korn_graubard"]
-
-
-class ReplicateConfig(_Model):
-    """Replicate weights: given in the data (``columns`` or ``pattern``), or built (``build``).
-
-    Given replicate weights follow R's ``svrepdesign``; built ones R's ``as.svrepdesign`` on
-    the linearization design of ``design`` (strata, ids, fpc) with the base weights, and the
-    weighting (raking, trimming) is redone in every replicate.
-    """
-
-    columns: tuple[str, ...] = ()
-    pattern: str | None = None
-    """A regular expression matching the replicate-weight columns, e.g. ``^REPW[0-9]+$``."""
-    type: Literal["JK1", "JKn", "BRR", "Fay", "bootstrap", "other"] | None = None
-    build: Literal["auto", "JK1", "JKn", "BRR", "Fay", "bootstrap"] | None = None
-    replicates: Annotated[int, Field(ge=2)] | None = None
-    """Number of bootstrap replicates (``build: bootstrap``)."""
-    seed: int | None = None
-    rho: Annotated[float, Field(ge=0, lt=1)] | None = None
-    scale: Annotated[float, Field(gt=0)] | None = None
-    rscales: tuple[float, ...] | None = None
-    fpc: float | tuple[float, ...] | None = None
-    """Given replicates' finite population correction (R ``svrepdesign(fpc=)``), read as ``fpctype``
-    says; one value for every replicate, or one per replicate."""
-    fpctype: Literal["fraction", "correction", "population"] | None = None
-    mse: bool = False
-    combined_weights: bool = True
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ReplicateConfig:
-        given = bool(self.columns) or self.pattern is not None
-        if given == (self.build is not None):
-            raise ValueError("give the replicate weights either as columns/pattern (with type) or as build: <method>, not both")
-        if given and self.type is None:
-            raise ValueError("given replicate weights need their type: JK1, JKn, BRR, Fay, bootstrap or other")
-        if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
-        if self.seed is not None and self.build != "bootstrap":
-            raise ValueError("seed applies to build: bootstrap only")
-        if self.build == "bootstrap" and self.seed is None:
-            raise ValueError("build: bootstrap needs a seed (e.g. seed: 20121120), so that a rerun draws the same replicates and standard errors")
-        if (self.type == "Fay" or self.build == "Fay") and self.rho is None:
-            raise ValueError("Fay replicates need rho")
-        if self.fpc is not None or self.fpctype is not None:
-            if self.build is not None:
-                raise ValueError("fpc applies to given replicate columns; built replicates take the design's fpc (design.fpc)")
-            if self.fpc is None or self.fpctype is None:
-                raise ValueError("fpc and fpctype go together: fpctype says what fpc holds (fraction, correction or population)")
-            if self.type in ("BRR", "Fay", "bootstrap"):
-                raise ValueError(f"fpc does not apply to {self.type} replicates (as R svrepdesign); leave it out")
-            if self.fpctype == "population" and self.type != "JK1":
-                raise ValueError(f"fpctype: population is for JK1 replicates (one per sampled PSU), not {self.type}; give the sampling fractions (fpctype: fraction)")
-            values = self.fpc if isinstance(self.fpc, tuple) else (self.fpc,)
-            if self.fpctype != "population" and any(not 0 <= v <= 1 for v in values):
-                raise ValueError(f"fpc with fpctype: {self.fpctype} must be between 0 and 1")
-            if self.fpctype == "population" and len(values) != 1:
-                raise ValueError("fpc with fpctype: population is one number: the population number of PSUs")
-        return self
-
-
-class DesignConfig(_Model):
-    """The sampling design used for variance estimation, and the default CI."""
-
-    weights: str = "w_pop"
-    """Population-scaled by default: R's design effect uses N = the sum of the weights. A column of
-    the data (a delivered final weight) is used as is, with no weighting configured."""
-    strata: tuple[str, ...] = ()
-    ids: tuple[str, ...] = ()
-    fpc: tuple[str, ...] = ()
-    nest: bool = False
-    lonely_psu: Literal["fail", "remove", "adjust", "average", "certainty"] = "fail"
-    weighting_variance: bool = True
-    """Account for raking in the variance (R survey's raking residuals), not fixed weights."""
-    variance: Literal["taylor", "replicate"] = "taylor"
-    replicates: ReplicateConfig | None = None
-    ci_method: CIMethod = "logit"
-    conf_level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
-
-    @model_validator(mode="after")
-    def _variance_source(self) -> DesignConfig:
-        if self.variance == "replicate" and self.replicates is None:
-            raise ValueError("variance: replicate needs a replicates: section (columns/pattern with type, or build)")
-        if self.variance == "taylor" and self.replicates is not None:
-            raise ValueError("replicates: is given but variance is taylor; set variance: replicate")
-        return self
-
-
-#: the statistics an estimate can be: each is the config key that names its variable
-#: (``proportion: Q10A``), one entry per layer (``pipeline.stages.estimate.STATISTICS``,
-#: ``pipeline.exporters.tables.VALUE_FORMATS``, ``pipeline.exporters.charts.CHART_SCALES``,
-#: ``pipeline.flags.STATISTIC_RULES``; tests/test_vocabulary.py checks they agree)
-STATISTICS = ("proportion",)
-
-
-class EstimateSpec(_Model):
-    """One estimate: the share of ``proportion`` in ``levels`` (or of every level)."""
-
-    id: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    proportion: str
-    levels: tuple[Code, ...] | None = None
-    level_label: str | None = None
-    denominator: Literal["all", "valid"] = "valid"
-    by: tuple[tuple[str, ...], ...] = ((),)
-    ci_method: CIMethod | None = None
-    title: str | None = None
-    test: Literal["F", "Chisq", "Wald", "adjWald", "lincom", "saddlepoint", "none"] = "F"
-    """Design-based test of association with each single ``by`` variable (R ``svychisq``;
-    ``F``: Rao-Scott second-order, ``Chisq``: first-order), shown under the banners."""
-
-    @property
-    def statistic(self) -> str:
-        """The statistic estimated: the key of :data:`STATISTICS` the spec sets (``proportion``)."""
-        return next(name for name in STATISTICS if getattr(self, name, None) is not None)
-
-    @property
-    def variable(self) -> str:
-        """The variable the statistic is of (``proportion: Q10A`` -> ``Q10A``)."""
-        return getattr(self, self.statistic)
-
-
-class ReliabilityConfig(_Model):
-    """When an estimate is suppressed or flagged: the NCHS Data Presentation Standards for
-    Proportions (Parker et al. 2017, Vital Health Stat 2(175)), thresholds as published.
-
-    With ``standard: nchs`` a proportion is suppressed when its effective sample size is below
-    ``min_effective_n``, or when its Korn-Graubard CI is ``max_ci_width`` wide or more, or (if
-    wider than ``ci_width_ok``) wider than ``max_relative_ci_width`` times the estimate. Shown
-    estimates are flagged for review when the degrees of freedom are below ``min_df``, when
-    the CI is wider than ``max_relative_ci_width`` times the complement, or at 0% or 100%.
-    ``tables.min_n`` (the denominator's sample size) applies under both standards.
-    """
-
-    standard: Literal["nchs", "none"] = "nchs"
-    min_effective_n: Annotated[float, Field(ge=0)] = 30
-    ci_width_ok: Annotated[float, Field(ge=0, le=1)] = 0.05
-    max_ci_width: Annotated[float, Field(gt=0, le=1)] = 0.30
-    max_relative_ci_width: Annotated[float, Field(gt=0)] = 1.30
-    min_df: Annotated[float, Field(ge=0)] = 8
-
-    @model_validator(mode="after")
-    def _widths(self) -> ReliabilityConfig:
-        if self.ci_width_ok >= self.max_ci_width:
-            raise ValueError(f"ci_width_ok must be smaller than max_ci_width (got {self.ci_width_ok} and {self.max_ci_width})")
-        return self
-
-
-class DisclosureConfig(_Model):
-    """Suppression for respondents' privacy: cells with fewer than ``min_cell_n`` respondents."""
-
-    min_cell_n: Annotated[int, Field(ge=0)] = 10
-
-
-class SignificanceConfig(_Model):
-    """Tests between banner columns (and between waves in trend tables)."""
-
-    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    method: Literal["design", "independent"] = "design"
-    """``design``: the difference's variance from the design's full covariance matrix;
-    ``independent``: ``se_a^2 + se_b^2`` from estimates.csv (ignores the covariance)."""
-    adjust: Literal["none", "bonferroni", "holm"] = "none"
-    """Multiple-comparison adjustment within each row and column group."""
-
-
-TableId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
-
-
-class ToplineSpec(_Model):
-    """A topline: question wording, each answer's weighted percent, unweighted n, CI and margin of error."""
-
-    id: TableId
-    title: str | None = None
-    estimates: tuple[str, ...] = ()
-    """Estimate ids, in order (empty: every estimate)."""
-    by: tuple[tuple[str, ...], ...] | None = None
-    """Which domain lists to show (``[[]]``: the whole sample only); default: every one estimated."""
-    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
-    notes: tuple[str, ...] = ()
-
-
-class BannerSpec(_Model):
-    """A banner crosstab: estimates down, subgroups across, significance letters between columns."""
-
-    id: TableId
-    title: str | None = None
-    estimates: tuple[str, ...] = ()
-    columns: Annotated[tuple[tuple[str, ...], ...], Field(min_length=1)] = ((),)
-    """Column groups as domain lists: ``[[], [COUNTY], [STATUS4]]`` is Total, the counties, the statuses."""
-    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
-    notes: tuple[str, ...] = ()
-
-
-class TrendSpec(_Model):
-    """A trend table: estimates down, waves across, with the change between the last two waves."""
-
-    id: TableId
-    title: str | None = None
-    estimates: tuple[str, ...] = ()
-    by: tuple[tuple[str, ...], ...] = ((),)
-    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
-    notes: tuple[str, ...] = ()
-
-
-class TablesConfig(_Model):
-    """Reliability and disclosure rules, significance tests, and the published tables."""
-
-    min_n: Annotated[int, Field(ge=0)] = 30
-    decimals: Annotated[int, Field(ge=0, le=4)] = 0
-    reliability: ReliabilityConfig = ReliabilityConfig()
-    disclosure: DisclosureConfig = DisclosureConfig()
-    significance: SignificanceConfig = SignificanceConfig()
-    labels: Mapping[str, str] = Field(default_factory=dict)
-    """Short names of domain variables for table headers (``{STATUS4: Immigration status}``)."""
-    notes: tuple[str, ...] = ()
-    """Notes printed under every table."""
-    toplines: tuple[ToplineSpec, ...] = (ToplineSpec(id="topline"),)
-    banners: tuple[BannerSpec, ...] = ()
-    trends: tuple[TrendSpec, ...] = ()
-
-    @model_validator(mode="after")
-    def _unique_table_ids(self) -> TablesConfig:
-        ids = [t.id for t in (*self.toplines, *self.banners, *self.trends)]
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        if repeated:
-            raise ValueError(f"table ids must be unique across toplines, banners and trends (repeated: {', '.join(repeated)})")
-        return self
-
-    def flag_rules(self) -> dict[str, Any]:
-        """The part the estimate stage's ``flag`` column depends on (its config fingerprint)."""
-        return json.loads(self.model_dump_json(include={"min_n", "reliability", "disclosure"}))
-
-    def comparison_rules(self) -> dict[str, Any]:
-        """The part the estimate stage's ``estimate/comparisons.csv`` depends on: which banners
-        compare which estimates across which columns (not their titles or notes), and how."""
-        return json.loads(self.model_dump_json(include={"significance": True, "banners": {"__all__": {"id", "estimates", "columns"}}}))
-
-
-ExportFormat = Literal["csv", "markdown", "xlsx", "html", "latex", "sav", "dta", "png", "svg", "methods", "report"]
-
-
-class ExportConfig(_Model):
-    """What the export stage writes (every format is built from estimates.csv)."""
-
-    formats: tuple[ExportFormat, ...] = ("csv", "markdown")
-    charts: tuple[str, ...] = ()
-    """Estimate ids charted by subgroup (empty: every estimate); charts are written as ``png``/``svg``."""
-    weights: tuple[str, ...] = ("w_final", "w_pop")
-    """Weight columns kept in the analysis file (``sav``/``dta``); other weights are left out."""
-
-
-class MethodsConfig(_Model):
-    """Study facts for the methods statement (AAPOR Transparency Initiative disclosure elements).
-
-    The rest (dates, sample sizes, weighting variables and target sources, design effect,
-    margins of error) is taken from the config, the targets file and the weighting report.
-    """
-
-    sponsor: str | None = None
-    conducted_by: str | None = None
-    population: str | None = None
-    frame: str | None = None
-    sample_design: str | None = None
-    mode: str | None = None
-    languages: tuple[str, ...] = ()
-    response_rate: str | None = None
-    contact: str | None = None
-    moe_by: tuple[str, ...] | None = None
-    """Key subgroups for the margin-of-error table (default: the banners' column variables)."""
-    notes: tuple[str, ...] = ()
-
-
-class SameMeaning(_Model):
-    """Codes of a variable whose labels differ between waves but mean the same."""
-
-    variable: str
-    codes: tuple[Code, ...]
-
-
-class HarmonizeConfig(_Model):
-    """Checks across waves: value-label drift is an error unless mapped or accepted here."""
-
-    same_meaning: tuple[SameMeaning, ...] = ()
-
-
-class TrendsConfig(_Model):
-    """Change rows between consecutive waves in ``trends/estimates.csv``."""
-
-    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
 
 
 class StudyConfig(_Model):

@@ -1,0 +1,220 @@
+"""The config sections of the results: ``estimates``, ``tables``, ``export``, ``methods``,
+``harmonize`` and ``trends``.
+
+Owns the models of an estimate (and :data:`STATISTICS`, the statistics an estimate can be), of
+the tables (reliability and disclosure rules, significance tests, toplines, banners, trend
+tables), of the export formats, of the methods statement's study facts, and of the checks and
+change rows across waves. Re-exported by :mod:`pipeline.config`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from pipeline._config_base import Code, _Model
+from pipeline._config_weight import CIMethod
+
+#: the statistics an estimate can be: each is the config key that names its variable
+#: (``proportion: Q10A``), one entry per layer (``pipeline.stages.estimate.STATISTICS``,
+#: ``pipeline.exporters.tables.VALUE_FORMATS``, ``pipeline.exporters.charts.CHART_SCALES``,
+#: ``pipeline.flags.STATISTIC_RULES``; tests/test_vocabulary.py checks they agree)
+STATISTICS = ("proportion",)
+
+
+class EstimateSpec(_Model):
+    """One estimate: the share of ``proportion`` in ``levels`` (or of every level)."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    proportion: str
+    levels: tuple[Code, ...] | None = None
+    level_label: str | None = None
+    denominator: Literal["all", "valid"] = "valid"
+    by: tuple[tuple[str, ...], ...] = ((),)
+    ci_method: CIMethod | None = None
+    title: str | None = None
+    test: Literal["F", "Chisq", "Wald", "adjWald", "lincom", "saddlepoint", "none"] = "F"
+    """Design-based test of association with each single ``by`` variable (R ``svychisq``;
+    ``F``: Rao-Scott second-order, ``Chisq``: first-order), shown under the banners."""
+
+    @property
+    def statistic(self) -> str:
+        """The statistic estimated: the key of :data:`STATISTICS` the spec sets (``proportion``)."""
+        return next(name for name in STATISTICS if getattr(self, name, None) is not None)
+
+    @property
+    def variable(self) -> str:
+        """The variable the statistic is of (``proportion: Q10A`` -> ``Q10A``)."""
+        return getattr(self, self.statistic)
+
+
+class ReliabilityConfig(_Model):
+    """When an estimate is suppressed or flagged: the NCHS Data Presentation Standards for
+    Proportions (Parker et al. 2017, Vital Health Stat 2(175)), thresholds as published.
+
+    With ``standard: nchs`` a proportion is suppressed when its effective sample size is below
+    ``min_effective_n``, or when its Korn-Graubard CI is ``max_ci_width`` wide or more, or (if
+    wider than ``ci_width_ok``) wider than ``max_relative_ci_width`` times the estimate. Shown
+    estimates are flagged for review when the degrees of freedom are below ``min_df``, when
+    the CI is wider than ``max_relative_ci_width`` times the complement, or at 0% or 100%.
+    ``tables.min_n`` (the denominator's sample size) applies under both standards.
+    """
+
+    standard: Literal["nchs", "none"] = "nchs"
+    min_effective_n: Annotated[float, Field(ge=0)] = 30
+    ci_width_ok: Annotated[float, Field(ge=0, le=1)] = 0.05
+    max_ci_width: Annotated[float, Field(gt=0, le=1)] = 0.30
+    max_relative_ci_width: Annotated[float, Field(gt=0)] = 1.30
+    min_df: Annotated[float, Field(ge=0)] = 8
+
+    @model_validator(mode="after")
+    def _widths(self) -> ReliabilityConfig:
+        if self.ci_width_ok >= self.max_ci_width:
+            raise ValueError(f"ci_width_ok must be smaller than max_ci_width (got {self.ci_width_ok} and {self.max_ci_width})")
+        return self
+
+
+class DisclosureConfig(_Model):
+    """Suppression for respondents' privacy: cells with fewer than ``min_cell_n`` respondents."""
+
+    min_cell_n: Annotated[int, Field(ge=0)] = 10
+
+
+class SignificanceConfig(_Model):
+    """Tests between banner columns (and between waves in trend tables)."""
+
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    method: Literal["design", "independent"] = "design"
+    """``design``: the difference's variance from the design's full covariance matrix;
+    ``independent``: ``se_a^2 + se_b^2`` from estimates.csv (ignores the covariance)."""
+    adjust: Literal["none", "bonferroni", "holm"] = "none"
+    """Multiple-comparison adjustment within each row and column group."""
+
+
+TableId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+
+
+class ToplineSpec(_Model):
+    """A topline: question wording, each answer's weighted percent, unweighted n, CI and margin of error."""
+
+    id: TableId
+    title: str | None = None
+    estimates: tuple[str, ...] = ()
+    """Estimate ids, in order (empty: every estimate)."""
+    by: tuple[tuple[str, ...], ...] | None = None
+    """Which domain lists to show (``[[]]``: the whole sample only); default: every one estimated."""
+    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
+    notes: tuple[str, ...] = ()
+
+
+class BannerSpec(_Model):
+    """A banner crosstab: estimates down, subgroups across, significance letters between columns."""
+
+    id: TableId
+    title: str | None = None
+    estimates: tuple[str, ...] = ()
+    columns: Annotated[tuple[tuple[str, ...], ...], Field(min_length=1)] = ((),)
+    """Column groups as domain lists: ``[[], [COUNTY], [STATUS4]]`` is Total, the counties, the statuses."""
+    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
+    notes: tuple[str, ...] = ()
+
+
+class TrendSpec(_Model):
+    """A trend table: estimates down, waves across, with the change between the last two waves."""
+
+    id: TableId
+    title: str | None = None
+    estimates: tuple[str, ...] = ()
+    by: tuple[tuple[str, ...], ...] = ((),)
+    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
+    notes: tuple[str, ...] = ()
+
+
+class TablesConfig(_Model):
+    """Reliability and disclosure rules, significance tests, and the published tables."""
+
+    min_n: Annotated[int, Field(ge=0)] = 30
+    decimals: Annotated[int, Field(ge=0, le=4)] = 0
+    reliability: ReliabilityConfig = ReliabilityConfig()
+    disclosure: DisclosureConfig = DisclosureConfig()
+    significance: SignificanceConfig = SignificanceConfig()
+    labels: Mapping[str, str] = Field(default_factory=dict)
+    """Short names of domain variables for table headers (``{STATUS4: Immigration status}``)."""
+    notes: tuple[str, ...] = ()
+    """Notes printed under every table."""
+    toplines: tuple[ToplineSpec, ...] = (ToplineSpec(id="topline"),)
+    banners: tuple[BannerSpec, ...] = ()
+    trends: tuple[TrendSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_table_ids(self) -> TablesConfig:
+        ids = [t.id for t in (*self.toplines, *self.banners, *self.trends)]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"table ids must be unique across toplines, banners and trends (repeated: {', '.join(repeated)})")
+        return self
+
+    def flag_rules(self) -> dict[str, Any]:
+        """The part the estimate stage's ``flag`` column depends on (its config fingerprint)."""
+        return json.loads(self.model_dump_json(include={"min_n", "reliability", "disclosure"}))
+
+    def comparison_rules(self) -> dict[str, Any]:
+        """The part the estimate stage's ``estimate/comparisons.csv`` depends on: which banners
+        compare which estimates across which columns (not their titles or notes), and how."""
+        return json.loads(self.model_dump_json(include={"significance": True, "banners": {"__all__": {"id", "estimates", "columns"}}}))
+
+
+ExportFormat = Literal["csv", "markdown", "xlsx", "html", "latex", "sav", "dta", "png", "svg", "methods", "report"]
+
+
+class ExportConfig(_Model):
+    """What the export stage writes (every format is built from estimates.csv)."""
+
+    formats: tuple[ExportFormat, ...] = ("csv", "markdown")
+    charts: tuple[str, ...] = ()
+    """Estimate ids charted by subgroup (empty: every estimate); charts are written as ``png``/``svg``."""
+    weights: tuple[str, ...] = ("w_final", "w_pop")
+    """Weight columns kept in the analysis file (``sav``/``dta``); other weights are left out."""
+
+
+class MethodsConfig(_Model):
+    """Study facts for the methods statement (AAPOR Transparency Initiative disclosure elements).
+
+    The rest (dates, sample sizes, weighting variables and target sources, design effect,
+    margins of error) is taken from the config, the targets file and the weighting report.
+    """
+
+    sponsor: str | None = None
+    conducted_by: str | None = None
+    population: str | None = None
+    frame: str | None = None
+    sample_design: str | None = None
+    mode: str | None = None
+    languages: tuple[str, ...] = ()
+    response_rate: str | None = None
+    contact: str | None = None
+    moe_by: tuple[str, ...] | None = None
+    """Key subgroups for the margin-of-error table (default: the banners' column variables)."""
+    notes: tuple[str, ...] = ()
+
+
+class SameMeaning(_Model):
+    """Codes of a variable whose labels differ between waves but mean the same."""
+
+    variable: str
+    codes: tuple[Code, ...]
+
+
+class HarmonizeConfig(_Model):
+    """Checks across waves: value-label drift is an error unless mapped or accepted here."""
+
+    same_meaning: tuple[SameMeaning, ...] = ()
+
+
+class TrendsConfig(_Model):
+    """Change rows between consecutive waves in ``trends/estimates.csv``."""
+
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
