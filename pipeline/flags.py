@@ -1,7 +1,7 @@
 """Reliability and disclosure flags of estimates (the ``flag`` column of estimates.csv).
 
 The estimate stage calls :func:`flags` on its tidy rows; every table suppresses or footnotes
-what the flags say (:func:`flag_rules`, :data:`RULES`).
+what the flags say (:meth:`pipeline.config.TablesConfig.flag_rules`, :data:`RULES`).
 
 The rules, in the order they are applied (the first suppression rule that applies is the
 row's only flag; a shown estimate may carry several review flags, joined by ``"; "``):

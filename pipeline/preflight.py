@@ -390,11 +390,11 @@ def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Repo
         spec = made.get(spec.id)  # type: ignore[assignment]
         if spec is None:
             continue
-        unknown = need(f"estimates[{j}].proportion", [spec.proportion], weighted)
+        unknown = need(f"estimates[{j}].{spec.statistic}", [spec.variable], weighted)
         for by in spec.by:
             need(f"estimates[{j}].by", by, weighted)
         if spec.levels and not unknown and df is not None:
-            problems += _level_problems(df, cb, f"estimates[{j}].levels ({spec.id})", spec.proportion, spec.levels)
+            problems += _level_problems(df, cb, f"estimates[{j}].levels ({spec.id})", spec.variable, spec.levels)
 
     # ---- tables, methods, export
     need("tables.labels", list(config.tables.labels), weighted, skip_not_asked=True)

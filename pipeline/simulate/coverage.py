@@ -42,7 +42,7 @@ def _replicate(args: tuple[str, str, int, int, tuple[str, ...]]) -> list[dict[st
     wave = config.wave(wave_id)
     d = simulate_delivery(wave=wave_id, seed=seed, population_seed=population_seed)
     specs = [s.model_copy(update={"by": ((),)}) for s in config.estimates_for(wave_id) if s.id in HEADLINES]
-    truth_var = {s.id: s.proportion for s in specs}
+    truth_var = {s.id: s.variable for s in specs}
     truth = {r["variable"]: r["share"] for r in d.truth.filter(pl.col("domain") == "All").iter_rows(named=True)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

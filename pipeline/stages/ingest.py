@@ -145,8 +145,8 @@ def numeric_needs(config: StudyConfig, wave_id: str) -> dict[str, str]:
         add(getattr(section, "variables", None) or [section.variable], f"weight.{key}.variables")  # type: ignore[union-attr]
     gone = set(wave.not_asked)
     for i, spec in enumerate(config.estimates):
-        if spec.levels is not None and spec.proportion not in gone:
-            add([spec.proportion], f"estimates[{i}].levels")
+        if spec.levels is not None and spec.variable not in gone:
+            add([spec.variable], f"estimates[{i}].levels")
     return needs
 
 
