@@ -52,6 +52,14 @@ CHART_SCALES: dict[str, ChartScale] = {
     "proportion": ChartScale(
         "proportion", 100, "percent (weighted), with confidence interval", "%", (0, 100), "Weighted percent with its confidence interval; * suppressed."
     ),
+    "mean": ChartScale("mean", 1, "mean (weighted), with confidence interval", "", None, "Weighted mean with its confidence interval; * suppressed."),
+    "total": ChartScale(
+        "total", 1, "estimated number (weighted), with confidence interval", "", None, "Estimated number with its confidence interval; * suppressed."
+    ),
+    "ratio": ChartScale("ratio", 1, "ratio of totals (weighted), with confidence interval", "", None, "Ratio of weighted totals with its confidence interval; * suppressed."),
+    "quantile": ChartScale(
+        "quantile", 1, "quantile (weighted), with confidence interval", "", None, "Weighted quantile with its confidence interval; * suppressed."
+    ),
 }
 
 

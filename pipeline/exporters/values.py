@@ -22,23 +22,53 @@ class ValueFormat:
     """How tables show the values of one statistic (the ``statistic`` column of estimates.csv).
 
     ``scale`` multiplies the stored value for display (100: fractions shown as percents),
-    ``unit`` names what the columns show (table subtitles: ``percent``).
+    ``unit`` names what the columns show (table subtitles: ``percent``), ``header`` the value
+    column's heading (``%``). ``extra_decimals`` is added to the table's ``decimals`` (a mean
+    of age is ``38.2`` where shares show ``44``); ``fixed_decimals`` replaces them (a total is a
+    whole number); ``thousands`` writes thousands separators (``1,234,000``).
     """
 
     statistic: str
     scale: int
     unit: str
+    header: str = "%"
+    extra_decimals: int = 0
+    fixed_decimals: int | None = None
+    thousands: bool = False
+    description: str = "Share"
+    """How a table describes an estimate of the statistic (``Weighted mean``)."""
+
+    def digits(self, decimals: int) -> int:
+        """The decimals shown for a table's ``decimals``."""
+        return self.fixed_decimals if self.fixed_decimals is not None else decimals + self.extra_decimals
 
     def text(self, x: float | None, decimals: int) -> str:
-        """The value rounded to ``decimals``, without a unit: ``0.4481 -> '45'``."""
-        return NOT_ESTIMATED if x is None else f"{self.scale * x:.{decimals}f}"
+        """The value rounded for a table of ``decimals``, without a unit: ``0.4481 -> '45'``.
+
+        >>> VALUE_FORMATS["mean"].text(38.2149, 0), VALUE_FORMATS["total"].text(1234000.4, 0)
+        ('38.2', '1,234,000')
+        """
+        if x is None:
+            return NOT_ESTIMATED
+        return f"{self.scale * x:{',' if self.thousands else ''}.{self.digits(decimals)}f}"
+
+    def margin(self, moe: float, decimals: int) -> str:
+        """A margin of error: ``±4.1`` (percentage points for shares, at least one decimal)."""
+        digits = max(decimals, 1) if self.fixed_decimals is None and self.extra_decimals == 0 else self.digits(decimals)
+        return f"±{self.scale * moe:{',' if self.thousands else ''}.{digits}f}"
 
     def interval(self, low: float, high: float, decimals: int) -> str:
         return f"{self.text(low, decimals)}{DASH}{self.text(high, decimals)}"
 
 
 #: statistic -> how tables show it; one entry per statistic of :data:`pipeline.config.STATISTICS`
-VALUE_FORMATS: dict[str, ValueFormat] = {"proportion": ValueFormat("proportion", 100, "percent")}
+VALUE_FORMATS: dict[str, ValueFormat] = {
+    "proportion": ValueFormat("proportion", 100, "percent"),
+    "mean": ValueFormat("mean", 1, "mean", "mean", extra_decimals=1, thousands=True, description="Weighted mean"),
+    "total": ValueFormat("total", 1, "estimated number", "number", fixed_decimals=0, thousands=True, description="Estimated population total"),
+    "ratio": ValueFormat("ratio", 1, "ratio", "ratio", extra_decimals=2, description="Ratio of weighted totals"),
+    "quantile": ValueFormat("quantile", 1, "quantile", "value", extra_decimals=1, thousands=True, description="Weighted quantiles (p50: the median)"),
+}
 
 
 def value_format(row: Mapping[str, Any]) -> ValueFormat:

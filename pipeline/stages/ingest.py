@@ -145,8 +145,10 @@ def numeric_needs(config: StudyConfig, wave_id: str) -> dict[str, str]:
         add(getattr(section, "variables", None) or [section.variable], f"weight.{key}.variables")  # type: ignore[union-attr]
     gone = set(wave.not_asked)
     for i, spec in enumerate(config.estimates):
-        if spec.levels is not None and spec.variable not in gone:
-            add([spec.variable], f"estimates[{i}].levels")
+        if spec.levels is not None and any(isinstance(c, int) for c in spec.levels) and spec.variable not in gone:
+            add([spec.variable], f"estimates[{i}].levels")  # numeric codes; text codes ("Yes") need none
+        elif spec.levels is None and spec.statistic != "proportion":  # a mean, total, ratio or quantile
+            add([v for v in spec.variables if v not in gone], f"estimates[{i}].{spec.statistic}")
     return needs
 
 
