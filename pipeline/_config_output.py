@@ -68,6 +68,8 @@ class EstimateSpec(_Model):
         statistic = given[0]
         if self.levels is not None and statistic not in ("proportion", "total"):
             raise ValueError(f"levels applies to proportion and total, not to {statistic}; drop levels or use proportion: VAR")
+        if self.ci_method is not None and statistic != "proportion":
+            raise ValueError(f"ci_method applies to proportion; a {statistic} has its own interval (README: Estimates); drop ci_method")
         if self.probs is not None and statistic != "quantile":
             raise ValueError(f"probs applies to quantile, not to {statistic}; e.g. quantile: AGE with probs: [0.5]")
         return self

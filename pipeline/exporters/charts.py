@@ -165,7 +165,7 @@ def estimate_chart(
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     title = textwrap.fill(str(first.get("title") or estimate_id), 85)
-    what = levels[0] if len(levels) == 1 else ", ".join(levels)
+    what = (levels[0] if len(levels) == 1 else ", ".join(levels)) or scale.statistic  # a mean has no level
     fig.text(0.01, 1 - 0.12 / height, f"{title}\n{what}; {100 * first['conf_level']:g}% CI ({first['ci_method']})", fontsize=10, va="top", ha="left")
     if len(levels) > 1:
         from matplotlib.patches import Patch
