@@ -198,7 +198,10 @@ def trend_chart(
 
     est = prepare_estimates(trends).filter(pl.col("by") == "")
     levels = est.filter(pl.col("statistic") != "difference")
-    ids = list(estimate_ids) or levels.get_column("estimate_id").unique(maintain_order=True).to_list()
+    ids = list(estimate_ids)
+    if not ids:  # every estimate of one statistic, the first in the estimates' order (one y axis)
+        first = levels.get_column("statistic").head(1).to_list()
+        ids = levels.filter(pl.col("statistic").is_in(first)).get_column("estimate_id").unique(maintain_order=True).to_list()
     waves = levels.get_column("wave").unique(maintain_order=True).to_list()
     x_of = {w: i for i, w in enumerate(waves)}
     fig = _figure(7.5, 4.8, layout=None)
@@ -229,7 +232,13 @@ def trend_chart(
     ax.set_xticks(range(len(waves)), waves)
     ax.set_xlim(-0.4, len(waves) - 0.6)
     if len(scales) > 1:
-        raise ValueError(f"trend_chart: the charted estimates are of different statistics ({', '.join(sorted(c.statistic for c in scales))}); chart them apart (export.charts)")
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(
+            f"export.charts: the trend chart draws estimates of one statistic on one axis; these are of {', '.join(sorted(c.statistic for c in scales))} "
+            f"({', '.join(ids)})",
+            hint="list estimates of one statistic in export.charts, e.g. export.charts: [" + ids[0] + "]",
+        )
     ax.set_ylabel((scales.pop() if scales else CHART_SCALES["proportion"]).axis)
     ax.yaxis.grid(True, color="#e0e0e0")
     ax.set_axisbelow(True)

@@ -591,7 +591,8 @@ def trend_table(
     columns = [Column("domain", "", numeric=False, kind="label")]
     columns += [Column(f"wave={w}", w, "Wave", letter_of[w]) for w in waves]
     if last is not None:
-        columns.append(Column("change", f"Change {prev}–{last} (points)", None, None, kind="points"))
+        shares = level_rows.get_column("statistic").drop_nulls().is_in(["proportion"]).all() if "statistic" in level_rows.columns else True
+        columns.append(Column("change", f"Change {prev}–{last} ({'points' if shares else 'points for shares'})", None, None, kind="points"))
     index = {(r["estimate_id"], r["level"], r["by"], r["domain"], r["wave"]): r for r in level_rows.iter_rows(named=True)}
 
     def withheld(c: Mapping[str, Any]) -> bool:
@@ -634,7 +635,8 @@ def trend_table(
                 elif withheld(c):
                     cells.append(Cell(SUPPRESSED, None, c["_row"], "difference", c["flag"]))
                 else:
-                    cells.append(Cell(points_text(c["estimate"], decimals), c["estimate"], c["_row"], "difference", c["flag"]))
+                    end = index.get((est_id, level, by, domain, last)) or {}
+                    cells.append(Cell(value_format(end).change(c["estimate"], decimals), c["estimate"], c["_row"], "difference", c["flag"]))
             rows.append(Row(tuple(cells), group))
     heading = spec.title or "Trends"
     extra = [

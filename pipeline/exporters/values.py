@@ -52,6 +52,18 @@ class ValueFormat:
             return NOT_ESTIMATED
         return f"{self.scale * x:{',' if self.thousands else ''}.{self.digits(decimals)}f}"
 
+    def change(self, x: float | None, decimals: int) -> str:
+        """A change between waves, signed: percentage points for shares (:func:`points_text`),
+        the statistic's own unit otherwise (``+2.3`` years, ``-1,200`` people).
+
+        >>> VALUE_FORMATS["proportion"].change(0.061, 0), VALUE_FORMATS["total"].change(-1200.2, 0)
+        ('+6', '-1,200')
+        """
+        if self.statistic == "proportion" or x is None:
+            return points_text(x, decimals)
+        text = f"{self.scale * x:+{',' if self.thousands else ''}.{self.digits(decimals)}f}"
+        return text[1:] if float(text.replace(",", "")) == 0 else text  # no sign on a change that rounds to 0
+
     def margin(self, moe: float, decimals: int) -> str:
         """A margin of error: ``±4.1`` (percentage points for shares, at least one decimal)."""
         digits = max(decimals, 1) if self.fixed_decimals is None and self.extra_decimals == 0 else self.digits(decimals)

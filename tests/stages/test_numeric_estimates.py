@@ -300,3 +300,49 @@ def test_value_formats():
     assert VALUE_FORMATS["proportion"].text(0.4449, 0) == "44"
     assert VALUE_FORMATS["total"].margin(1234.4, 0) == "±1,234"
     assert VALUE_FORMATS["proportion"].margin(0.041, 0) == "±4.1"
+
+
+TWO_WAVES = """\
+study: two
+waves:
+  - id: "1"
+    raw: RAW
+  - id: "2"
+    raw: RAW
+design:
+  weights: pw
+  strata: [stype]
+  fpc: [fpc]
+estimates:
+  - {id: sch_wide, proportion: sch.wide, levels: ["Yes"]}
+  - {id: api00_mean, mean: api00}
+tables:
+  trends:
+    - {id: tr}
+export:
+  formats: [csv, markdown, png]
+"""
+
+
+def test_trend_tables_show_a_mean_s_change_in_its_unit_and_the_chart_one_statistic(tmp_path, capsys):
+    data = _data("apistrat.csv")
+    cfg = _project(tmp_path, data, TWO_WAVES, "two")
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    out = tmp_path / "outputs" / "two" / "trends"
+    table = (out / "tr.md").read_text()
+    assert "Change 1–2 (points for shares)" in table
+    assert "| All | 662.3 | 662.3 | 0.0 |" in table  # a change of 0.0 (the mean's unit), not 0 points
+    assert (out / "trend_chart.png").read_bytes()[:4] == b"\x89PNG"  # the proportions (the first statistic) only
+    cfg.write_text(cfg.read_text().replace("  formats: [csv, markdown, png]", "  formats: [csv, markdown, png]\n  charts: [sch_wide, api00_mean]"))
+    assert main(["run", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "export.charts: the trend chart draws estimates of one statistic on one axis; these are of mean, proportion" in err
+    assert "Traceback" not in err
+
+
+def test_a_mean_change_is_signed_in_its_unit():
+    from pipeline.exporters.values import VALUE_FORMATS
+
+    assert VALUE_FORMATS["mean"].change(2.34, 0) == "+2.3"
+    assert VALUE_FORMATS["mean"].change(-0.01, 0) == "0.0"  # no sign on a change that rounds to 0
+    assert VALUE_FORMATS["proportion"].change(-0.02, 0) == "-2"
