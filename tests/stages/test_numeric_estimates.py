@@ -58,7 +58,7 @@ tables:
   banners:
     - {id: banner, columns: [[], [stype]]}
 export:
-  formats: [csv, markdown, png]
+  formats: [csv, markdown, png, svg]
 estimates:
   - {id: api00_mean, mean: api00, by: [[], [stype]]}
   - {id: api00_total, total: api00, by: [[], [stype]]}
@@ -192,6 +192,10 @@ def test_charts_draw_means_on_their_own_scale(strat):
     out, _ = strat
     for est_id in ("api00_mean", "api00_total", "stu_ratio", "api00_q"):
         assert (out / "charts" / f"{est_id}.png").read_bytes()[:4] == b"\x89PNG"
+    ratio = (out / "charts" / "stu_ratio.svg").read_text()
+    assert "0.84" in ratio and "ratio of totals (weighted)" in ratio and "percent" not in ratio  # not 0-100%
+    total = (out / "charts" / "api00_total.svg").read_text()
+    assert "4,102,208" in total and "estimated number (weighted)" in total
 
 
 CLUS1 = """\
