@@ -50,6 +50,9 @@ class EstimateSpec(_Model):
     probs: Annotated[tuple[Annotated[float, Field(ge=0, le=1)], ...], Field(min_length=1)] | None = None
     """Probabilities of a ``quantile`` (default ``[0.5]``, the median)."""
     levels: tuple[LevelCode, ...] | None = None
+    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
+    """Decimals of this estimate in every table and chart (default: the table's ``decimals``,
+    plus one for means and quantiles, two for ratios; totals are whole numbers)."""
     level_label: str | None = None
     denominator: Literal["all", "valid"] = "valid"
     by: tuple[tuple[str, ...], ...] = ((),)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DASH", "NOT_ESTIMATED", "VALUE_FORMATS", "ValueFormat", "count_text", "interval_text", "percent_text", "points_text", "value_format"]
+__all__ = ["DASH", "NOT_ESTIMATED", "VALUE_FORMATS", "ValueFormat", "count_text", "interval_text", "percent_text", "points_text", "value_format", "with_decimals"]
 
 NOT_ESTIMATED = "–"
 DASH = "–"  # en dash between interval bounds
@@ -84,11 +84,32 @@ VALUE_FORMATS: dict[str, ValueFormat] = {
 
 
 def value_format(row: Mapping[str, Any]) -> ValueFormat:
-    """The :class:`ValueFormat` of an estimates row's statistic (rows without the column: proportions)."""
+    """The :class:`ValueFormat` of an estimates row's statistic (rows without the column:
+    proportions); a row's ``decimals`` (the estimate's ``estimates[].decimals``, see
+    :func:`with_decimals`) fixes its decimals.
+
+    >>> value_format({"statistic": "mean", "decimals": 2}).text(38.2149, 0)
+    '38.21'
+    """
     statistic = row.get("statistic") or "proportion"
     if statistic not in VALUE_FORMATS:
         raise ValueError(f"tables: no value format for statistic {statistic!r} (known: {', '.join(VALUE_FORMATS)})")
-    return VALUE_FORMATS[statistic]
+    fmt = VALUE_FORMATS[statistic]
+    if row.get("decimals") is not None:
+        from dataclasses import replace
+
+        return replace(fmt, fixed_decimals=int(row["decimals"]), extra_decimals=0)
+    return fmt
+
+
+def with_decimals(est: Any, decimals: Mapping[str, int]) -> Any:
+    """Estimates rows with a ``decimals`` column: each estimate's ``estimates[].decimals``
+    (``decimals``: estimate id -> decimals; rows are unchanged when no estimate sets any)."""
+    import polars as pl
+
+    if not decimals or est.height == 0:
+        return est
+    return est.with_columns(pl.col("estimate_id").replace_strict(dict(decimals), default=None, return_dtype=pl.Int64).alias("decimals"))
 
 
 def percent_text(x: float | None, decimals: int) -> str:

@@ -350,3 +350,14 @@ def test_a_mean_change_is_signed_in_its_unit():
     assert VALUE_FORMATS["mean"].change(2.34, 0) == "+2.3"
     assert VALUE_FORMATS["mean"].change(-0.01, 0) == "0.0"  # no sign on a change that rounds to 0
     assert VALUE_FORMATS["proportion"].change(-0.02, 0) == "-2"
+
+
+def test_an_estimate_s_own_decimals_apply_to_its_tables_and_trends(tmp_path):
+    config = TWO_WAVES.replace("  - {id: api00_mean, mean: api00}", "  - {id: api00_mean, mean: api00, decimals: 2}")
+    cfg = _project(tmp_path, _data("apistrat.csv"), config, "two")
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    top = (tmp_path / "outputs" / "two" / "1" / "tables" / "topline.md").read_text()
+    assert "| All | All | 200 | 662.29 | 643.73–680.84 | ±18.56 |" in top
+    assert "| All | All | 200 | 83 |" in top  # the share keeps tables.decimals
+    trend = (tmp_path / "outputs" / "two" / "trends" / "tr.md").read_text()
+    assert "| All | 662.29 | 662.29 | 0.00 |" in trend
