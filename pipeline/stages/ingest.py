@@ -182,6 +182,8 @@ def check_numeric_columns(
             found = f'row {first + 1} has "{col[first]}" ({rows.len():,} value(s) of {col.drop_nulls().len():,} are not numbers)'
             hint = (f"deliver {name} as numbers only: a word such as \"{col[first]}\" must be a numeric code, "
                     "declared missing with clean.missing.also if it means no answer")
+            if parsed.is_null().all() and key.startswith("estimates[") and not key.endswith(".levels"):  # every value a word: a categorical variable
+                hint += f"; if {name} is categorical, ask for the shares of its answers with proportion: {name}"
         else:
             first = int(col.is_not_null().arg_true()[0])
             found = f'its values are numbers stored as text (row {first + 1}: "{col[first]}")'

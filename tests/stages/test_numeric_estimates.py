@@ -361,3 +361,12 @@ def test_an_estimate_s_own_decimals_apply_to_its_tables_and_trends(tmp_path):
     assert "| All | All | 200 | 83 |" in top  # the share keeps tables.decimals
     trend = (tmp_path / "outputs" / "two" / "trends" / "tr.md").read_text()
     assert "| All | 662.29 | 662.29 | 0.00 |" in trend
+
+
+def test_a_mean_of_a_text_variable_is_refused_by_validate_with_a_hint_to_proportion(tmp_path, capsys):
+    config = CLUS1.split("estimates:")[0] + "estimates:\n  - {id: m, mean: stype}\n"
+    cfg = _project(tmp_path, _data("apiclus1.csv"), config, "clus1")
+    assert main(["validate", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "column stype is text, but estimates[0].mean needs numbers" in err
+    assert "ask for the shares of its answers with proportion: stype" in err and "Traceback" not in err
