@@ -370,3 +370,21 @@ def test_a_mean_of_a_text_variable_is_refused_by_validate_with_a_hint_to_proport
     err = capsys.readouterr().err
     assert "column stype is text, but estimates[0].mean needs numbers" in err
     assert "ask for the shares of its answers with proportion: stype" in err and "Traceback" not in err
+
+
+def test_a_replicate_design_gives_r_s_replicate_estimates(tmp_path):
+    """``as.svrepdesign(clus1, type = "JK1")`` (``design.replicates.build: JK1`` from ``pw``)."""
+    config = CLUS1.replace("  fpc: [fpc]\n", "  fpc: [fpc]\n  variance: replicate\n  replicates: {build: JK1}\n")
+    cfg = _project(tmp_path, _data("apiclus1.csv"), config, "clus1")
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    est = pl.read_csv(tmp_path / "outputs" / "clus1" / "1" / "estimates.csv")
+    for est_id, case in (("api00_mean", "svymean:api00:clus1_jk1"), ("enroll_total", "svytotal:enroll:clus1_jk1"),
+                         ("stu_ratio", "svyratio:api.stu/enroll:clus1_jk1")):
+        got, r = _row(est, est_id), _r("estimates.csv", case)
+        for key in ("estimate", "se"):
+            assert got[key] == pytest.approx(r[key], rel=RTOL), (est_id, key)
+        assert got["ci_low"] == pytest.approx(r["ci_low_t"], rel=RTOL) and got["df"] == r["df"]
+    median = _row(est, "api00_median")
+    r = _r("quantiles.csv", "svyquantile:api00:math:default(mean):clus1_jk1", level="0.5")
+    assert (median["estimate"], median["ci_low"], median["ci_high"]) == (r["estimate"], r["ci_low"], r["ci_high"])
+    assert median["se"] == pytest.approx(r["se"], rel=RTOL)
