@@ -22,15 +22,37 @@ from pipeline._config_weight import CIMethod
 #: (``proportion: Q10A``), one entry per layer (``pipeline.stages.estimate.STATISTICS``,
 #: ``pipeline.exporters.tables.VALUE_FORMATS``, ``pipeline.exporters.charts.CHART_SCALES``,
 #: ``pipeline.flags.STATISTIC_RULES``; tests/test_vocabulary.py checks they agree)
-STATISTICS = ("proportion",)
+STATISTICS = ("proportion", "mean", "total", "ratio", "quantile")
+
+#: a code of ``estimates[].levels``: a number, or a text for variables coded in text (``"Yes"``)
+LevelCode = Code | str
+
+
+class RatioSpec(_Model):
+    """``estimates[].ratio``: the ratio of the population totals of two numeric variables."""
+
+    numerator: str
+    denominator: str
 
 
 class EstimateSpec(_Model):
-    """One estimate: the share of ``proportion`` in ``levels`` (or of every level)."""
+    """One estimate: the share of ``proportion`` in ``levels`` (or of every level), the ``mean``
+    or ``total`` of a numeric variable (``total`` with ``levels``: the number of people with
+    those codes), the ``ratio`` of two totals, or the ``quantile`` (``probs``) of a numeric
+    variable. Exactly one statistic per estimate."""
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    proportion: str
-    levels: tuple[Code, ...] | None = None
+    proportion: str | None = None
+    mean: str | None = None
+    total: str | None = None
+    ratio: RatioSpec | None = None
+    quantile: str | None = None
+    probs: Annotated[tuple[Annotated[float, Field(ge=0, le=1)], ...], Field(min_length=1)] | None = None
+    """Probabilities of a ``quantile`` (default ``[0.5]``, the median)."""
+    levels: tuple[LevelCode, ...] | None = None
+    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
+    """Decimals of this estimate in every table and chart (default: the table's ``decimals``,
+    plus one for means and quantiles, two for ratios; totals are whole numbers)."""
     level_label: str | None = None
     denominator: Literal["all", "valid"] = "valid"
     by: tuple[tuple[str, ...], ...] = ((),)
@@ -40,6 +62,21 @@ class EstimateSpec(_Model):
     """Design-based test of association with each single ``by`` variable (R ``svychisq``;
     ``F``: Rao-Scott second-order, ``Chisq``: first-order), shown under the banners."""
 
+    @model_validator(mode="after")
+    def _one_statistic(self) -> EstimateSpec:
+        given = [name for name in STATISTICS if getattr(self, name) is not None]
+        if len(given) != 1:
+            found = f"{' and '.join(given)} together" if given else "none"
+            raise ValueError(f"an estimate needs exactly one of {', '.join(STATISTICS)} (found {found}); e.g. mean: AGE")
+        statistic = given[0]
+        if self.levels is not None and statistic not in ("proportion", "total"):
+            raise ValueError(f"levels applies to proportion and total, not to {statistic}; drop levels or use proportion: VAR")
+        if self.ci_method is not None and statistic != "proportion":
+            raise ValueError(f"ci_method applies to proportion; a {statistic} has its own interval (README: Estimates); drop ci_method")
+        if self.probs is not None and statistic != "quantile":
+            raise ValueError(f"probs applies to quantile, not to {statistic}; e.g. quantile: AGE with probs: [0.5]")
+        return self
+
     @property
     def statistic(self) -> str:
         """The statistic estimated: the key of :data:`STATISTICS` the spec sets (``proportion``)."""
@@ -47,8 +84,21 @@ class EstimateSpec(_Model):
 
     @property
     def variable(self) -> str:
-        """The variable the statistic is of (``proportion: Q10A`` -> ``Q10A``)."""
-        return getattr(self, self.statistic)
+        """The variable the statistic is of (``proportion: Q10A`` -> ``Q10A``; a ratio's
+        ``numerator/denominator``)."""
+        value = getattr(self, self.statistic)
+        return f"{value.numerator}/{value.denominator}" if isinstance(value, RatioSpec) else value
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The data columns the statistic reads (a ratio's numerator and denominator)."""
+        value = getattr(self, self.statistic)
+        return (value.numerator, value.denominator) if isinstance(value, RatioSpec) else (value,)
+
+    @property
+    def quantile_probs(self) -> tuple[float, ...]:
+        """The probabilities of a quantile (``probs``, default the median)."""
+        return self.probs if self.probs is not None else (0.5,)
 
 
 class ReliabilityConfig(_Model):
@@ -60,7 +110,9 @@ class ReliabilityConfig(_Model):
     wider than ``ci_width_ok``) wider than ``max_relative_ci_width`` times the estimate. Shown
     estimates are flagged for review when the degrees of freedom are below ``min_df``, when
     the CI is wider than ``max_relative_ci_width`` times the complement, or at 0% or 100%.
-    ``tables.min_n`` (the denominator's sample size) applies under both standards.
+    ``tables.min_n`` (the denominator's sample size) applies under both standards. Means,
+    totals, ratios and quantiles are flagged for review when their relative standard error is
+    above ``max_rse``.
     """
 
     standard: Literal["nchs", "none"] = "nchs"
@@ -69,6 +121,9 @@ class ReliabilityConfig(_Model):
     max_ci_width: Annotated[float, Field(gt=0, le=1)] = 0.30
     max_relative_ci_width: Annotated[float, Field(gt=0)] = 1.30
     min_df: Annotated[float, Field(ge=0)] = 8
+    max_rse: Annotated[float, Field(gt=0)] = 0.30
+    """Means, totals, ratios and quantiles: a relative standard error above this is flagged
+    for review (NCHS: RSE above 30%)."""
 
     @model_validator(mode="after")
     def _widths(self) -> ReliabilityConfig:

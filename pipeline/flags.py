@@ -41,7 +41,17 @@ written by the trends stage (:mod:`pipeline.stages.trends`) on change rows betwe
 ``component=suppressed`` (the change of a suppressed estimate is suppressed too).
 
 Which rules apply depends on the row's ``statistic`` (:data:`STATISTIC_RULES`): the NCHS
-standard is for proportions; a statistic without an entry gets ``min_n`` and disclosure only.
+standard above is for proportions. Means, totals, ratios and quantiles follow the NCHS rule for
+statistics other than proportions, on the relative standard error (a quantile's SE is R's,
+``(ci_high - ci_low) / (2 t)``, from its Woodruff interval):
+
+``rse>0.3``
+    Shown, but the relative standard error ``se / |estimate|`` is above
+    ``tables.reliability.max_rse`` (30%; an estimate of 0 has an infinite RSE): flagged for
+    review ("statistically unreliable").
+
+Disclosure and ``min_n`` apply to every statistic (their cell is the base ``n``: the
+respondents contributing); a statistic without an entry gets ``min_n`` and disclosure only.
 :func:`is_calibrated` says which rows are margins the weighting fixed to their targets (no
 sampling variance: not compared, not given an interval in toplines).
 """
@@ -63,7 +73,13 @@ NCHS_CONF_LEVEL = 0.95
 
 #: statistic (estimates.csv ``statistic``) -> the reliability standard its rows follow under
 #: ``tables.reliability.standard: nchs``; other statistics get ``min_n`` and disclosure only
-STATISTIC_RULES: dict[str, str] = {"proportion": "nchs_proportions"}
+STATISTIC_RULES: dict[str, str] = {
+    "proportion": "nchs_proportions",
+    "mean": "relative_standard_error",
+    "total": "relative_standard_error",
+    "ratio": "relative_standard_error",
+    "quantile": "relative_standard_error",
+}
 
 #: a design effect below this (variance a millionth of simple random sampling's) is the weighting's
 #: own margin, not sampling error: R survey gives these an SE of 0 up to rounding
@@ -109,6 +125,7 @@ RULES: dict[str, FlagRule] = {
     ),
     "df": FlagRule("df", "review", "†", "fewer than {t} degrees of freedom: flagged for statistical review (NCHS standard)"),
     "estimate": FlagRule("estimate", "review", "§", "an estimate of 0% or 100%: flagged for statistical review (NCHS standard)"),
+    "rse": FlagRule("rse", "review", "¶", "relative standard error above {t}: statistically unreliable, flagged for review (NCHS standard)"),
     # change rows of trend estimates (pipeline.stages.trends)
     "component": FlagRule("component", "suppress", "*", "a change involving a suppressed estimate"),
 }
@@ -218,6 +235,11 @@ def flags(rows: pl.DataFrame, tables: TablesConfig) -> pl.Series:
         (shown & (p <= 0), "estimate=0"),
         (shown & (p >= 1), "estimate=1"),
     ]
+    rse_rule = [s for s, rule in STATISTIC_RULES.items() if rule == "relative_standard_error"]
+    by_rse = rows.get_column("statistic").is_in(rse_rule).to_numpy() if "statistic" in rows.columns else np.zeros(k, dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rse = np.where(p != 0, se / np.abs(p), np.inf)
+    reviews.append((~done & by_rse & (rse > rel.max_rse), f"rse>{rel.max_rse:g}"))
     for mask, code in reviews:
         for i in np.flatnonzero(mask):
             out[i] = f"{out[i]}; {code}" if out[i] else code

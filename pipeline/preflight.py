@@ -390,9 +390,13 @@ def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Repo
         spec = made.get(spec.id)  # type: ignore[assignment]
         if spec is None:
             continue
-        unknown = need(f"estimates[{j}].{spec.statistic}", [spec.variable], weighted)
+        unknown = need(f"estimates[{j}].{spec.statistic}", list(spec.variables), weighted)
         for by in spec.by:
             need(f"estimates[{j}].by", by, weighted)
+        if df is not None:
+            from pipeline.stages.estimate import statistic_problems
+
+            problems += statistic_problems(j, spec, df, cb)
         if spec.levels and not unknown and df is not None:
             problems += _level_problems(df, cb, f"estimates[{j}].levels ({spec.id})", spec.variable, spec.levels)
 

@@ -52,6 +52,14 @@ CHART_SCALES: dict[str, ChartScale] = {
     "proportion": ChartScale(
         "proportion", 100, "percent (weighted), with confidence interval", "%", (0, 100), "Weighted percent with its confidence interval; * suppressed."
     ),
+    "mean": ChartScale("mean", 1, "mean (weighted), with confidence interval", "", None, "Weighted mean with its confidence interval; * suppressed."),
+    "total": ChartScale(
+        "total", 1, "estimated number (weighted), with confidence interval", "", None, "Estimated number with its confidence interval; * suppressed."
+    ),
+    "ratio": ChartScale("ratio", 1, "ratio of totals (weighted), with confidence interval", "", None, "Ratio of weighted totals with its confidence interval; * suppressed."),
+    "quantile": ChartScale(
+        "quantile", 1, "quantile (weighted), with confidence interval", "", None, "Weighted quantile with its confidence interval; * suppressed."
+    ),
 }
 
 
@@ -135,6 +143,11 @@ def estimate_chart(
     left = min(0.45, (0.3 + 0.075 * longest) / width)
     fig = _figure(width, height, layout=None)
     ax = fig.add_axes((left, 0.85 / height, 0.93 - left, 1 - 1.75 / height))
+    from pipeline.exporters.values import value_format
+
+    shown = [scale.factor * r["ci_high"] for _, r, _ in bars if not is_suppressed(r["flag"]) and r["ci_high"] is not None]
+    # the value's label right of its interval: 1 point on the 0-100% axis, 1% of the widest bar on others
+    pad = 1.0 if scale.limits is not None else 0.01 * max((abs(h) for h in shown), default=1.0)
     for pos, r, colour in bars:
         if is_suppressed(r["flag"]):
             ax.text(0.005, pos, "* suppressed (unreliable or too few respondents)", va="center", ha="left", fontsize=8, color=MUTED)
@@ -143,7 +156,7 @@ def estimate_chart(
         lo, hi = scale.factor * r["ci_low"], scale.factor * r["ci_high"]
         ax.barh(pos, p, height=bar_h * 0.9, color=PALETTE[colour % len(PALETTE)], alpha=0.85 if r["by"] else 1.0)
         ax.errorbar(p, pos, xerr=np.array([[p - lo], [hi - p]]), fmt="none", ecolor="#222222", elinewidth=1, capsize=3)
-        ax.text(hi + 1.0, pos, f"{p:.{decimals}f}{scale.suffix}", va="center", ha="left", fontsize=8)
+        ax.text(hi + pad, pos, f"{value_format(r).text(r['estimate'], decimals)}{scale.suffix}", va="center", ha="left", fontsize=8)
     ax.set_yticks([t[0] for t in ticks], [t[1] for t in ticks])
     for tick, (_, _, heading) in zip(ax.get_yticklabels(), ticks, strict=True):
         if heading:
@@ -157,7 +170,7 @@ def estimate_chart(
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     title = textwrap.fill(str(first.get("title") or estimate_id), 85)
-    what = levels[0] if len(levels) == 1 else ", ".join(levels)
+    what = (levels[0] if len(levels) == 1 else ", ".join(levels)) or scale.statistic  # a mean has no level
     fig.text(0.01, 1 - 0.12 / height, f"{title}\n{what}; {100 * first['conf_level']:g}% CI ({first['ci_method']})", fontsize=10, va="top", ha="left")
     if len(levels) > 1:
         from matplotlib.patches import Patch
@@ -187,10 +200,14 @@ def trend_chart(
     import polars as pl
 
     from pipeline.exporters.tables import prepare_estimates
+    from pipeline.exporters.values import value_format
 
     est = prepare_estimates(trends).filter(pl.col("by") == "")
     levels = est.filter(pl.col("statistic") != "difference")
-    ids = list(estimate_ids) or levels.get_column("estimate_id").unique(maintain_order=True).to_list()
+    ids = list(estimate_ids)
+    if not ids:  # every estimate of one statistic, the first in the estimates' order (one y axis)
+        first = levels.get_column("statistic").head(1).to_list()
+        ids = levels.filter(pl.col("statistic").is_in(first)).get_column("estimate_id").unique(maintain_order=True).to_list()
     waves = levels.get_column("wave").unique(maintain_order=True).to_list()
     x_of = {w: i for i, w in enumerate(waves)}
     fig = _figure(7.5, 4.8, layout=None)
@@ -210,8 +227,9 @@ def trend_chart(
         ps = [scale.factor * r["estimate"] for r in rows]
         err = [[p - scale.factor * r["ci_low"] for p, r in zip(ps, rows)], [scale.factor * r["ci_high"] - p for p, r in zip(ps, rows)]]
         ax.errorbar(xs, ps, yerr=err, color=colour, marker="o", capsize=3, linewidth=1.5, label=est_id)
-        for x, p in zip(xs, ps):
-            ax.annotate(f"{p:.{decimals}f}{scale.suffix}", (x, p), textcoords="offset points", xytext=(8, -3), fontsize=8, color=colour)
+        for x, r in zip(xs, rows):
+            ax.annotate(f"{value_format(r).text(r['estimate'], decimals)}{scale.suffix}", (x, scale.factor * r["estimate"]),
+                        textcoords="offset points", xytext=(8, -3), fontsize=8, color=colour)
         changes = est.filter((pl.col("statistic") == "difference") & (pl.col("estimate_id") == est_id) & (pl.col("flag") == "significant"))
         for r in changes.iter_rows(named=True):
             x0, x1 = x_of[str(r["wave_from"])], x_of[str(r["wave_to"])]
@@ -221,7 +239,13 @@ def trend_chart(
     ax.set_xticks(range(len(waves)), waves)
     ax.set_xlim(-0.4, len(waves) - 0.6)
     if len(scales) > 1:
-        raise ValueError(f"trend_chart: the charted estimates are of different statistics ({', '.join(sorted(c.statistic for c in scales))}); chart them apart (export.charts)")
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(
+            f"export.charts: the trend chart draws estimates of one statistic on one axis; these are of {', '.join(sorted(c.statistic for c in scales))} "
+            f"({', '.join(ids)})",
+            hint="list estimates of one statistic in export.charts, e.g. export.charts: [" + ids[0] + "]",
+        )
     ax.set_ylabel((scales.pop() if scales else CHART_SCALES["proportion"]).axis)
     ax.yaxis.grid(True, color="#e0e0e0")
     ax.set_axisbelow(True)

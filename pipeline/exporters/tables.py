@@ -213,13 +213,20 @@ def _moe_cell(row: Mapping[str, Any], decimals: int) -> Cell:
     if is_suppressed(flag):
         return Cell(SUPPRESSED, None, row["_row"], "moe", flag)
     moe = margin_of_error(row)
-    return Cell(f"±{value_format(row).scale * moe:.{max(decimals, 1)}f}", moe, row["_row"], "moe", flag)
+    return Cell(value_format(row).margin(moe, decimals), moe, row["_row"], "moe", flag)
 
 
 def _unit(est: pl.DataFrame) -> str:
     """What a table's values are (``percent``), from the statistics of its rows (:data:`VALUE_FORMATS`)."""
     stats = est.get_column("statistic").drop_nulls().unique(maintain_order=True).to_list() if "statistic" in est.columns else []
     return ", ".join(dict.fromkeys(value_format({"statistic": s}).unit for s in stats)) or value_format({}).unit
+
+
+def _header(est: pl.DataFrame) -> str:
+    """The value column's heading: ``%`` for shares, ``mean``, ``number``, ... (``estimate`` when mixed)."""
+    stats = est.get_column("statistic").drop_nulls().unique(maintain_order=True).to_list() if "statistic" in est.columns else []
+    headers = list(dict.fromkeys(value_format({"statistic": s}).header for s in stats)) or [value_format({}).header]
+    return headers[0] if len(headers) == 1 else "estimate"
 
 
 def _label(text: str) -> Cell:
@@ -266,7 +273,13 @@ def _question(rows: pl.DataFrame, codebook: Codebook | None) -> tuple[str, str]:
         "valid": "respondents who gave an answer (don't know and refused left out)",
     }.get(base or "", "")
     several = rows.get_column("level").n_unique() > 1
-    share = "Shares of each answer" if several else f"Share answering “{first['level']}”"
+    fmt = value_format(first)
+    if fmt.statistic == "proportion":
+        share = "Shares of each answer" if several else f"Share answering “{first['level']}”"
+    elif first.get("level") and fmt.statistic == "total":
+        share = f"{fmt.description} answering “{first['level']}”"
+    else:
+        share = fmt.description
     parts = [f"{share} (variable {first['variable']}" + (f"; base: {base_text})" if base_text else ")") + "."]
     if wording and wording != title:
         parts.insert(0, f"“{wording}”")
@@ -282,10 +295,13 @@ def standard_notes(est: pl.DataFrame, *, notice: str | None, extra: Sequence[str
     """Notes every table carries: weighting, the interval method, the data notice."""
     methods = ", ".join(est.get_column("ci_method").unique(maintain_order=True).to_list()) if est.height else "logit"
     levels = ", ".join(f"{100 * c:g}%" for c in est.get_column("conf_level").unique(maintain_order=True).to_list()) if est.height else "95%"
+    shares_only = "statistic" not in est.columns or est.get_column("statistic").drop_nulls().is_in(["proportion"]).all()
     notes = [
-        "Weighted percentages; n is the unweighted number of respondents in the base.",
+        "Weighted percentages; n is the unweighted number of respondents in the base." if shares_only else
+        "Weighted estimates (shares in percent, means, numbers, ratios and quantiles in the variable's unit); n is the unweighted number of respondents in the base.",
         f"{levels} confidence intervals ({methods} method) from design-based standard errors; "
-        "margin of error (±): half the width of the confidence interval, in percentage points.",
+        + ("margin of error (±): half the width of the confidence interval, in percentage points." if shares_only else
+           "margin of error (±): half the width of the confidence interval (percentage points for shares)."),
     ]
     notes += [n for n in extra if n]
     if notice:
@@ -339,7 +355,7 @@ def topline_table(
         Column("domain", "domain", numeric=False, kind="label"),
         *([Column("answer", "answer", numeric=False, kind="label")] if several else []),
         Column("n", "n", kind="count"),
-        Column("percent", "%", kind="percent"),
+        Column("percent", _header(est), kind="percent"),
         Column("ci", ci_label, kind="interval"),
         Column("moe", "±", kind="points"),
     ]
@@ -476,7 +492,7 @@ def banner_table(
         groups[group] = description
         levels = part.get_column("level").unique(maintain_order=True).to_list()
         for level in levels:
-            cells = [_label(level)]
+            cells = [_label(level or value_format(part.row(0, named=True)).header)]
             for by, domain in cols:
                 r = index.get((est_id, level, by, domain))
                 if r is None:
@@ -575,7 +591,8 @@ def trend_table(
     columns = [Column("domain", "", numeric=False, kind="label")]
     columns += [Column(f"wave={w}", w, "Wave", letter_of[w]) for w in waves]
     if last is not None:
-        columns.append(Column("change", f"Change {prev}–{last} (points)", None, None, kind="points"))
+        shares = level_rows.get_column("statistic").drop_nulls().is_in(["proportion"]).all() if "statistic" in level_rows.columns else True
+        columns.append(Column("change", f"Change {prev}–{last} ({'points' if shares else 'points for shares'})", None, None, kind="points"))
     index = {(r["estimate_id"], r["level"], r["by"], r["domain"], r["wave"]): r for r in level_rows.iter_rows(named=True)}
 
     def withheld(c: Mapping[str, Any]) -> bool:
@@ -618,7 +635,8 @@ def trend_table(
                 elif withheld(c):
                     cells.append(Cell(SUPPRESSED, None, c["_row"], "difference", c["flag"]))
                 else:
-                    cells.append(Cell(points_text(c["estimate"], decimals), c["estimate"], c["_row"], "difference", c["flag"]))
+                    end = index.get((est_id, level, by, domain, last)) or {}
+                    cells.append(Cell(value_format(end).change(c["estimate"], decimals), c["estimate"], c["_row"], "difference", c["flag"]))
             rows.append(Row(tuple(cells), group))
     heading = spec.title or "Trends"
     extra = [

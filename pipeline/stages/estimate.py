@@ -120,20 +120,22 @@ class Statistic:
         The config key naming the variable and the ``statistic`` column of estimates.csv.
     analysis_column : callable
         ``(frame, spec, codebook) -> (frame, column, levels)``: the frame with the column the
-        statistic is computed on (the spec's denominator applied), and the levels to report.
+        statistic is computed on (the spec's denominator applied; a ratio's two columns as a
+        tuple), and the levels to report (a quantile's probabilities).
     tidy : callable
         ``(design, column, by, levels, ci_method, conf_level) -> polars.DataFrame``: the
         statistic overall or by domains, one row per domain (x level), with ``n``, ``estimate``,
         ``se``, ``ci_low``, ``ci_high``, ``df``, ``deff``.
     domains : callable
         ``(design, column, by, levels) -> Estimates``: the same estimates with their full
-        covariance matrix (for the banners' comparisons, :func:`banner_comparisons`).
+        covariance matrix (for the banners' comparisons, :func:`banner_comparisons`); None
+        for a statistic banners show without significance letters (quantiles).
     """
 
     name: str
     analysis_column: Callable[[pl.DataFrame, EstimateSpec, Codebook], tuple[pl.DataFrame, str, list[Any]]]
     tidy: Callable[..., pl.DataFrame]
-    domains: Callable[..., Any]
+    domains: Callable[..., Any] | None
 
 
 def _proportion_tidy(design: Any, col: str, by: list[str], levels: list[Any], ci_method: str, conf_level: float) -> pl.DataFrame:
@@ -168,10 +170,110 @@ def _indicator_frame(frame: pl.DataFrame, spec: EstimateSpec, codebook: Codebook
     return frame.with_columns(expr.alias(col)), col, []
 
 
-#: statistic name -> how it is computed; :data:`pipeline.config.STATISTICS` names the same keys
+def _numeric_frame(frame: pl.DataFrame, spec: EstimateSpec, codebook: Codebook) -> tuple[pl.DataFrame, str | tuple[str, ...], list[Any]]:
+    """The numeric analysis column(s) of a mean, total, ratio or quantile: the variable with its
+    missing-value codes (don't know, refused) set missing, so they leave the base.
+
+    A ``total`` with ``levels`` is the total of the indicator of those codes (the number of
+    people with them; the spec's ``denominator`` applies as for a proportion). A ``ratio``
+    gives two columns (numerator, denominator); a quantile's levels are its probabilities.
+    """
+    import polars as pl
+
+    if spec.statistic == "total" and spec.levels is not None:
+        return _indicator_frame(frame, spec, codebook)
+    cols = []
+    exprs = []
+    for k, var in enumerate(spec.variables):
+        col = f"__{spec.id}" if len(spec.variables) == 1 else f"__{spec.id}_{k}"
+        missing = sorted(codebook.get(var).missing_values, key=str)
+        x = pl.col(var)
+        exprs.append((pl.when(x.is_in(missing)).then(None).otherwise(x) if missing else x).cast(pl.Float64).alias(col))
+        cols.append(col)
+    levels = list(spec.quantile_probs) if spec.statistic == "quantile" else []
+    return frame.with_columns(exprs), (cols[0] if len(cols) == 1 else tuple(cols)), levels
+
+
+def _wald(kind: str) -> tuple[Callable[..., pl.DataFrame], Callable[..., Any]]:
+    """The tidy rows and the domain estimates (with covariance) of a mean, total or ratio: Wald
+    t intervals on the whole design's degrees of freedom (R ``confint(svymean(...), df = degf(design))``)."""
+
+    def domains(design: Any, col: str | tuple[str, ...], by: list[str], levels: list[Any]) -> Any:
+        from pipeline.survey import estimators
+
+        if kind == "ratio":
+            return estimators.ratio(design, col[0], col[1], by=by, na_rm=True)
+        return getattr(estimators, kind)(design, col, by=by, na_rm=True, categorical=False)
+
+    def tidy(design: Any, col: str | tuple[str, ...], by: list[str], levels: list[Any], ci_method: str, conf_level: float) -> pl.DataFrame:
+        return domains(design, col, by, levels).to_frame(conf_level, df="design")
+
+    return tidy, domains
+
+
+def _quantile_tidy(design: Any, col: str, by: list[str], levels: list[Any], ci_method: str, conf_level: float) -> pl.DataFrame:
+    """R ``svyquantile(..., qrule = "math")`` with its default (Woodruff) interval and ``se``."""
+    import polars as pl
+
+    from pipeline.survey.quantiles import quantile
+
+    res = quantile(design, col, probs=levels, by=by, conf_level=conf_level, na_rm=True)
+    return res.to_frame().with_columns(pl.lit(None, dtype=pl.Float64).alias("deff"))
+
+
+_mean_tidy, _mean_domains = _wald("mean")
+_total_tidy, _total_domains = _wald("total")
+_ratio_tidy, _ratio_domains = _wald("ratio")
+
+#: statistic name -> how it is computed; :data:`pipeline.config.STATISTICS` names the same keys.
+#: Quantiles have no covariance between domains here: banners show them without letters.
 STATISTICS: dict[str, Statistic] = {
     "proportion": Statistic("proportion", _indicator_frame, _proportion_tidy, _proportion_domains),
+    "mean": Statistic("mean", _numeric_frame, _mean_tidy, _mean_domains),
+    "total": Statistic("total", _numeric_frame, _total_tidy, _total_domains),
+    "ratio": Statistic("ratio", _numeric_frame, _ratio_tidy, _ratio_domains),
+    "quantile": Statistic("quantile", _numeric_frame, _quantile_tidy, None),
 }
+
+#: the ``ci_method`` column of the statistics whose interval is not a proportion's
+CI_NAMES = {"mean": "wald", "total": "wald", "ratio": "wald", "quantile": "woodruff"}
+
+
+def level_text(spec: EstimateSpec, codebook: Codebook, level: Any) -> str:
+    """The ``level`` of an estimates.csv row: the answer's label (a proportion), the chosen
+    codes' label (``levels``), ``p50`` (a quantile's probability, in percent), or empty (a
+    mean, a total of a numeric variable, a ratio)."""
+    if spec.levels is not None:
+        return spec.level_label or " or ".join(codebook.label_of(spec.variable, c) for c in spec.levels)
+    if spec.statistic == "proportion":
+        return codebook.label_of(spec.variable, level)
+    if spec.statistic == "quantile":
+        return f"p{100 * float(level):g}"
+    return ""
+
+
+def statistic_problems(i: int, spec: EstimateSpec, frame: pl.DataFrame, codebook: Codebook) -> list[str]:
+    """What is wrong with the variable(s) of ``estimates[i]`` for its statistic (also checked by
+    ``validate``: :mod:`pipeline.preflight`)."""
+    import polars as pl
+
+    problems = []
+    key = f"estimates[{i}].{spec.statistic}"
+    for var in spec.variables:
+        if var not in frame.columns:
+            continue
+        numeric = frame.schema[var].is_numeric()
+        labelled = bool(codebook.get(var).value_labels)
+        if spec.statistic == "proportion" and spec.levels is None and numeric and not labelled:
+            problems.append(
+                f"{key} ({spec.id}): {var} is a numeric variable without value labels: a proportion of every distinct value is not an estimate; "
+                f"ask for its average with mean: {var} (or the share of some codes with levels: [...])"
+            )
+        if spec.statistic in ("mean", "ratio", "quantile") or (spec.statistic == "total" and spec.levels is None):
+            if not numeric:
+                dtype = "text" if frame.schema[var] == pl.String else str(frame.schema[var])
+                problems.append(f"{key} ({spec.id}): {var} is {dtype}, not numeric; use proportion: {var} for the shares of its answers")
+    return problems
 
 
 def estimate_all(
@@ -193,11 +295,11 @@ def estimate_all(
 
     problems = []
     for i, spec in enumerate(specs):
-        if spec.variable not in frame.columns:
-            problems.append(f"estimates[{i}].{spec.statistic}: {spec.variable} is not in the weighted data")
+        problems += [f"estimates[{i}].{spec.statistic}: {v} is not in the weighted data" for v in spec.variables if v not in frame.columns]
         for by in spec.by:
             problems += [f"estimates[{i}].by: {b} is not in the weighted data" for b in by if b not in frame.columns]
-        labels = codebook.get(spec.variable).value_labels
+        problems += statistic_problems(i, spec, frame, codebook)
+        labels = codebook.get(spec.variables[0]).value_labels
         unknown = [c for c in spec.levels or () if labels and c not in labels]
         if unknown:
             problems.append(
@@ -218,7 +320,13 @@ def estimate_all(
                 res = statistic.tidy(spec_design, col, list(by), levels, method, design_config.conf_level)
                 if by:
                     res = res.filter(pl.all_horizontal([pl.col(b).is_not_null() for b in by]))
-                res = _with_cell_counts(res, work, col, list(by), spec_design.in_design)
+                if spec.statistic == "proportion":
+                    res = _with_cell_counts(res, work, col, list(by), spec_design.in_design)
+                elif spec.levels is not None:  # a total of codes: the people who have them
+                    res = _with_cell_counts(res.with_columns(pl.lit(1).alias("level")), work, col, list(by), spec_design.in_design).drop("level")
+                else:  # the respondents contributing: the base n (pipeline.flags)
+                    res = res.with_columns(pl.lit(None, dtype=pl.Int64).alias("cell_n"))
+                method = CI_NAMES.get(spec.statistic, method)
                 rows.append(_tidy(res, spec, list(by), codebook, wave=wave, method=method, conf_level=design_config.conf_level, tables=tables))
     if not rows:
         return pl.DataFrame(schema={c: pl.String for c in (*COLUMNS, *EXTRA_COLUMNS)})
@@ -258,12 +366,10 @@ def _tidy(
     import polars as pl
 
     var = spec.variable
-    if spec.levels is not None:
-        labels = [codebook.label_of(var, c) for c in spec.levels]
-        level_text = spec.level_label or " or ".join(labels)
-        level = pl.lit(level_text)
+    if spec.levels is not None or spec.statistic not in ("proportion", "quantile"):
+        level = pl.lit(level_text(spec, codebook, None))
     else:
-        level = pl.col("level").map_elements(lambda c: codebook.label_of(var, c), return_dtype=pl.String)
+        level = pl.col("level").map_elements(lambda c: level_text(spec, codebook, c), return_dtype=pl.String)
     if by:
         domain = pl.concat_str(
             [pl.col(b).map_elements(lambda c, b=b: codebook.label_of(b, c), return_dtype=pl.String) for b in by], separator="*"
@@ -316,7 +422,7 @@ def association_tests(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[E
 
     rows = []
     for spec in specs:
-        if spec.test == "none":
+        if spec.test == "none" or spec.statistic != "proportion":  # a test of association is of a categorical variable
             continue
         work, col, _ = STATISTICS[spec.statistic].analysis_column(frame, spec, codebook)
         spec_design = design.with_frame(work)
@@ -409,12 +515,10 @@ class DomainCovariance:
         work, col, levels = statistic.analysis_column(self.frame, spec, self.codebook)
         res = statistic.domains(self.design.with_frame(work), col, list(by), levels)
         keys = res.keys
-        var = spec.variable
-        if spec.levels is not None:
-            text = spec.level_label or " or ".join(self.codebook.label_of(var, c) for c in spec.levels)
-            level = [text] * keys.height
+        if spec.levels is not None or spec.statistic != "proportion":
+            level = [level_text(spec, self.codebook, None)] * keys.height
         else:
-            level = [self.codebook.label_of(var, c) for c in keys.get_column("level").to_list()]
+            level = [level_text(spec, self.codebook, c) for c in keys.get_column("level").to_list()]
         if by:
             domain = ["*".join(self.codebook.label_of(b, r[b]) for b in by) for r in keys.iter_rows(named=True)]
         else:
@@ -534,8 +638,11 @@ def banner_comparisons(
     sig = tables.significance
     covariance = DomainCovariance(frame, codebook, design, specs) if sig.method == "design" else None
     out = []
+    by_id = {s.id: s for s in specs}
     for spec in tables.banners:
         ids = list(spec.estimates) or estimates.get_column("estimate_id").unique(maintain_order=True).to_list()
+        # a statistic without domain covariances (quantiles) is shown without letters
+        ids = [i for i in ids if i not in by_id or STATISTICS[by_id[i].statistic].domains is not None]
         cmp = compare_columns(estimates, ids, spec.columns, method=sig.method, covariance=covariance, alpha=sig.alpha, adjust=sig.adjust)
         out.append(cmp.with_columns(pl.lit(spec.id).alias("table")))
     return pl.concat(out) if out else pl.DataFrame(schema=comparison_schema())

@@ -134,11 +134,12 @@ def run(ctx: StageContext) -> StageOutput:
     from pipeline.exporters.formats import FORMATS, render_tables
     from pipeline.exporters.significance import COMPARISON_COLUMNS, read_comparisons
     from pipeline.exporters.tables import read_estimates
+    from pipeline.exporters.values import with_decimals
     from pipeline.io import Codebook
 
     config, wave = ctx.config, ctx.wave
     formats = set(config.export.formats)
-    est = read_estimates(ctx.path("estimates.csv"))
+    est = with_decimals(read_estimates(ctx.path("estimates.csv")), {e.id: e.decimals for e in config.estimates if e.decimals is not None})
     cb_path = ctx.path("estimate/codebook.json")
     codebook = Codebook.from_json(cb_path.read_text(encoding="utf-8")) if cb_path.is_file() else None
 

@@ -145,8 +145,10 @@ def numeric_needs(config: StudyConfig, wave_id: str) -> dict[str, str]:
         add(getattr(section, "variables", None) or [section.variable], f"weight.{key}.variables")  # type: ignore[union-attr]
     gone = set(wave.not_asked)
     for i, spec in enumerate(config.estimates):
-        if spec.levels is not None and spec.variable not in gone:
-            add([spec.variable], f"estimates[{i}].levels")
+        if spec.levels is not None and any(isinstance(c, int) for c in spec.levels) and spec.variable not in gone:
+            add([spec.variable], f"estimates[{i}].levels")  # numeric codes; text codes ("Yes") need none
+        elif spec.levels is None and spec.statistic != "proportion":  # a mean, total, ratio or quantile
+            add([v for v in spec.variables if v not in gone], f"estimates[{i}].{spec.statistic}")
     return needs
 
 
@@ -180,6 +182,8 @@ def check_numeric_columns(
             found = f'row {first + 1} has "{col[first]}" ({rows.len():,} value(s) of {col.drop_nulls().len():,} are not numbers)'
             hint = (f"deliver {name} as numbers only: a word such as \"{col[first]}\" must be a numeric code, "
                     "declared missing with clean.missing.also if it means no answer")
+            if parsed.is_null().all() and key.startswith("estimates[") and not key.endswith(".levels"):  # every value a word: a categorical variable
+                hint += f"; if {name} is categorical, ask for the shares of its answers with proportion: {name}"
         else:
             first = int(col.is_not_null().arg_true()[0])
             found = f'its values are numbers stored as text (row {first + 1}: "{col[first]}")'

@@ -84,7 +84,10 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
     return out
 
 
-READS = Reads(config=("study", "title", "notice", "trends", "tables", "export", "waves[].id", "waves[].field_dates"), upstream=("estimates.csv",))
+READS = Reads(
+    config=("study", "title", "notice", "trends", "tables", "export", "waves[].id", "waves[].field_dates", "estimates[].id", "estimates[].decimals"),
+    upstream=("estimates.csv",),
+)
 """The change test, the trend tables' rules and formats, and every wave's estimates."""
 
 
@@ -95,6 +98,7 @@ def run(ctx: StudyContext) -> StageOutput:
     from pipeline.exporters import file_timestamp
     from pipeline.exporters.formats import FORMATS, render_tables
     from pipeline.exporters.tables import prepare_estimates, read_estimates, trend_table
+    from pipeline.exporters.values import with_decimals
     from pipeline.stages import StageOutput
 
     config = ctx.config
@@ -103,7 +107,8 @@ def run(ctx: StudyContext) -> StageOutput:
     files: dict[str, object] = {"trends/estimates.csv": table}
     tables = []
     if table.height:
-        rows = prepare_estimates(table)  # _row: the row of trends/estimates.csv each cell shows
+        decimals = {i: d for i, d in ((e.id, e.decimals) for e in config.estimates) if d is not None}
+        rows = with_decimals(prepare_estimates(table), decimals)  # _row: the row of trends/estimates.csv each cell shows
         specs = config.tables.trends or (TrendSpec(id="trends"),)
         common = {"title": config.title, "notice": config.notice}
         tables = [trend_table(rows, spec, config.tables, alpha=config.trends.alpha, **common) for spec in specs]
@@ -116,7 +121,7 @@ def run(ctx: StudyContext) -> StageOutput:
             from pipeline.exporters.charts import trend_chart
 
             charted = [f for f in FORMATS.values() if f.kind == "chart" and f.name in formats]
-            fig = trend_chart(table, config.export.charts, decimals=config.tables.decimals, notice=config.notice) if charted else None
+            fig = trend_chart(with_decimals(table, decimals), config.export.charts, decimals=config.tables.decimals, notice=config.notice) if charted else None
             for fmt in charted:
                 files[f"trends/trend_chart{fmt.suffix}"] = fmt.render(fig)
     changes = table.filter(pl.col("statistic") == "difference") if table.height else table
