@@ -39,10 +39,16 @@ class EstimateSpec(_Model):
     """One estimate: the share of ``proportion`` in ``levels`` (or of every level), the ``mean``
     or ``total`` of a numeric variable (``total`` with ``levels``: the number of people with
     those codes), the ``ratio`` of two totals, or the ``quantile`` (``probs``) of a numeric
-    variable. Exactly one statistic per estimate."""
+    variable. Exactly one statistic per estimate. ``distribution: VAR`` asks for the whole
+    distribution of a categorical variable: one ``proportion`` row per answer (its rows are
+    proportions, so :attr:`statistic` is ``proportion``), ``levels`` refused."""
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     proportion: str | None = None
+    distribution: str | None = None
+    """The whole distribution of this categorical variable: a ``proportion`` row per answer
+    (with ``denominator: all`` the don't-know and refused answers too); the shares of each
+    domain sum to 1."""
     mean: str | None = None
     total: str | None = None
     ratio: RatioSpec | None = None
@@ -64,11 +70,19 @@ class EstimateSpec(_Model):
 
     @model_validator(mode="after")
     def _one_statistic(self) -> EstimateSpec:
-        given = [name for name in STATISTICS if getattr(self, name) is not None]
+        keys = (*STATISTICS, "distribution")
+        given = [name for name in keys if getattr(self, name) is not None]
         if len(given) != 1:
             found = f"{' and '.join(given)} together" if given else "none"
-            raise ValueError(f"an estimate needs exactly one of {', '.join(STATISTICS)} (found {found}); e.g. mean: AGE")
-        statistic = given[0]
+            raise ValueError(
+                f"an estimate needs exactly one of {', '.join(STATISTICS)} (found {found}), or distribution: VAR for the share of every answer; e.g. mean: AGE"
+            )
+        if self.distribution is not None and self.levels is not None:
+            raise ValueError(
+                f"levels does not apply to distribution (a distribution has a row per answer of {self.distribution}); "
+                f"for the share of some codes use proportion: {self.distribution} with levels: [...]"
+            )
+        statistic = "proportion" if given[0] == "distribution" else given[0]
         if self.levels is not None and statistic not in ("proportion", "total"):
             raise ValueError(f"levels applies to proportion and total, not to {statistic}; drop levels or use proportion: VAR")
         if self.ci_method is not None and statistic != "proportion":
@@ -79,21 +93,33 @@ class EstimateSpec(_Model):
 
     @property
     def statistic(self) -> str:
-        """The statistic estimated: the key of :data:`STATISTICS` the spec sets (``proportion``)."""
+        """The statistic estimated: the key of :data:`STATISTICS` the spec sets (``proportion``;
+        ``proportion`` for a ``distribution``, whose rows are the shares of every answer)."""
+        if getattr(self, "distribution", None) is not None:
+            return "proportion"
         return next(name for name in STATISTICS if getattr(self, name, None) is not None)
 
     @property
     def variable(self) -> str:
         """The variable the statistic is of (``proportion: Q10A`` -> ``Q10A``; a ratio's
         ``numerator/denominator``)."""
-        value = getattr(self, self.statistic)
+        value = self._statistic_value()
         return f"{value.numerator}/{value.denominator}" if isinstance(value, RatioSpec) else value
 
     @property
     def variables(self) -> tuple[str, ...]:
         """The data columns the statistic reads (a ratio's numerator and denominator)."""
-        value = getattr(self, self.statistic)
+        value = self._statistic_value()
         return (value.numerator, value.denominator) if isinstance(value, RatioSpec) else (value,)
+
+    @property
+    def key(self) -> str:
+        """The config key naming the variable (``distribution`` or the statistic), for messages."""
+        return "distribution" if self.distribution is not None else self.statistic
+
+    def _statistic_value(self) -> Any:
+        """The value of the statistic's key (``distribution: Q10A`` -> ``Q10A``)."""
+        return self.distribution if self.distribution is not None else getattr(self, self.statistic)
 
     @property
     def quantile_probs(self) -> tuple[float, ...]:

@@ -390,7 +390,7 @@ def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Repo
         spec = made.get(spec.id)  # type: ignore[assignment]
         if spec is None:
             continue
-        unknown = need(f"estimates[{j}].{spec.statistic}", list(spec.variables), weighted)
+        unknown = need(f"estimates[{j}].{spec.key}", list(spec.variables), weighted)
         for by in spec.by:
             need(f"estimates[{j}].by", by, weighted)
         if df is not None:

@@ -258,7 +258,7 @@ def statistic_problems(i: int, spec: EstimateSpec, frame: pl.DataFrame, codebook
     import polars as pl
 
     problems = []
-    key = f"estimates[{i}].{spec.statistic}"
+    key = f"estimates[{i}].{spec.key}"
     for var in spec.variables:
         if var not in frame.columns:
             continue
@@ -295,7 +295,7 @@ def estimate_all(
 
     problems = []
     for i, spec in enumerate(specs):
-        problems += [f"estimates[{i}].{spec.statistic}: {v} is not in the weighted data" for v in spec.variables if v not in frame.columns]
+        problems += [f"estimates[{i}].{spec.key}: {v} is not in the weighted data" for v in spec.variables if v not in frame.columns]
         for by in spec.by:
             problems += [f"estimates[{i}].by: {b} is not in the weighted data" for b in by if b not in frame.columns]
         problems += statistic_problems(i, spec, frame, codebook)

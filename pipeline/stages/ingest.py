@@ -148,7 +148,7 @@ def numeric_needs(config: StudyConfig, wave_id: str) -> dict[str, str]:
         if spec.levels is not None and any(isinstance(c, int) for c in spec.levels) and spec.variable not in gone:
             add([spec.variable], f"estimates[{i}].levels")  # numeric codes; text codes ("Yes") need none
         elif spec.levels is None and spec.statistic != "proportion":  # a mean, total, ratio or quantile
-            add([v for v in spec.variables if v not in gone], f"estimates[{i}].{spec.statistic}")
+            add([v for v in spec.variables if v not in gone], f"estimates[{i}].{spec.key}")
     return needs
 
 
