@@ -21,6 +21,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from csvstudy import conformance_data as _data
+from csvstudy import csv_project as _project
+from csvstudy import r_row
 from pipeline.cli import main
 from pipeline.errors import ArgumentError, ConfigError, DataError
 from pipeline.survey import Design, mean
@@ -28,27 +31,6 @@ from pipeline.survey import Design, mean
 CONFORMANCE = (Path(__file__).parents[2] / ".." / "shared" / "conformance").resolve()
 #: Closed-form estimates and SEs: the conformance README's suggested tolerance.
 RTOL_CLOSED = 1e-9
-
-
-def _data(name: str) -> pl.DataFrame:
-    return pl.read_csv(CONFORMANCE / "data" / name)
-
-
-def _r(case: str, level: str = "") -> dict:
-    """A row of R's expected/estimates.csv."""
-    est = pl.read_csv(CONFORMANCE / "expected" / "estimates.csv", infer_schema_length=None)
-    rows = est.filter((pl.col("case") == case) & (pl.col("level").fill_null("") == level))
-    assert rows.height == 1, (case, level)
-    return rows.row(0, named=True)
-
-
-def _project(tmp_path: Path, data: pl.DataFrame, config: str, name: str = "study") -> Path:
-    (tmp_path / "configs").mkdir(exist_ok=True)
-    (tmp_path / "raw").mkdir(exist_ok=True)
-    data.write_csv(tmp_path / "raw" / f"{name}.csv")
-    cfg = tmp_path / "configs" / f"{name}.yaml"
-    cfg.write_text(config.replace("RAW", f"../raw/{name}.csv"))
-    return cfg
 
 
 def _outputs(cfg: Path, study: str) -> Path:
@@ -84,7 +66,7 @@ def test_fpc_only_two_stage_design_from_the_cli_matches_r(tmp_path, capsys):
     assert main(["validate", str(cfg)]) == 0
     assert main(["run", str(cfg), "--quiet"]) == 0
     got = _estimate(cfg, "clus2", "No")
-    r = _r("svymean:sch.wide:clus2", "No")  # svymean(~sch.wide, clus2, deff = TRUE)
+    r = r_row("estimates.csv", "svymean:sch.wide:clus2", "No")  # svymean(~sch.wide, clus2, deff = TRUE)
     assert got["estimate"] == pytest.approx(0.2487, abs=5e-5)  # not the unweighted 0.2143
     for key in ("estimate", "se", "deff"):
         assert got[key] == pytest.approx(r[key], rel=RTOL_CLOSED), key
@@ -105,7 +87,7 @@ def test_fpc_only_simple_random_sample_from_the_cli_matches_r(tmp_path, capsys):
         """) + SCH_WIDE)
     assert main(["run", str(cfg), "--quiet"]) == 0
     got = _estimate(cfg, "srs", "Yes")
-    r = _r("svymean:sch.wide:srs", "Yes")  # svydesign(id = ~1, fpc = ~fpc, data = apisrs)
+    r = r_row("estimates.csv", "svymean:sch.wide:srs", "Yes")  # svydesign(id = ~1, fpc = ~fpc, data = apisrs)
     for key in ("estimate", "se", "deff"):
         assert got[key] == pytest.approx(r[key], rel=RTOL_CLOSED), key
 
@@ -116,7 +98,7 @@ def test_design_from_frame_derives_the_weights_from_the_fpc_as_r():
     r_weights = pl.read_csv(CONFORMANCE / "expected" / "weights" / "clus2.csv").get_column("weight").to_numpy()
     np.testing.assert_array_equal(d.weights, r_weights)  # R: 1 / (n1/N1 * n2/N2), to the last bit
     got = mean(d, "api00").to_frame().row(0, named=True)
-    r = _r("svymean:api00:clus2")
+    r = r_row("estimates.csv", "svymean:api00:clus2")
     for key in ("estimate", "se", "deff"):
         assert got[key] == pytest.approx(r[key], rel=RTOL_CLOSED), key
     # one stage, no clusters: R's srs = svydesign(id = ~1, fpc = ~fpc), weights N/n
@@ -181,7 +163,7 @@ def test_delivered_weight_validates_runs_matches_r_and_its_qa_is_truthful(tmp_pa
     assert main(["validate", str(cfg)]) == 0
     assert main(["run", str(cfg), "--quiet"]) == 0
     got = _estimate(cfg, "strat", "No")
-    r = _r("svymean:sch.wide:strat", "No")  # svydesign(id = ~1, strata = ~stype, weights = ~pw, fpc = ~fpc)
+    r = r_row("estimates.csv", "svymean:sch.wide:strat", "No")  # svydesign(id = ~1, strata = ~stype, weights = ~pw, fpc = ~fpc)
     for key in ("estimate", "se", "deff"):
         assert got[key] == pytest.approx(r[key], rel=RTOL_CLOSED), key
     out = _outputs(cfg, "strat") / "weight"
@@ -217,7 +199,7 @@ def test_nhanes_weight_as_the_base_weight_matches_r(tmp_path, capsys):
         """))
     assert main(["run", str(cfg), "--quiet"]) == 0
     est = pl.read_csv(_outputs(cfg, "nhanes") / "estimates.csv").row(0, named=True)
-    r = _r("svymean:HI_CHOL:nhanes")  # svymean(~HI_CHOL, nhanes, na.rm = TRUE, deff = TRUE)
+    r = r_row("estimates.csv", "svymean:HI_CHOL:nhanes")  # svymean(~HI_CHOL, nhanes, na.rm = TRUE, deff = TRUE)
     for key in ("estimate", "se", "deff"):
         assert est[key] == pytest.approx(r[key], rel=RTOL_CLOSED), key
 
@@ -237,7 +219,7 @@ def test_replicates_built_from_a_delivered_weight_match_r(tmp_path, capsys):
         """) + SCH_WIDE)
     assert main(["run", str(cfg), "--quiet"]) == 0
     got = _estimate(cfg, "clus1", "No")
-    r = _r("svymean:sch.wide:clus1_jk1", "No")  # as.svrepdesign(clus1, type = "JK1")
+    r = r_row("estimates.csv", "svymean:sch.wide:clus1_jk1", "No")  # as.svrepdesign(clus1, type = "JK1")
     for key in ("estimate", "se"):
         assert got[key] == pytest.approx(r[key], rel=RTOL_CLOSED), key
     meta = json.loads((_outputs(cfg, "clus1") / "weight" / "replicates.json").read_text())
@@ -274,7 +256,7 @@ def test_given_jk1_replicates_take_an_fpc_aware_scale(tmp_path, capsys, fpc):
     effective = np.asarray(meta["rscales"]) * meta["scale"]
     np.testing.assert_allclose(effective, _r_scale("clus1_jk1"), rtol=1e-14)
     got = _estimate(cfg, "clus1rep", "No")
-    r = _r("svymean:sch.wide:clus1_jk1", "No")
+    r = r_row("estimates.csv", "svymean:sch.wide:clus1_jk1", "No")
     for key in ("estimate", "se"):
         assert got[key] == pytest.approx(r[key], rel=RTOL_CLOSED), key
 

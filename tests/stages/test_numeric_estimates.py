@@ -16,6 +16,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from csvstudy import csv_project as _project
+from csvstudy import r_row as _r
 from pipeline.cli import main
 
 CONFORMANCE = (Path(__file__).parents[2] / ".." / "shared" / "conformance").resolve()
@@ -24,25 +26,6 @@ RTOL = 1e-9
 
 def _data(name: str) -> pl.DataFrame:
     return pl.read_csv(CONFORMANCE / "data" / name)
-
-
-def _r(file: str, case: str, level: str = "", domain: str = "") -> dict:
-    """One row of R's expected/<file>."""
-    est = pl.read_csv(CONFORMANCE / "expected" / file, infer_schema_length=None)
-    rows = est.filter(
-        (pl.col("case") == case) & (pl.col("level").cast(pl.String).fill_null("") == level) & (pl.col("domain").fill_null("") == domain)
-    )
-    assert rows.height == 1, (file, case, level, domain)
-    return rows.row(0, named=True)
-
-
-def _project(tmp_path: Path, data: pl.DataFrame, config: str, name: str) -> Path:
-    (tmp_path / "configs").mkdir(exist_ok=True)
-    (tmp_path / "raw").mkdir(exist_ok=True)
-    data.write_csv(tmp_path / "raw" / f"{name}.csv")
-    cfg = tmp_path / "configs" / f"{name}.yaml"
-    cfg.write_text(config.replace("RAW", f"../raw/{name}.csv"))
-    return cfg
 
 
 STRAT = """\
