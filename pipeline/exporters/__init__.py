@@ -8,7 +8,7 @@ matplotlib, pyreadstat) only inside the functions that use it:
 * :mod:`~pipeline.exporters.estimates` — reading estimates (:func:`read_estimates`), the lowest module;
 * :mod:`~pipeline.exporters.values` — how cells show each statistic (:data:`VALUE_FORMATS`);
 * :mod:`~pipeline.exporters.tables` — :class:`Table` (cells that remember their estimates.csv
-  row), :func:`topline_table`, :func:`banner_table`, :func:`trend_table`, :func:`table_frame`;
+  row), :func:`topline_table`, :func:`banner_table`, :func:`trend_table`; :mod:`~pipeline.exporters.tidy` — :func:`table_frame`;
 * :mod:`~pipeline.exporters.significance` — the estimate stage's ``estimate/comparisons.csv``
   (schema, :func:`read_comparisons`) and the letters it puts in banner cells;
 * :mod:`~pipeline.exporters.formats` — the registry of ``export.formats`` (:data:`FORMATS`) and

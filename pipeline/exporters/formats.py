@@ -73,7 +73,7 @@ class Format:
 
 
 def _csv(table: Table, estimates: pl.DataFrame | None) -> pl.DataFrame:
-    from pipeline.exporters.tables import table_frame
+    from pipeline.exporters.tidy import table_frame
 
     return table_frame(table, estimates)
 

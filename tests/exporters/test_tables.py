@@ -13,10 +13,10 @@ from pipeline.exporters.tables import (
     column_letters,
     percent_text,
     points_text,
-    table_frame,
     topline_table,
     trend_table,
 )
+from pipeline.exporters.tidy import table_frame
 from pipeline.stages.estimate import compare_columns
 from pipeline.config import TrendsConfig
 from pipeline.stages.trends import trends as trend_estimates_of

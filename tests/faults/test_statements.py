@@ -17,7 +17,8 @@ import pytest
 
 from pipeline.config import DesignConfig, PoststratifyConfig, CalibrateConfig, ReplicateConfig, ToplineSpec, TablesConfig, TrimConfig, load_config
 from pipeline.exporters.methods import methods_html, methods_markdown, methods_statement
-from pipeline.exporters.tables import CALIBRATED, CALIBRATED_NOTE, is_calibrated, prepare_estimates, table_frame, topline_table
+from pipeline.exporters.tables import CALIBRATED, CALIBRATED_NOTE, is_calibrated, prepare_estimates, topline_table
+from pipeline.exporters.tidy import table_frame
 
 from exporters.exporter_data import COLUMNS, rows, small_estimates
 
