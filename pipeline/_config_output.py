@@ -21,8 +21,9 @@ from pipeline._config_weight import CIMethod
 #: the statistics an estimate can be: each is the config key that names its variable
 #: (``proportion: Q10A``), one entry per layer (``pipeline.stages.estimate.STATISTICS``,
 #: ``pipeline.exporters.tables.VALUE_FORMATS``, ``pipeline.exporters.charts.CHART_SCALES``,
-#: ``pipeline.flags.STATISTIC_RULES``; tests/test_vocabulary.py checks they agree)
-STATISTICS = ("proportion", "mean", "total", "ratio", "quantile")
+#: ``pipeline.flags.STATISTIC_RULES``; tests/test_vocabulary.py checks they agree). A
+#: ``difference`` is computed from other estimates (``pipeline.stages._estimate_differences``).
+STATISTICS = ("proportion", "mean", "total", "ratio", "quantile", "difference")
 
 #: a code of ``estimates[].levels``: a number, or a text for variables coded in text (``"Yes"``)
 LevelCode = Code | str
@@ -33,6 +34,41 @@ class RatioSpec(_Model):
 
     numerator: str
     denominator: str
+
+
+class DifferenceSpec(_Model):
+    """``estimates[].difference``: ``a`` minus ``b``, with its design-based SE from the full
+    covariance (R ``svycontrast``), a CI and a p-value.
+
+    Between two domains of one estimate (``of`` an estimate id, ``domain`` the variable whose
+    codes ``a`` and ``b`` are: undocumented minus U.S.-born), or between two estimates on the
+    same respondents (``a`` and ``b`` estimate ids, no ``of``: Q10A minus Q10D).
+    """
+
+    of: str | None = None
+    """The estimate whose domains are compared (a domain difference)."""
+    domain: str | None = None
+    """The domain variable of a domain difference; ``a`` and ``b`` are its codes."""
+    a: LevelCode
+    b: LevelCode
+
+    @model_validator(mode="after")
+    def _kind(self) -> DifferenceSpec:
+        if (self.of is None) != (self.domain is None):
+            raise ValueError(
+                "a difference between domains needs both of (the estimate) and domain (the variable whose codes a and b are), "
+                "e.g. {of: less_likely, domain: STATUS4, a: 3, b: 1}; between two estimates give only a and b (estimate ids)"
+            )
+        if self.of is None and not (isinstance(self.a, str) and isinstance(self.b, str)):
+            raise ValueError(f"a difference between two estimates names them by id (a: ID, b: ID), got a: {self.a!r}, b: {self.b!r}; "
+                             "for two domains of one estimate add of: ID and domain: VAR")
+        if self.a == self.b:
+            raise ValueError(f"a and b are the same ({self.a!r}): a difference compares two different {'codes' if self.of else 'estimates'}")
+        return self
+
+    @property
+    def between_domains(self) -> bool:
+        return self.of is not None
 
 
 class EstimateSpec(_Model):
@@ -53,6 +89,8 @@ class EstimateSpec(_Model):
     total: str | None = None
     ratio: RatioSpec | None = None
     quantile: str | None = None
+    difference: DifferenceSpec | None = None
+    """``a`` minus ``b``: two domains of one estimate, or two estimates (:class:`DifferenceSpec`)."""
     probs: Annotated[tuple[Annotated[float, Field(ge=0, le=1)], ...], Field(min_length=1)] | None = None
     """Probabilities of a ``quantile`` (default ``[0.5]``, the median)."""
     levels: tuple[LevelCode, ...] | None = None
@@ -83,6 +121,13 @@ class EstimateSpec(_Model):
                 f"for the share of some codes use proportion: {self.distribution} with levels: [...]"
             )
         statistic = "proportion" if given[0] == "distribution" else given[0]
+        if statistic == "difference":
+            extra = [k for k in ("levels", "level_label", "decimals", "probs", "ci_method") if getattr(self, k) is not None]
+            if extra or self.denominator != "valid" or self.test != "F":
+                extra += [k for k in ("denominator", "test") if getattr(self, k) != type(self).model_fields[k].default]
+                raise ValueError(
+                    f"{', '.join(extra)} do(es) not apply to a difference: it takes them from the estimates it compares; drop {extra[0]}"
+                )
         if self.levels is not None and statistic not in ("proportion", "total"):
             raise ValueError(f"levels applies to proportion and total, not to {statistic}; drop levels or use proportion: VAR")
         if self.ci_method is not None and statistic != "proportion":
@@ -104,13 +149,26 @@ class EstimateSpec(_Model):
         """The variable the statistic is of (``proportion: Q10A`` -> ``Q10A``; a ratio's
         ``numerator/denominator``)."""
         value = self._statistic_value()
+        if isinstance(value, DifferenceSpec):
+            return f"{value.of} by {value.domain}" if value.between_domains else f"{value.a} - {value.b}"
         return f"{value.numerator}/{value.denominator}" if isinstance(value, RatioSpec) else value
 
     @property
     def variables(self) -> tuple[str, ...]:
-        """The data columns the statistic reads (a ratio's numerator and denominator)."""
+        """The data columns the statistic reads (a ratio's numerator and denominator; a
+        difference's domain variable: it reads its estimates' columns through them)."""
         value = self._statistic_value()
+        if isinstance(value, DifferenceSpec):
+            return (value.domain,) if value.domain is not None else ()
         return (value.numerator, value.denominator) if isinstance(value, RatioSpec) else (value,)
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The ids of the estimates a difference is computed from (empty for other statistics)."""
+        d = self.difference
+        if d is None:
+            return ()
+        return (d.of,) if d.of is not None else (str(d.a), str(d.b))
 
     @property
     def key(self) -> str:

@@ -166,13 +166,18 @@ class StudyConfig(_Model):
         """The estimates a wave can make: those of ``not_asked`` variables left out, and their
         domain lists that name one."""
         gone = set(self.wave(wave_id).not_asked)
-        out = []
+        out: dict[str, EstimateSpec] = {}
         for e in self.estimates:
-            if e.variable in gone:
+            if e.variable in gone or set(e.variables) & gone:
                 continue
             by = tuple(b for b in e.by if not set(b) & gone)
-            out.append(e if by == e.by else e.model_copy(update={"by": by}))
-        return tuple(out)
+            if e.compared:  # a difference: of the estimates the wave makes, by the domains they have
+                if not all(i in out for i in e.compared):
+                    continue
+                inner = (e.difference.domain,) if e.difference is not None and e.difference.domain else ()
+                by = tuple(b for b in by if all((*b, *inner) in out[i].by for i in e.compared))
+            out[e.id] = e if by == e.by else e.model_copy(update={"by": by})
+        return tuple(out.values())
 
 
 # ------------------------------------------------------------------------------- loading
@@ -374,6 +379,7 @@ def _check_tables(config: StudyConfig) -> list[str]:
         for i, spec in enumerate(getattr(config.tables, kind)):
             check_ids(f"tables.{kind}[{i}].estimates", spec.estimates)
     check_ids("export.charts", config.export.charts)
+    problems += _difference_problems(config.estimates)
     for i, banner in enumerate(config.tables.banners):
         chosen = [known[e] for e in banner.estimates if e in known] or list(known.values())
         for j, by in enumerate(banner.columns):
@@ -382,6 +388,42 @@ def _check_tables(config: StudyConfig) -> list[str]:
                     f"tables.banners[{i}].columns[{j}]: no estimate of the banner is estimated by {list(by)}; "
                     "add it to the estimates' by lists"
                 )
+    return problems
+
+
+def _difference_problems(estimates: tuple[EstimateSpec, ...]) -> list[str]:
+    """A difference compares configured estimates, each estimated by the difference's domains
+    (and, between domains, by its domain variable within them), of statistics that have
+    covariances (not quantiles) and, between two estimates, the same statistic with one row each."""
+    known = {e.id: e for e in estimates}
+    problems = []
+    for i, e in enumerate(estimates):
+        d = e.difference
+        if d is None:
+            continue
+        key = f"estimates[{i}].difference ({e.id})"
+        for name in e.compared:
+            other = known.get(name)
+            if other is None:
+                close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+                problems.append(f"{key}: no estimate with id '{name}'" + (f"; did you mean '{close[0]}'?" if close else ""))
+                continue
+            if other.statistic in ("difference", "quantile"):
+                problems.append(f"{key}: {name} is a {other.statistic}; a difference is of proportions, means, totals or ratios")
+                continue
+            if not d.between_domains and other.statistic == "proportion" and other.levels is None:
+                problems.append(
+                    f"{key}: {name} has a row per answer; a difference between two estimates compares one number each: "
+                    f"give {name} levels: [...] (or compare its domains with of: {name}, domain: VAR)"
+                )
+            inner = (d.domain,) if d.domain else ()
+            for by in e.by:
+                if (*by, *inner) not in other.by:
+                    problems.append(f"{key}: {name} is not estimated by {list((*by, *inner))}; add {list((*by, *inner))} to the by of {name}")
+        if not d.between_domains and all(n in known for n in e.compared):
+            sa, sb = (known[str(n)].statistic for n in (d.a, d.b))
+            if sa != sb:
+                problems.append(f"{key}: {d.a} is a {sa} and {d.b} a {sb}; a difference between two estimates compares the same statistic")
     return problems
 
 

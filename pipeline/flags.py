@@ -50,6 +50,10 @@ statistics other than proportions, on the relative standard error (a quantile's 
     ``tables.reliability.max_rse`` (30%; an estimate of 0 has an infinite RSE): flagged for
     review ("statistically unreliable").
 
+A difference (``statistic: difference``) is suppressed when either estimate it compares is
+(``component=suppressed``, :mod:`pipeline.stages._estimate_differences`); its RSE is not a measure of its
+reliability (a difference near 0 has a large one), so it has no review rule.
+
 Disclosure and ``min_n`` apply to every statistic (their cell is the base ``n``: the
 respondents contributing); a statistic without an entry gets ``min_n`` and disclosure only.
 :func:`is_calibrated` says which rows are margins the weighting fixed to their targets (no
@@ -79,6 +83,7 @@ STATISTIC_RULES: dict[str, str] = {
     "total": "relative_standard_error",
     "ratio": "relative_standard_error",
     "quantile": "relative_standard_error",
+    "difference": "components",
 }
 
 #: a design effect below this (variance a millionth of simple random sampling's) is the weighting's

@@ -399,6 +399,9 @@ def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Repo
             problems += statistic_problems(j, spec, df, cb)
         if spec.levels and not unknown and df is not None:
             problems += _level_problems(df, cb, f"estimates[{j}].levels ({spec.id})", spec.variable, spec.levels)
+        d = spec.difference
+        if d is not None and d.domain is not None and not unknown and df is not None:
+            problems += _level_problems(df, cb, f"estimates[{j}].difference ({spec.id}): a and b", d.domain, [d.a, d.b])
 
     # ---- tables, methods, export
     need("tables.labels", list(config.tables.labels), weighted, skip_not_asked=True)

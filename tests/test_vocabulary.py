@@ -25,10 +25,12 @@ def test_export_formats_are_the_format_registry():
 def test_every_statistic_has_one_entry_per_layer():
     """A statistic (``proportion``; ``mean`` next) is a config key, a way to compute it, a value
     format, a chart scale and a reliability rule, each a registry entry."""
-    assert cfg.STATISTICS == tuple(STATISTICS) == tuple(VALUE_FORMATS) == tuple(CHART_SCALES) == tuple(STATISTIC_RULES)
+    # a difference is computed from two estimates (pipeline.stages._estimate_differences), not from a column
+    assert cfg.STATISTICS == (*STATISTICS, "difference") and cfg.STATISTICS == tuple(VALUE_FORMATS) == tuple(CHART_SCALES) == tuple(STATISTIC_RULES)
     for name in cfg.STATISTICS:
         assert name in cfg.EstimateSpec.model_fields, f"estimates[].{name} is not a config key"
-        assert STATISTICS[name].name == VALUE_FORMATS[name].statistic == CHART_SCALES[name].statistic == name
+        assert VALUE_FORMATS[name].statistic == CHART_SCALES[name].statistic == name
+        assert name == "difference" or STATISTICS[name].name == name
     spec = cfg.EstimateSpec(id="x", proportion="Q10A")
     assert (spec.statistic, spec.variable) == ("proportion", "Q10A")
 

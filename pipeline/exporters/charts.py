@@ -60,6 +60,11 @@ CHART_SCALES: dict[str, ChartScale] = {
     "quantile": ChartScale(
         "quantile", 1, "quantile (weighted), with confidence interval", "", None, "Weighted quantile with its confidence interval; * suppressed."
     ),
+    # a difference of shares, in percentage points; of another statistic: that statistic's scale (chart_scale)
+    "difference": ChartScale(
+        "difference", 100, "difference in percentage points, with confidence interval", "", None,
+        "Difference (a minus b) with its confidence interval; * suppressed.",
+    ),
 }
 
 
@@ -68,6 +73,12 @@ def chart_scale(row: Mapping[str, Any]) -> ChartScale:
     statistic = row.get("statistic") or "proportion"
     if statistic not in CHART_SCALES:
         raise ValueError(f"charts: no chart scale for statistic {statistic!r} (known: {', '.join(CHART_SCALES)})")
+    of = row.get("difference_of")
+    if statistic == "difference" and of not in (None, "proportion"):
+        from dataclasses import replace
+
+        base = chart_scale({"statistic": of})
+        return replace(CHART_SCALES["difference"], factor=base.factor, axis=f"difference of the {of}s, with confidence interval")
     return CHART_SCALES[statistic]
 
 
@@ -199,11 +210,11 @@ def trend_chart(
     """
     import polars as pl
 
-    from pipeline.exporters.tables import prepare_estimates
+    from pipeline.exporters.estimates import is_change, prepare_estimates
     from pipeline.exporters.values import value_format
 
     est = prepare_estimates(trends).filter(pl.col("by") == "")
-    levels = est.filter(pl.col("statistic") != "difference")
+    levels = est.filter(~is_change(est))
     ids = list(estimate_ids)
     if not ids:  # every estimate of one statistic, the first in the estimates' order (one y axis)
         first = levels.get_column("statistic").head(1).to_list()
@@ -230,7 +241,7 @@ def trend_chart(
         for x, r in zip(xs, rows):
             ax.annotate(f"{value_format(r).text(r['estimate'], decimals)}{scale.suffix}", (x, scale.factor * r["estimate"]),
                         textcoords="offset points", xytext=(8, -3), fontsize=8, color=colour)
-        changes = est.filter((pl.col("statistic") == "difference") & (pl.col("estimate_id") == est_id) & (pl.col("flag") == "significant"))
+        changes = est.filter(is_change(est) & (pl.col("estimate_id") == est_id) & (pl.col("flag") == "significant"))
         for r in changes.iter_rows(named=True):
             x0, x1 = x_of[str(r["wave_from"])], x_of[str(r["wave_to"])]
             y = (ps[xs.index(x0)] + ps[xs.index(x1)]) / 2 if x0 in xs and x1 in xs else None

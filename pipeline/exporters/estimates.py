@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["TEXT_COLUMNS", "prepare_estimates", "read_estimates"]
+__all__ = ["TEXT_COLUMNS", "is_change", "prepare_estimates", "read_estimates"]
 
 #: the text columns of estimates.csv that are read as text, empty (not null) when missing
 TEXT_COLUMNS = ("by", "flag", "level", "domain")
@@ -49,3 +49,19 @@ def prepare_estimates(est: pl.DataFrame) -> pl.DataFrame:
     if "_row" not in est.columns:
         est = est.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
     return est
+
+
+def is_change(est: pl.DataFrame) -> pl.Expr:
+    """The rows of a change between waves (trends/estimates.csv: ``wave_from`` set), not the
+    differences of one wave (``estimates[].difference``: ``statistic`` difference too).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> rows = pl.DataFrame({"statistic": ["difference", "difference"], "wave_from": [None, "1"]})
+    >>> rows.filter(is_change(rows)).height
+    1
+    """
+    import polars as pl
+
+    return pl.col("wave_from").is_not_null() if "wave_from" in est.columns else pl.repeat(False, pl.len())

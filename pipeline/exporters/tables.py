@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipeline.exporters.estimates import prepare_estimates, read_estimates
+from pipeline.exporters.estimates import is_change, prepare_estimates, read_estimates
 from pipeline.exporters.values import NOT_ESTIMATED, count_text, percent_text, points_text, value_format
 from pipeline.flags import is_calibrated, is_suppressed, parse_flag
 
@@ -577,8 +577,8 @@ def trend_table(
 
     est = prepare_estimates(trends)
     decimals = spec.decimals if spec.decimals is not None else tables.decimals
-    level_rows = est.filter(pl.col("statistic") != "difference")
-    changes = est.filter(pl.col("statistic") == "difference")
+    level_rows = est.filter(~is_change(est))
+    changes = est.filter(is_change(est))
     if changes.height:
         changes = changes.with_columns(pl.col("wave_from").cast(pl.String), pl.col("wave_to").cast(pl.String))
     waves = level_rows.get_column("wave").unique(maintain_order=True).to_list()

@@ -37,6 +37,8 @@ class ValueFormat:
     thousands: bool = False
     description: str = "Share"
     """How a table describes an estimate of the statistic (``Weighted mean``)."""
+    signed: bool = False
+    """Values carry their sign (``+6``, ``-2.3``): differences."""
 
     def digits(self, decimals: int) -> int:
         """The decimals shown for a table's ``decimals``."""
@@ -50,7 +52,8 @@ class ValueFormat:
         """
         if x is None:
             return NOT_ESTIMATED
-        return f"{self.scale * x:{',' if self.thousands else ''}.{self.digits(decimals)}f}"
+        text = f"{self.scale * x:{'+' if self.signed else ''}{',' if self.thousands else ''}.{self.digits(decimals)}f}"
+        return text[1:] if self.signed and float(text.replace(",", "")) == 0 else text  # no sign on a value that rounds to 0
 
     def change(self, x: float | None, decimals: int) -> str:
         """A change between waves, signed: percentage points for shares (:func:`points_text`),
@@ -70,7 +73,10 @@ class ValueFormat:
         return f"±{self.scale * moe:{',' if self.thousands else ''}.{digits}f}"
 
     def interval(self, low: float, high: float, decimals: int) -> str:
-        return f"{self.text(low, decimals)}{DASH}{self.text(high, decimals)}"
+        """``41–49``; the bounds of a difference without a plus sign (``-3–5``)."""
+        plain = ValueFormat(self.statistic, self.scale, self.unit, thousands=self.thousands, extra_decimals=self.extra_decimals,
+                            fixed_decimals=self.fixed_decimals)
+        return f"{plain.text(low, decimals)}{DASH}{plain.text(high, decimals)}"
 
 
 #: statistic -> how tables show it; one entry per statistic of :data:`pipeline.config.STATISTICS`
@@ -80,6 +86,9 @@ VALUE_FORMATS: dict[str, ValueFormat] = {
     "total": ValueFormat("total", 1, "estimated number", "number", fixed_decimals=0, thousands=True, description="Estimated population total"),
     "ratio": ValueFormat("ratio", 1, "ratio", "ratio", extra_decimals=2, description="Ratio of weighted totals"),
     "quantile": ValueFormat("quantile", 1, "quantile", "value", extra_decimals=1, thousands=True, description="Weighted quantiles (p50: the median)"),
+    # a difference of shares, in signed percentage points; of another statistic: that one's format, signed (value_format)
+    "difference": ValueFormat("difference", 100, "percentage points", "points", signed=True,
+                              description="Difference of the shares (a minus b), in percentage points"),
 }
 
 
@@ -90,11 +99,19 @@ def value_format(row: Mapping[str, Any]) -> ValueFormat:
 
     >>> value_format({"statistic": "mean", "decimals": 2}).text(38.2149, 0)
     '38.21'
+    >>> value_format({"statistic": "difference", "difference_of": "mean"}).text(-2.349, 0)
+    '-2.3'
     """
     statistic = row.get("statistic") or "proportion"
     if statistic not in VALUE_FORMATS:
         raise ValueError(f"tables: no value format for statistic {statistic!r} (known: {', '.join(VALUE_FORMATS)})")
     fmt = VALUE_FORMATS[statistic]
+    of = row.get("difference_of")
+    if statistic == "difference" and of not in (None, "proportion"):
+        from dataclasses import replace
+
+        base = value_format({"statistic": of})
+        fmt = replace(base, statistic="difference", signed=True, description=f"Difference of the {of}s (a minus b)")
     if row.get("decimals") is not None:
         from dataclasses import replace
 

@@ -657,6 +657,8 @@ READS = Reads(
 
 
 def run(ctx: StageContext) -> StageOutput:
+    import polars as pl
+
     from pipeline.io import Codebook
 
     frame = ctx.read_frame("weight/data.parquet")
@@ -668,10 +670,17 @@ def run(ctx: StageContext) -> StageOutput:
             design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
         else:
             design = build_design(frame, config.design, config.weight)
-    specs = config.estimates_for(ctx.wave.id)
+    from pipeline.stages._estimate_differences import Statistics, difference_rows
+
+    made = config.estimates_for(ctx.wave.id)
+    specs = [s for s in made if s.difference is None]
     est = estimate_all(frame, codebook, specs, design, config.design, config.tables, wave=ctx.wave.id)
     tests = association_tests(frame, codebook, specs, design, wave=ctx.wave.id)
     comparisons = banner_comparisons(est, frame, codebook, specs, design, config.tables)
+    registry = Statistics(STATISTICS, level_text, (*COLUMNS, *EXTRA_COLUMNS))
+    differences = difference_rows(est, frame, codebook, made, design, config.tables, registry, wave=ctx.wave.id, conf_level=config.design.conf_level)
+    if differences.height:
+        est = pl.concat([est, differences], how="diagonal_relaxed")
     return StageOutput(
         files={
             "estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/comparisons.csv": comparisons,

@@ -145,7 +145,11 @@ def numeric_needs(config: StudyConfig, wave_id: str) -> dict[str, str]:
         add(getattr(section, "variables", None) or [section.variable], f"weight.{key}.variables")  # type: ignore[union-attr]
     gone = set(wave.not_asked)
     for i, spec in enumerate(config.estimates):
-        if spec.levels is not None and any(isinstance(c, int) for c in spec.levels) and spec.variable not in gone:
+        d = spec.difference
+        if d is not None:  # a difference reads its estimates' columns; between domains, codes of its domain variable
+            if d.domain is not None and d.domain not in gone and any(isinstance(c, int) for c in (d.a, d.b)):
+                add([d.domain], f"estimates[{i}].difference.a")
+        elif spec.levels is not None and any(isinstance(c, int) for c in spec.levels) and spec.variable not in gone:
             add([spec.variable], f"estimates[{i}].levels")  # numeric codes; text codes ("Yes") need none
         elif spec.levels is None and spec.statistic != "proportion":  # a mean, total, ratio or quantile
             add([v for v in spec.variables if v not in gone], f"estimates[{i}].{spec.key}")

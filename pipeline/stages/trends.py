@@ -42,7 +42,8 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
     changes = []
     for w0, w1 in zip(waves, waves[1:]):
         a = estimates[w0].select(*KEY, "n", "estimate", "se", "df", "conf_level", "flag")
-        b = estimates[w1].select(*KEY, "n", "estimate", "se", "df", "conf_level", "flag", *(["denominator", "title"] if "title" in estimates[w1].columns else []))
+        carried = [c for c in ("denominator", "title", "difference_of") if c in estimates[w1].columns]
+        b = estimates[w1].select(*KEY, "n", "estimate", "se", "df", "conf_level", "flag", *carried)
         j = b.join(a, on=list(KEY), how="inner", suffix="_from")
         if j.height == 0:
             continue
@@ -74,7 +75,7 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
                 pl.lit(None, dtype=pl.Float64).alias("deff"),
                 pl.when(pl.Series(suppressed)).then(pl.lit("component=suppressed"))
                 .when(p < config.alpha).then(pl.lit("significant")).otherwise(pl.lit("")).alias("flag"),
-                *([pl.col("denominator"), pl.col("title")] if "title" in j.columns else []),
+                *[pl.col(c) for c in carried],
                 pl.lit(w0).alias("wave_from"),
                 pl.lit(w1).alias("wave_to"),
                 p.alias("p_value"),
@@ -97,6 +98,7 @@ def run(ctx: StudyContext) -> StageOutput:
     from pipeline.config import TrendSpec
     from pipeline.exporters import file_timestamp
     from pipeline.exporters.formats import FORMATS, render_tables
+    from pipeline.exporters.estimates import is_change
     from pipeline.exporters.tables import prepare_estimates, read_estimates, trend_table
     from pipeline.exporters.values import with_decimals
     from pipeline.stages import StageOutput
@@ -124,7 +126,7 @@ def run(ctx: StudyContext) -> StageOutput:
             fig = trend_chart(with_decimals(table, decimals), config.export.charts, decimals=config.tables.decimals, notice=config.notice) if charted else None
             for fmt in charted:
                 files[f"trends/trend_chart{fmt.suffix}"] = fmt.render(fig)
-    changes = table.filter(pl.col("statistic") == "difference") if table.height else table
+    changes = table.filter(is_change(table)) if table.height else table
     return StageOutput(
         files=files,
         diagnostics={

@@ -262,8 +262,8 @@ def test_the_estimate_stage_refuses_it_too():
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("{id: a, mean: x, total: x}", "exactly one of proportion, mean, total, ratio, quantile (found mean and total together)"),
-        ("{id: a}", "exactly one of proportion, mean, total, ratio, quantile (found none)"),
+        ("{id: a, mean: x, total: x}", "exactly one of proportion, mean, total, ratio, quantile, difference (found mean and total together)"),
+        ("{id: a}", "exactly one of proportion, mean, total, ratio, quantile, difference (found none)"),
         ("{id: a, mean: x, levels: [1]}", "levels applies to proportion and total, not to mean"),
         ("{id: a, mean: x, probs: [0.5]}", "probs applies to quantile, not to mean"),
         ("{id: a, quantile: x, probs: [1.5]}", "less than or equal to 1"),
