@@ -45,6 +45,9 @@ standard above is for proportions. Means, totals, ratios and quantiles follow th
 statistics other than proportions, on the relative standard error (a quantile's SE is R's,
 ``(ci_high - ci_low) / (2 t)``, from its Woodruff interval):
 
+``ci=open``
+    Shown, but the confidence interval has an open end (R gives no bound: a quantile whose
+    interval reaches past the data, ``ci_low`` or ``ci_high`` NaN): review, whatever the statistic.
 ``rse>0.3``
     Shown, but the relative standard error ``se / |estimate|`` is above
     ``tables.reliability.max_rse`` (30%; an estimate of 0 has an infinite RSE): flagged for
@@ -131,6 +134,7 @@ RULES: dict[str, FlagRule] = {
     "df": FlagRule("df", "review", "†", "fewer than {t} degrees of freedom: flagged for statistical review (NCHS standard)"),
     "estimate": FlagRule("estimate", "review", "§", "an estimate of 0% or 100%: flagged for statistical review (NCHS standard)"),
     "rse": FlagRule("rse", "review", "¶", "relative standard error above {t}: statistically unreliable, flagged for review (NCHS standard)"),
+    "ci": FlagRule("ci", "review", "‖", "the confidence interval has an open end (R gives no bound there: the data end inside it): flagged for review"),
     # change rows of trend estimates (pipeline.stages.trends)
     "component": FlagRule("component", "suppress", "*", "a change involving a suppressed estimate"),
 }
@@ -245,6 +249,10 @@ def flags(rows: pl.DataFrame, tables: TablesConfig) -> pl.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
         rse = np.where(p != 0, se / np.abs(p), np.inf)
     reviews.append((~done & by_rse & (rse > rel.max_rse), f"rse>{rel.max_rse:g}"))
+    if "ci_low" in rows.columns and "ci_high" in rows.columns:
+        low = rows.get_column("ci_low").cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        high = rows.get_column("ci_high").cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        reviews.append((~done & np.isfinite(p) & (np.isnan(low) | np.isnan(high)), "ci=open"))
     for mask, code in reviews:
         for i in np.flatnonzero(mask):
             out[i] = f"{out[i]}; {code}" if out[i] else code

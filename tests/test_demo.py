@@ -93,7 +93,8 @@ def test_topline_shows_the_headlines(demo):
     est = estimates(demo)
     for est_id in PUBLISHED:
         row = est.filter((pl.col("estimate_id") == est_id) & (pl.col("domain") == "All")).row(0, named=True)
-        assert f"| All | All | {row['n']:,} | {100 * row['estimate']:.0f} | {100 * row['ci_low']:.0f}–{100 * row['ci_high']:.0f} |" in text
+        # the answer column is there because the topline also shows the distribution of Q10A
+        assert f"| All | All | {row['level']} | {row['n']:,} | {100 * row['estimate']:.0f} | {100 * row['ci_low']:.0f}–{100 * row['ci_high']:.0f} |" in text
     assert "SYNTHETIC DATA" in text
 
 
@@ -125,3 +126,45 @@ def test_second_run_is_cached(demo, capsys):
     assert main(["run", str(cfg)]) == 0
     _, err = capsys.readouterr()
     assert "nothing to do" in err
+
+
+def test_the_demo_asks_for_every_statistic_and_the_readme_quotes_them(demo):
+    """Issue 12, item 4: a distribution, a total of codes by county, means by status, a median and
+    a difference between two statuses, each consistent with the rows it is made of; the README's
+    figures are the run's."""
+    est = estimates(demo).with_columns(pl.col("level").fill_null(""))
+
+    def row(est_id: str, domain: str = "All", level: str | None = None) -> dict:
+        rows = est.filter((pl.col("estimate_id") == est_id) & (pl.col("domain") == domain))
+        if level is not None:
+            rows = rows.filter(pl.col("level") == level)
+        assert rows.height == 1, (est_id, domain, level)
+        return rows.row(0, named=True)
+
+    dist = est.filter(pl.col("estimate_id") == "contact_police_distribution")
+    assert dist.get_column("level").to_list() == ["Strongly agree", "Somewhat agree", "Somewhat disagree", "Strongly disagree", "Don't know", "Refused"]
+    assert dist.get_column("estimate").sum() == pytest.approx(1.0, abs=1e-12)
+    share = row("contact_police_less_likely")
+    assert dist.get_column("estimate").head(2).sum() == pytest.approx(share["estimate"], rel=1e-12)
+    number = row("number_less_likely")
+    counties = est.filter((pl.col("estimate_id") == "number_less_likely") & (pl.col("by") == "COUNTY"))
+    assert counties.height == 4 and counties.get_column("estimate").sum() == pytest.approx(number["estimate"], rel=1e-9)
+    gap = row("gap_undocumented_us_born", level="Agree (strongly or somewhat)")
+    sides = [row("contact_police_less_likely", d) for d in ("Foreign-born undocumented", "U.S.-born")]
+    assert gap["estimate"] == pytest.approx(sides[0]["estimate"] - sides[1]["estimate"], rel=1e-12)
+    assert gap["statistic"] == "difference" and gap["p_value"] < 0.001
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pct = lambda x: f"{100 * x:.0f}%"  # noqa: E731
+    quoted = [
+        "strongly agree " + pct(dist["estimate"][0]), "refused " + pct(dist["estimate"][5]),
+        f"{number['estimate']:,.0f}, 95% CI\n{number['ci_low']:,.0f}–{number['ci_high']:,.0f}",
+        f"{row('number_less_likely', 'Los Angeles')['estimate']:,.0f} in Los Angeles",
+        f"mean age ({row('mean_age')['estimate']:.1f} years; {row('mean_age', 'Foreign-born undocumented')['estimate']:.1f} for the",
+        f"({row('mean_years_us')['estimate']:.1f}; {row('mean_years_us', 'Foreign-born undocumented')['estimate']:.1f}\nfor the undocumented)",
+        f"({row('median_years_us', level='p50')['estimate']:.1f}, {row('median_years_us', level='p50')['ci_low']:.1f}–{row('median_years_us', level='p50')['ci_high']:.1f}, R's Woodruff",
+        f"+{100 * gap['estimate']:.0f} points, {100 * gap['ci_low']:.0f}–{100 * gap['ci_high']:.0f}, p < 0.001",
+    ]
+    flat = " ".join(readme.split())
+    missing = [q for q in quoted if " ".join(q.split()) not in flat]
+    assert missing == []

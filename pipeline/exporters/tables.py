@@ -277,12 +277,26 @@ def _question(rows: pl.DataFrame, codebook: Codebook | None) -> tuple[str, str]:
         share = "Shares of each answer" if several else f"Share answering “{first['level']}”"
     elif first.get("level") and fmt.statistic == "total":
         share = f"{fmt.description} answering “{first['level']}”"
+    elif fmt.statistic == "difference" and first.get("difference_a"):
+        sides = "“" + str(first["difference_a"]) + "” minus “" + str(first["difference_b"]) + "”"
+        share = fmt.description.replace("(a minus b)", sides)
+        if rows.height == 1 and first.get("p_value") is not None:
+            share += f", {p_value_text(first['p_value'])}"
     else:
         share = fmt.description
     parts = [f"{share} (variable {first['variable']}" + (f"; base: {base_text})" if base_text else ")") + "."]
     if wording and wording != title:
         parts.insert(0, f"“{wording}”")
     return str(title), " ".join(parts)
+
+
+def p_value_text(p: float) -> str:
+    """``p = 0.03``, ``p < 0.001``: a p-value as tables print it.
+
+    >>> p_value_text(0.0312), p_value_text(3.8e-16)
+    ('p = 0.031', 'p < 0.001')
+    """
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def _unique(group: str, est_id: str, groups: Mapping[str, str]) -> str:

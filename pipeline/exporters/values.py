@@ -50,7 +50,7 @@ class ValueFormat:
         >>> VALUE_FORMATS["mean"].text(38.2149, 0), VALUE_FORMATS["total"].text(1234000.4, 0)
         ('38.2', '1,234,000')
         """
-        if x is None:
+        if x is None or x != x:  # not estimated, or NaN (an open end of a quantile's interval)
             return NOT_ESTIMATED
         text = f"{self.scale * x:{'+' if self.signed else ''}{',' if self.thousands else ''}.{self.digits(decimals)}f}"
         return text[1:] if self.signed and float(text.replace(",", "")) == 0 else text  # no sign on a value that rounds to 0
@@ -68,14 +68,29 @@ class ValueFormat:
         return text[1:] if float(text.replace(",", "")) == 0 else text  # no sign on a change that rounds to 0
 
     def margin(self, moe: float, decimals: int) -> str:
-        """A margin of error: ``±4.1`` (percentage points for shares, at least one decimal)."""
+        """A margin of error: ``±4.1`` (percentage points for shares, at least one decimal); ``–``
+        when the interval has an open end."""
+        if moe != moe:
+            return NOT_ESTIMATED
         digits = max(decimals, 1) if self.fixed_decimals is None and self.extra_decimals == 0 else self.digits(decimals)
         return f"±{self.scale * moe:{',' if self.thousands else ''}.{digits}f}"
 
     def interval(self, low: float, high: float, decimals: int) -> str:
-        """``41–49``; the bounds of a difference without a plus sign (``-3–5``)."""
+        """``41–49``; the bounds of a difference without a plus sign (``-3–5``); an interval with an
+        open end (R gives no bound there: a quantile at the edge of the data) as its one bound.
+
+        >>> fmt = VALUE_FORMATS["quantile"]
+        >>> fmt.interval(580.0, 766.0, 0), fmt.interval(float("nan"), 627.0, 0), fmt.interval(float("nan"), float("nan"), 0)
+        ('580.0–766.0', '≤627.0', '–')
+        """
         plain = ValueFormat(self.statistic, self.scale, self.unit, thousands=self.thousands, extra_decimals=self.extra_decimals,
                             fixed_decimals=self.fixed_decimals)
+        if low != low and high != high:
+            return NOT_ESTIMATED
+        if low != low:
+            return f"≤{plain.text(high, decimals)}"
+        if high != high:
+            return f"≥{plain.text(low, decimals)}"
         return f"{plain.text(low, decimals)}{DASH}{plain.text(high, decimals)}"
 
 

@@ -37,6 +37,34 @@ def _percent_format(decimals: int, suffix: str = "", *, signed: bool = False) ->
     return base + tail
 
 
+def _number_format(row: dict[str, Any] | None, decimals: int, suffix: str = "", *, signed: bool = False, margin: bool = False) -> str:
+    """The Excel number format of a value of an estimates row, as the tables show its statistic
+    (:func:`pipeline.exporters.values.value_format`): shares (and differences of shares) as
+    percents, a mean of age ``0.0``, a total ``#,##0``; a cell without a row gets the percent
+    format. ``margin``: at least one decimal, as :meth:`ValueFormat.margin`; ``signed``: a plus sign.
+
+    >>> _number_format({"statistic": "total"}, 0), _number_format({"statistic": "mean"}, 0, " B")
+    ('#,##0', '#,##0.0" B"')
+    """
+    from pipeline.exporters.values import value_format
+
+    fmt = value_format(row) if row is not None else None
+    digits = fmt.digits(decimals) if fmt is not None else decimals
+    if margin and (fmt is None or (fmt.fixed_decimals is None and fmt.extra_decimals == 0)):
+        digits = max(digits, 1)
+    signed = signed or (fmt is not None and fmt.signed and not margin)
+    if fmt is None or fmt.scale == 100:
+        return _percent_format(digits, suffix, signed=signed)
+    base = "#,##0" if fmt.thousands else "0"
+    base += "." + "0" * digits if digits else ""
+    tail = _quote(suffix) if suffix else ""
+    return f"+{base}{tail};-{base}{tail};{base}{tail}" if signed else base + tail
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and x == x and x not in (float("inf"), float("-inf"))
+
+
 def _expand(columns: Sequence[Column]) -> list[tuple[Column, str]]:
     """Sheet columns: an interval column becomes two (low, high)."""
     out: list[tuple[Column, str]] = []
@@ -177,11 +205,15 @@ def _write_sheet(wb: Any, table: Table, fmt: Any, rows_by_index: dict[int, dict[
                     for bound in ("ci_low", "ci_high"):
                         if source is None or cell.suppressed or cell.calibrated:
                             ws.write_string(r, j, cell.text, fmt(align="right"))
+                        elif not _finite(source[bound]):  # an open end (R gives no bound): left empty
+                            ws.write_blank(r, j, None, fmt(align="right"))
                         else:
-                            ws.write_number(r, j, source[bound], fmt(num_format=_percent_format(table.decimals)))
+                            unsigned = _number_format(source if source.get("statistic") else None, table.decimals).split(";")[-1]
+                            ws.write_number(r, j, source[bound], fmt(num_format=unsigned))
                         j += 1
                 else:
-                    _write_value(ws, r, j, c, cell, table.decimals, fmt)
+                    source = rows_by_index.get(cell.source) if cell.source is not None else None
+                    _write_value(ws, r, j, c, cell, table.decimals, fmt, source)
                     j += 1
             r += 1
     r += 1
@@ -192,22 +224,23 @@ def _write_sheet(wb: Any, table: Table, fmt: Any, rows_by_index: dict[int, dict[
         ws.set_column(j, j, w)
 
 
-def _write_value(ws: Any, r: int, j: int, col: Column, cell: Cell, decimals: int, fmt: Any) -> None:
-    if cell.value is None:
+def _write_value(ws: Any, r: int, j: int, col: Column, cell: Cell, decimals: int, fmt: Any, source: dict[str, Any] | None = None) -> None:
+    if cell.value is None or not _finite(cell.value):
         ws.write_string(r, j, cell.text, fmt(align="right"))
         return
+    row = source if source is not None and source.get("statistic") else None
     if cell.field == "n":
         ws.write_number(r, j, cell.value, fmt(num_format="#,##0"))
     elif cell.field == "estimate":
         # the footnote marks and significance letters that follow the number in the text
         number_part = cell.text.split(" ")[0]
-        mark = "".join(ch for ch in number_part if not (ch.isdigit() or ch in ".-+"))
+        mark = "".join(ch for ch in number_part if not (ch.isdigit() or ch in ".-+,"))
         suffix = mark + (f" {cell.letters}" if cell.letters else "")
-        ws.write_number(r, j, cell.value, fmt(num_format=_percent_format(decimals, suffix)))
+        ws.write_number(r, j, cell.value, fmt(num_format=_number_format(row, decimals, suffix)))
     elif cell.field == "moe":
-        ws.write_number(r, j, cell.value, fmt(num_format='"±"' + _percent_format(max(decimals, 1))))
+        ws.write_number(r, j, cell.value, fmt(num_format='"±"' + _number_format(row, decimals, margin=True).split(";")[-1]))
     elif cell.field == "difference":
-        ws.write_number(r, j, cell.value, fmt(num_format=_percent_format(decimals, signed=True)))
+        ws.write_number(r, j, cell.value, fmt(num_format=_number_format(row, decimals, signed=True)))
     else:
         ws.write_number(r, j, cell.value)
 

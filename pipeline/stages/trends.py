@@ -42,8 +42,13 @@ def trends(estimates: Mapping[str, pl.DataFrame], config: TrendsConfig, *, order
     changes = []
     for w0, w1 in zip(waves, waves[1:]):
         a = estimates[w0].select(*KEY, "n", "estimate", "se", "df", "conf_level", "flag")
-        carried = [c for c in ("denominator", "title", "difference_of") if c in estimates[w1].columns]
-        b = estimates[w1].select(*KEY, "n", "estimate", "se", "df", "conf_level", "flag", *carried)
+        carried = [c for c in ("denominator", "title") if c in estimates[w1].columns]
+        # a change is of the estimate's statistic (a change of a difference: of what the difference is of)
+        of = pl.col("statistic")
+        if "difference_of" in estimates[w1].columns:
+            of = pl.when(pl.col("statistic") == "difference").then(pl.col("difference_of")).otherwise(pl.col("statistic"))
+        b = estimates[w1].select(*KEY, "n", "estimate", "se", "df", "conf_level", "flag", *carried, of.alias("difference_of"))
+        carried.append("difference_of")
         j = b.join(a, on=list(KEY), how="inner", suffix="_from")
         if j.height == 0:
             continue

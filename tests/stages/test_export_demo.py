@@ -56,15 +56,32 @@ def pct(x: float) -> str:
     return f"{100 * x:.0f}"  # the demo's tables.decimals is 0
 
 
+def number(x: float, src: dict, *, signed: bool = False) -> str:
+    """A value as the demo's tables show its statistic (tables.decimals 0), computed here
+    independently: shares and differences of shares in percent, means and quantiles with one
+    decimal, totals whole with thousands separators."""
+    statistic = src["statistic"]
+    if statistic in ("proportion", "difference"):  # the demo's differences are of shares
+        text = f"{100 * x:{'+' if signed and statistic == 'difference' else ''}.0f}"
+    elif statistic == "total":
+        text = f"{x:,.0f}"
+    else:
+        text = f"{x:,.1f}"
+    return text
+
+
 def expected_text(field: str, src: dict) -> str:
     """What a cell shows for a field of an estimates.csv row, computed here independently."""
     if field == "n":
         return f"{src['n']:,}"
     if field == "ci":
-        return f"{pct(src['ci_low'])}–{pct(src['ci_high'])}"
+        return f"{number(src['ci_low'], src)}–{number(src['ci_high'], src)}"
     if field == "moe":
-        return f"±{100 * (src['ci_high'] - src['ci_low']) / 2:.1f}"
-    return pct(src["estimate"])
+        half = (src["ci_high"] - src["ci_low"]) / 2
+        if src["statistic"] in ("proportion", "difference"):
+            return f"±{100 * half:.1f}"
+        return f"±{half:,.0f}" if src["statistic"] == "total" else f"±{half:,.1f}"
+    return number(src["estimate"], src, signed=True)
 
 
 def check_cell(text: str, field: str, src: dict) -> None:
@@ -74,8 +91,8 @@ def check_cell(text: str, field: str, src: dict) -> None:
         assert is_suppressed(src["flag"]) and field != "n", (text, field, src)
         return
     if field == "estimate":
-        number = re.match(r"^\d+", text).group(0)  # then footnote marks and significance letters
-        assert number == expected_text(field, src), (text, src)
+        value = re.match(r"^[+-]?[\d,]+(\.\d+)?", text).group(0)  # then footnote marks and significance letters
+        assert value == expected_text(field, src), (text, src)
     else:
         assert text == expected_text(field, src), (text, field, src)
 
@@ -166,13 +183,13 @@ def html_rows(text: str) -> list[list[str]]:
     return p.rows
 
 
-@pytest.mark.parametrize("table,n_labels", [("topline", 2), ("banner", 1)])
+@pytest.mark.parametrize("table,n_labels", [("topline", 3), ("banner", 1)])
 def test_markdown_numbers_trace_to_estimates(wave_dir, estimates, table, n_labels):
     rows = markdown_rows((wave_dir / "tables" / f"{table}.md").read_text(encoding="utf-8"))
     assert check_rows(rows, wave_dir, table, estimates, n_labels) > 30
 
 
-@pytest.mark.parametrize("table,n_labels", [("topline", 2), ("banner", 1)])
+@pytest.mark.parametrize("table,n_labels", [("topline", 3), ("banner", 1)])
 def test_html_numbers_trace_to_estimates(wave_dir, estimates, table, n_labels):
     rows = html_rows((wave_dir / "tables" / f"{table}.html").read_text(encoding="utf-8"))
     assert check_rows(rows, wave_dir, table, estimates, n_labels) > 30
@@ -182,12 +199,12 @@ def test_topline_shows_each_row_once_with_its_question(wave_dir, estimates):
     text = (wave_dir / "tables" / "topline.md").read_text(encoding="utf-8")
     for est_id in HEADLINES:
         row = estimates.filter((pl.col("estimate_id") == est_id) & (pl.col("domain") == "All")).row(0, named=True)
-        assert f"| All | All | {row['n']:,} | {pct(row['estimate'])} | {pct(row['ci_low'])}–{pct(row['ci_high'])} |" in text
+        assert f"| All | All | {row['level']} | {row['n']:,} | {pct(row['estimate'])} | {pct(row['ci_low'])}–{pct(row['ci_high'])} |" in text
         assert row["title"] in text
     assert "I am less likely to contact police officers" in text  # the question wording
     assert "SYNTHETIC DATA" in text
     suppressed = estimates.filter(pl.col("flag").str.contains("n_eff<30"))
-    assert suppressed.height >= 5 and "\\* Suppressed: effective sample size below 30 (NCHS standard)." in text
+    assert suppressed.height >= 5 and "\\* Suppressed: effective sample size below 30 (NCHS standard)" in text
 
 
 def test_banner_letters_come_from_the_design_based_tests(wave_dir):
@@ -226,7 +243,7 @@ def test_workbook_sheets_formats_and_numbers(wave_dir, estimates):
     topline = wb["topline"]
     header = next(r for r in topline.iter_rows(min_row=1, max_row=8) if r[0].value == "group")
     cols = {c.value: c.column for c in header}
-    pct_col = cols["%"]
+    pct_col = cols["estimate"]  # "%" when every row is a share
     first = next(r for r in topline.iter_rows(min_row=header[0].row + 1) if r[0].value == "All" and isinstance(r[pct_col - 1].value, float))
     cell = first[pct_col - 1]
     overall = estimates.filter((pl.col("estimate_id") == "contact_police_less_likely") & (pl.col("domain") == "All")).row(0, named=True)
