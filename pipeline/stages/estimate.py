@@ -650,7 +650,7 @@ def banner_comparisons(
 
 READS = Reads(
     config=("design", "weight", "estimates", "waves[].id", "waves[].not_asked", "tables.min_n", "tables.reliability", "tables.disclosure",
-            "tables.banners[].id", "tables.banners[].estimates", "tables.banners[].columns", "tables.significance"),
+            "tables.banners[].id", "tables.banners[].estimates", "tables.banners[].columns", "tables.significance", "tables.crosstabs"),
     upstream=("weight/data.parquet", "weight/codebook.json", "weight/replicates.json", "weight/replicates.parquet"),
 )
 """The design, the estimates the wave can make, the flag rules, and the weighted data."""
@@ -658,6 +658,7 @@ READS = Reads(
 
 def run(ctx: StageContext) -> StageOutput:
     from pipeline.io import Codebook
+    from pipeline.stages._estimate_crosstabs import crosstab_frame, crosstab_plans, crosstab_test_frame
 
     frame = ctx.read_frame("weight/data.parquet")
     codebook = Codebook.from_json(ctx.path("weight/codebook.json").read_text(encoding="utf-8"))
@@ -672,10 +673,16 @@ def run(ctx: StageContext) -> StageOutput:
     est = estimate_all(frame, codebook, specs, design, config.design, config.tables, wave=ctx.wave.id)
     tests = association_tests(frame, codebook, specs, design, wave=ctx.wave.id)
     comparisons = banner_comparisons(est, frame, codebook, specs, design, config.tables)
+    plans = crosstab_plans(frame, codebook, config.tables, ctx.wave)  # tables.crosstabs: each a distribution on its table's base
+    crosstabs = crosstab_frame(
+        [(p, estimate_all(p.frame, codebook, [p.estimate], design, config.design, config.tables, wave=ctx.wave.id)) for p in plans],
+        (*COLUMNS, *EXTRA_COLUMNS),
+    )
+    crosstab_tests = crosstab_test_frame([association_tests(p.frame, codebook, [p.estimate], design, wave=ctx.wave.id) for p in plans], TEST_COLUMNS)
     return StageOutput(
         files={
             "estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/comparisons.csv": comparisons,
-            "estimate/codebook.json": codebook.to_json(),
+            "estimate/crosstabs.csv": crosstabs, "estimate/crosstab_tests.csv": crosstab_tests, "estimate/codebook.json": codebook.to_json(),
         },
         diagnostics={
             "estimates": est.height,
