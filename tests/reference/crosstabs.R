@@ -12,8 +12,10 @@
 ## degf() of the domain); the Total is svymean / svyciprop on the whole table's base. Row
 ## percentages swap the two variables. Q is a question made from the api data with don't know
 ## (8) and refused (9) codes (as tests/stages/test_distribution_estimates.py makes it):
-## "valid" cells are of subset(design, Q %in% 1:2) (R's domain estimation: zero weights), "all"
-## cells of factor(Q) with every code. The tests are svychisq(~Qvalid + stype, design) with Qvalid
+## "valid" cells are of subset(design, Q %in% 1:2) (R's domain estimation: zero weights) and
+## their Total of the whole design with Qvalid missing (NA) outside the base, so its interval is
+## on degf(design), as the estimate stage makes estimates[].denominator: valid (the columns' df
+## are those of each column's base); "all" cells are of factor(Q) with every code. The tests are svychisq(~Qvalid + stype, design) with Qvalid
 ## missing (NA) outside the base, as the estimate stage's tests of association are made: on the
 ## whole design (its degrees of freedom), the rows outside the base left out of the table.
 suppressPackageStartupMessages(library(survey))
@@ -39,18 +41,18 @@ add <- function(case, percent, variable, by, domain, level, est, se, ci, df, def
 }
 
 ## the shares of `var` within each level of `within` and in the whole base of design `d`
-cells <- function(case, percent, d, var, within) {
+cells <- function(case, percent, d, var, within, d_total = d) {
   f <- as.formula(paste0("~", var))
   g <- as.formula(paste0("~", within))
-  m <- svymean(f, d, deff = TRUE, na.rm = TRUE)
+  m <- svymean(f, d_total, deff = TRUE, na.rm = TRUE)
   x <- d$variables[[var]]
   w <- d$variables[[within]]
   base <- !is.na(x) & !is.na(w) & weights(d, "sampling") != 0
   for (lv in levels(x)) {
     nm <- paste0(var, lv)
     ind <- as.formula(sprintf("~I(%s == \"%s\")", var, lv))
-    ci <- svyciprop(ind, d, method = "logit")
-    add(case, percent, var, "", "All", lv, coef(m)[nm], SE(m)[nm], confint(ci), degf(d), deff(m)[nm], sum(base))
+    ci <- svyciprop(ind, d_total, method = "logit", na.rm = TRUE)
+    add(case, percent, var, "", "All", lv, coef(m)[nm], SE(m)[nm], confint(ci), degf(d_total), deff(m)[nm], sum(base))
   }
   by <- svyby(f, g, d, svymean, deff = TRUE, na.rm = TRUE)
   for (dom in levels(w)) {
@@ -68,7 +70,7 @@ cells <- function(case, percent, d, var, within) {
 cells("awards_by_stype", "column", strat, "awards", "stype")
 cells("awards_by_stype", "row", strat, "stype", "awards")
 cells("schwide_by_stype", "column", strat, "sch.wide", "stype")
-cells("q_valid_by_stype", "column", subset(strat, !is.na(Qvalid)), "Qvalid", "stype")
+cells("q_valid_by_stype", "column", subset(strat, !is.na(Qvalid)), "Qvalid", "stype", d_total = strat)
 cells("q_all_by_stype", "column", strat, "Qall", "stype")
 write.csv(do.call(rbind, rows), "tests/reference/crosstabs_expected.csv", row.names = FALSE)
 
