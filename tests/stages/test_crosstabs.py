@@ -309,3 +309,25 @@ def test_the_same_variable_twice_and_repeated_table_ids_are_refused(tmp_path, ca
     assert code == 2 and "table ids must be unique across toplines, banners, trends and crosstabs (repeated: x)" in err
     code, err = _errors(tmp_path, "{id: x, rows: awards, columns: stype, percent: cell}", capsys)
     assert code == 2 and "tables.crosstabs[0].percent" in err
+
+
+def test_a_crosstab_that_cannot_be_tested_is_made_with_the_reason_in_its_note(tmp_path):
+    """A variable with one level in the base: the cells are made, the test is skipped and says why."""
+    data = conformance_data("apistrat.csv").with_columns(pl.lit("Public").alias("sector"))
+    config = API.split("  crosstabs:\n")[0] + "  crosstabs:\n    - {id: x, rows: sector, columns: stype}\n"
+    out = _run(tmp_path, data, config, "api")
+    cells, tests = _read(out)
+    assert cells.filter(pl.col("domain") == "All").get_column("estimate").to_list() == [1.0]
+    reason = tests.row(0, named=True)["skipped"]
+    assert reason.startswith("not tested: a test of association needs at least 2 levels of sector")
+    assert f"(design-based, as R svychisq): {reason}." in (out / "tables" / "x.md").read_text()
+
+
+def test_a_crosstab_of_a_question_not_asked_in_the_wave_is_not_made(tmp_path):
+    data = conformance_data("apistrat.csv").drop("awards")
+    config = API.split("  crosstabs:\n")[0].replace('    raw: RAW\n', '    raw: RAW\n    not_asked: [awards]\n')
+    config += "  crosstabs:\n    - {id: x, rows: awards, columns: stype}\n    - {id: y, rows: sch.wide, columns: stype}\n"
+    out = _run(tmp_path, data, config, "api")
+    cells, _ = _read(out)
+    assert set(cells.get_column("estimate_id")) == {"y"}
+    assert not (out / "tables" / "x.md").exists() and (out / "tables" / "y.md").exists()
