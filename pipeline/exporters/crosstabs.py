@@ -128,7 +128,7 @@ def crosstab_table(
     ...     "ci_method": ["logit"] * 4, "conf_level": [0.95] * 4, "flag": ["", "", "n<30", "n<30"], "title": ["Q by G"] * 4})
     >>> t = crosstab_table(rows, CrosstabSpec(id="x", rows="Q", columns="G"), TablesConfig())
     >>> [c.label for c in t.columns], [[c.text for c in r.cells] for r in t.rows]
-    (['', 'a', 'Total'], [['Yes', '*', '60'], ['95% CI', '*', '50–70'], ['No', '*', '40'], ['95% CI', '*', '30–50'], ['Unweighted n', '20', '50']])
+    (['Q', 'a', 'Total'], [['Yes', '*', '60'], ['95% CI', '*', '50–70'], ['No', '*', '40'], ['95% CI', '*', '30–50'], ['Unweighted n', '20', '50']])
     """
     import polars as pl
 
@@ -151,7 +151,7 @@ def crosstab_table(
     columns_name = variable_label(spec.columns, codebook, tables.labels)
     conf = est.get_column("conf_level").unique().to_list() if est.height else [0.95]
     ci_label = f"{100 * conf[0]:g}% CI" if len(conf) == 1 else "CI"
-    columns = [Column("answer", "", numeric=False, kind="label")]
+    columns = [Column("answer", rows_name, numeric=False, kind="label")]
     columns += [Column("total" if k is None else f"{spec.columns}={k}", name(k), None if k is None else columns_name) for k in col_keys]
     if not by_column:
         columns.append(Column("n", "Unweighted n", kind="count"))

@@ -50,7 +50,7 @@ tables:
   toplines: []
   crosstabs:
     - {id: awards_col, rows: awards, columns: stype, title: Awards by school type}
-    - {id: awards_row, rows: awards, columns: stype, percent: row}
+    - {id: awards_row, rows: awards, columns: stype, percent: row, decimals: 1}
     - {id: schwide, rows: sch.wide, columns: stype, notes: [A note of the crosstab.]}
     - {id: awards_Chisq, rows: awards, columns: stype, test: Chisq}
     - {id: awards_Wald, rows: awards, columns: stype, test: Wald}
@@ -151,16 +151,16 @@ def test_the_row_percentage_table_has_the_same_test_and_none_has_no_test(api):
     assert sch["statistic"] == pytest.approx(expected_test("schwide_by_stype", "F")["statistic"], rel=RTOL)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}"
+def _pct(x: float, decimals: int = 0) -> str:
+    return f"{100 * x:.{decimals}f}"
 
 
 def test_the_markdown_table_shows_column_percentages_with_cis_the_total_n_and_the_test(api):
     out, _, tests = api
     md = (out / "tables" / "awards_col.md").read_text()
     ref = expected("awards_by_stype")
-    assert "|  | School type: E | School type: H | School type: M | Total |" not in md  # no labels configured: the variable's name
-    assert "|  | stype: E | stype: H | stype: M | Total |" in md
+    assert "| awards | School type: E |" not in md  # no labels configured: the variable's name
+    assert "| awards | stype: E | stype: H | stype: M | Total |" in md
     for level in ("No", "Yes"):
         part = {r["domain"]: r for r in ref.filter(pl.col("level") == level).iter_rows(named=True)}
         shares = " | ".join(_pct(part[d]["estimate"]) for d in ("E", "H", "M", "All"))
@@ -175,9 +175,10 @@ def test_the_markdown_table_shows_column_percentages_with_cis_the_total_n_and_th
 def test_the_row_percentage_table_has_a_total_row_and_an_n_column(api):
     out, cells, _ = api
     md = (out / "tables" / "awards_row.md").read_text()
-    assert "|  | stype: E | stype: H | stype: M | Unweighted n |" in md
+    assert "| awards | stype: E | stype: H | stype: M | Unweighted n |" in md
     total = {r["level"]: r for r in cells.filter((pl.col("estimate_id") == "awards_row") & (pl.col("by") == "")).iter_rows(named=True)}
-    assert f"| Total | {_pct(total['E']['estimate'])} | {_pct(total['H']['estimate'])} | {_pct(total['M']['estimate'])} | 200 |" in md
+    shares = " | ".join(_pct(total[t]["estimate"], 1) for t in ("E", "H", "M"))  # decimals: 1
+    assert f"| Total | {shares} | 200 |" in md
     assert "| No |" in md and "| Yes |" in md
 
 
@@ -274,7 +275,7 @@ def test_denominator_all_makes_dont_know_and_refused_levels_of_the_table_as_r_do
     assert got["p_value"] == pytest.approx(expected_test("q_all_by_stype", "F")["p_value"], rel=RTOL)
     md = (out / "tables" / "q_all.md").read_text()
     assert "| Don't know |" in md and "| Refused |" in md and "don't know and refused included" in md
-    assert "|  | School type: E | School type: H | School type: M | Total |" in md  # tables.labels names the column variable
+    assert "| Q | School type: E | School type: H | School type: M | Total |" in md  # tables.labels names the column variable
 
 
 # ------------------------------------------------------------------------------ bad config
