@@ -17,8 +17,9 @@ written: the raw file read and harmonised by :func:`pipeline.stages.ingest.inges
 - the design: ``design.weights``, ``strata``, ``ids``, ``fpc``, replicate columns, and
   ``design.nest``: PSU ids that repeat across strata need ``design.nest: true`` (R's
   ``svydesign`` stops with "clusters not nested in strata");
-- ``estimates[]`` (``proportion``, ``by``, ``levels``), ``tables.crosstabs[]`` (``rows``, ``columns``), ``tables.labels`` and the tables'
-  domain lists, ``methods.moe_by``, ``export.weights``;
+- ``estimates[]`` (``proportion``, ``by``, ``levels``), ``tables.crosstabs[]`` (``rows``,
+  ``columns``), ``tables.labels`` and the tables' domain lists, ``methods.moe_by``,
+  ``export.weights``;
 - across waves: ``harmonize.same_meaning`` and value-label drift (as the harmonize stage).
 
 Every problem of every wave is reported at once, each with its key path and the wave(s), with a

@@ -20,9 +20,8 @@ Besides ``estimates.csv`` it reads the estimate stage's codebook (question wordi
 its ``estimate/comparisons.csv`` (the banners' tests, made in the estimate stage's design pass:
 this stage builds no design) and ``association_tests.csv``, the crosstabs' cells and tests
 (``estimate/crosstabs.csv``, ``estimate/crosstab_tests.csv``: ``tables/<id>.*`` in every table
-format, as banners), and, for the analysis file, the
-methods statement and the report, the weight stage's data, ``qa.json`` and ``margins.csv`` and
-the clean stage's ``report.json``.
+format, as banners), and, for the analysis file, the methods statement and the report, the
+weight stage's data, ``qa.json`` and ``margins.csv`` and the clean stage's ``report.json``.
 """
 
 from __future__ import annotations
