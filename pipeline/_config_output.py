@@ -3,7 +3,7 @@
 
 Owns the models of an estimate (and :data:`STATISTICS`, the statistics an estimate can be), of
 the tables (reliability and disclosure rules, significance tests, toplines, banners, trend
-tables), of the export formats, of the methods statement's study facts, and of the checks and
+tables, crosstabs), of the export formats, of the methods statement's study facts, and of the checks and
 change rows across waves. Re-exported by :mod:`pipeline.config`.
 """
 
@@ -27,6 +27,10 @@ STATISTICS = ("proportion", "mean", "total", "ratio", "quantile", "difference")
 
 #: a code of ``estimates[].levels``: a number, or a text for variables coded in text (``"Yes"``)
 LevelCode = Code | str
+
+#: the design-based tests of association an estimate or a crosstab can ask for: R ``svychisq``'s
+#: ``statistic`` names (:data:`pipeline.survey.tables.CHISQ_STATISTICS`), or ``none``
+TestName = Literal["F", "Chisq", "Wald", "adjWald", "lincom", "saddlepoint", "none"]
 
 
 class RatioSpec(_Model):
@@ -102,7 +106,7 @@ class EstimateSpec(_Model):
     by: tuple[tuple[str, ...], ...] = ((),)
     ci_method: CIMethod | None = None
     title: str | None = None
-    test: Literal["F", "Chisq", "Wald", "adjWald", "lincom", "saddlepoint", "none"] = "F"
+    test: TestName = "F"
     """Design-based test of association with each single ``by`` variable (R ``svychisq``;
     ``F``: Rao-Scott second-order, ``Chisq``: first-order), shown under the banners."""
 
@@ -272,6 +276,47 @@ class TrendSpec(_Model):
     notes: tuple[str, ...] = ()
 
 
+class CrosstabSpec(_Model):
+    """A crosstab of two categorical variables: the shares of one within each level of the other
+    (``percent: column``: the shares of each ``rows`` level within each ``columns`` level, plus a
+    Total column; ``row``: the shares of each ``columns`` level within each ``rows`` level, plus a
+    Total row), each with its CI, and the design-based test of association (R ``svychisq``).
+
+    Both variables are limited to the table's base: with ``denominator: valid`` the don't-know
+    and refused codes of either variable are left out, with ``all`` they are levels of the table;
+    a respondent without a value of either variable is in no cell (and not in the Total).
+    """
+
+    id: TableId
+    rows: str
+    """The variable down the table (its levels are the table's rows)."""
+    columns: str
+    """The variable across the table (its levels are the table's columns)."""
+    percent: Literal["column", "row"] = "column"
+    denominator: Literal["valid", "all"] = "valid"
+    test: TestName = "F"
+    """R ``svychisq``'s ``statistic`` (``F``: Rao-Scott second-order; ``none``: no test)."""
+    title: str | None = None
+    decimals: Annotated[int, Field(ge=0, le=4)] | None = None
+    notes: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _two_variables(self) -> CrosstabSpec:
+        if self.rows == self.columns:
+            raise ValueError(f"rows and columns are both {self.rows}; a crosstab needs two different variables")
+        return self
+
+    @property
+    def percentaged(self) -> str:
+        """The variable whose shares the cells are (``rows`` for column percentages)."""
+        return self.rows if self.percent == "column" else self.columns
+
+    @property
+    def within(self) -> str:
+        """The variable whose levels the shares are taken within (``columns`` for column percentages)."""
+        return self.columns if self.percent == "column" else self.rows
+
+
 class TablesConfig(_Model):
     """Reliability and disclosure rules, significance tests, and the published tables."""
 
@@ -287,13 +332,15 @@ class TablesConfig(_Model):
     toplines: tuple[ToplineSpec, ...] = (ToplineSpec(id="topline"),)
     banners: tuple[BannerSpec, ...] = ()
     trends: tuple[TrendSpec, ...] = ()
+    crosstabs: tuple[CrosstabSpec, ...] = ()
+    """Crosstabs of two variables with row or column percentages and their test of association."""
 
     @model_validator(mode="after")
     def _unique_table_ids(self) -> TablesConfig:
-        ids = [t.id for t in (*self.toplines, *self.banners, *self.trends)]
+        ids = [t.id for t in (*self.toplines, *self.banners, *self.trends, *self.crosstabs)]
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:
-            raise ValueError(f"table ids must be unique across toplines, banners and trends (repeated: {', '.join(repeated)})")
+            raise ValueError(f"table ids must be unique across toplines, banners, trends and crosstabs (repeated: {', '.join(repeated)})")
         return self
 
     def flag_rules(self) -> dict[str, Any]:

@@ -55,6 +55,7 @@ from pipeline._config_data import (  # noqa: F401 - re-exported
 from pipeline._config_output import (  # noqa: F401 - re-exported
     STATISTICS,
     BannerSpec,
+    CrosstabSpec,
     DisclosureConfig,
     EstimateSpec,
     ExportConfig,

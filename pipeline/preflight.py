@@ -17,8 +17,9 @@ written: the raw file read and harmonised by :func:`pipeline.stages.ingest.inges
 - the design: ``design.weights``, ``strata``, ``ids``, ``fpc``, replicate columns, and
   ``design.nest``: PSU ids that repeat across strata need ``design.nest: true`` (R's
   ``svydesign`` stops with "clusters not nested in strata");
-- ``estimates[]`` (``proportion``, ``by``, ``levels``), ``tables.labels`` and the tables'
-  domain lists, ``methods.moe_by``, ``export.weights``;
+- ``estimates[]`` (``proportion``, ``by``, ``levels``), ``tables.crosstabs[]`` (``rows``,
+  ``columns``), ``tables.labels`` and the tables' domain lists, ``methods.moe_by``,
+  ``export.weights``;
 - across waves: ``harmonize.same_meaning`` and value-label drift (as the harmonize stage).
 
 Every problem of every wave is reported at once, each with its key path and the wave(s), with a
@@ -402,6 +403,15 @@ def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Repo
         d = spec.difference
         if d is not None and d.domain is not None and not unknown and df is not None:
             problems += _level_problems(df, cb, f"estimates[{j}].difference ({spec.id}): a and b", d.domain, [d.a, d.b])
+
+    # ---- crosstabs (those the wave makes, as the estimate stage does)
+    from pipeline.stages._estimate_crosstabs import crosstab_problems, crosstabs_for
+
+    for j, xt in crosstabs_for(config.tables, wave):
+        need(f"tables.crosstabs[{j}].rows", [xt.rows], weighted)
+        need(f"tables.crosstabs[{j}].columns", [xt.columns], weighted)
+        if df is not None:
+            problems += crosstab_problems(j, xt, df, cb, missing=False)
 
     # ---- tables, methods, export
     need("tables.labels", list(config.tables.labels), weighted, skip_not_asked=True)

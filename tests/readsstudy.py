@@ -32,6 +32,7 @@ EXTENDED = TINY_CONFIG.replace(
       significance: {method: independent}
       banners: [{id: banner, columns: [[], [REGION]]}]
       trends: [{id: trend, title: Change, by: [[]]}]
+      crosstabs: [{id: xtab, rows: Q1, columns: REGION, percent: row}]
     export:
       formats: [csv, markdown, html, latex, xlsx, methods]
     methods:

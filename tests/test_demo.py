@@ -165,6 +165,14 @@ def test_the_demo_asks_for_every_statistic_and_the_readme_quotes_them(demo):
         f"({row('median_years_us', level='p50')['estimate']:.1f}, {row('median_years_us', level='p50')['ci_low']:.1f}–{row('median_years_us', level='p50')['ci_high']:.1f}, R's Woodruff",
         f"+{100 * gap['estimate']:.0f} points, {100 * gap['ci_low']:.0f}–{100 * gap['ci_high']:.0f}, p < 0.001",
     ]
+    cells = pl.read_csv(outputs(demo) / "2012" / "estimate" / "crosstabs.csv", infer_schema_length=None)
+    strongly = {d: r["estimate"] for d, r in ((r["domain"], r) for r in cells.filter(pl.col("level") == "Strongly agree").iter_rows(named=True))}
+    test = pl.read_csv(outputs(demo) / "2012" / "estimate" / "crosstab_tests.csv").row(0, named=True)
+    quoted += [
+        f"{pct(strongly['Foreign-born undocumented'])} of\nthe undocumented strongly agree against {pct(strongly['U.S.-born'])} of the U.S.-born",
+        f"F = {test['statistic']:.2f} on {test['ndf']:.0f} and {test['ddf']:.0f} df, p < 0.001",
+    ]
+    assert test["p_value"] < 0.001
     flat = " ".join(readme.split())
     missing = [q for q in quoted if " ".join(q.split()) not in flat]
     assert missing == []

@@ -16,7 +16,7 @@ Each render function imports its heavy library only when called.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -167,18 +167,21 @@ def render_tables(
     wave: str = "",
     notice: str | None = None,
     created: dt.datetime | None = None,
+    sources: Mapping[str, pl.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """Every table in every table and workbook format of ``formats``: ``{relative path: content}``.
 
     Per-table formats come table by table (each table's files in the registry's order), then
-    the workbooks. ``estimates`` are the rows the tables' cells point to (``_row``).
+    the workbooks. ``estimates`` are the rows the tables' cells point to (``_row``); ``sources``
+    (table id -> rows) names other rows for some tables (a crosstab's cells are rows of
+    ``estimate/crosstabs.csv``).
     """
     chosen = [f for f in FORMATS.values() if f.name in set(formats)]
     files: dict[str, Any] = {}
     for t in tables:
         for f in chosen:
             if f.kind == "table":
-                files[f"{folder}/{t.id}{f.suffix}"] = f.render(t, estimates)
+                files[f"{folder}/{t.id}{f.suffix}"] = f.render(t, (sources or {}).get(t.id, estimates))
     for f in chosen:
         if f.kind == "workbook":
             files[f"{folder}/{f.suffix}"] = f.render(tables, estimates, title=title, wave=wave, notice=notice, created=created)

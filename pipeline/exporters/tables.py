@@ -1,4 +1,5 @@
-"""Publication tables as data: toplines, banners and trend tables built from ``estimates.csv``.
+"""Publication tables as data: toplines, banners and trend tables built from ``estimates.csv``
+(crosstabs: :mod:`pipeline.exporters.crosstabs`).
 
 A :class:`Table` is what every format renders (Markdown, HTML and LaTeX through great_tables,
 Excel, tidy CSV): columns, rows of :class:`Cell`, row groups (one per question), notes and
@@ -119,7 +120,7 @@ class Table:
     """A publication table, ready for any format."""
 
     id: str
-    kind: Literal["topline", "banner", "trend"]
+    kind: Literal["topline", "banner", "trend", "crosstab"]
     title: str
     subtitle: str
     columns: tuple[Column, ...]

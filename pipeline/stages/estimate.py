@@ -650,7 +650,7 @@ def banner_comparisons(
 
 READS = Reads(
     config=("design", "weight", "estimates", "waves[].id", "waves[].not_asked", "tables.min_n", "tables.reliability", "tables.disclosure",
-            "tables.banners[].id", "tables.banners[].estimates", "tables.banners[].columns", "tables.significance"),
+            "tables.banners[].id", "tables.banners[].estimates", "tables.banners[].columns", "tables.significance", "tables.crosstabs"),
     upstream=("weight/data.parquet", "weight/codebook.json", "weight/replicates.json", "weight/replicates.parquet"),
 )
 """The design, the estimates the wave can make, the flag rules, and the weighted data."""
@@ -660,6 +660,8 @@ def run(ctx: StageContext) -> StageOutput:
     import polars as pl
 
     from pipeline.io import Codebook
+    from pipeline.stages._estimate_crosstabs import crosstab_frame, crosstab_plans, crosstab_test_frame
+    from pipeline.stages._estimate_differences import Statistics, difference_rows
 
     frame = ctx.read_frame("weight/data.parquet")
     codebook = Codebook.from_json(ctx.path("weight/codebook.json").read_text(encoding="utf-8"))
@@ -670,8 +672,6 @@ def run(ctx: StageContext) -> StageOutput:
             design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
         else:
             design = build_design(frame, config.design, config.weight)
-    from pipeline.stages._estimate_differences import Statistics, difference_rows
-
     made = config.estimates_for(ctx.wave.id)
     specs = [s for s in made if s.difference is None]
     est = estimate_all(frame, codebook, specs, design, config.design, config.tables, wave=ctx.wave.id)
@@ -681,10 +681,16 @@ def run(ctx: StageContext) -> StageOutput:
     differences = difference_rows(est, frame, codebook, made, design, config.tables, registry, wave=ctx.wave.id, conf_level=config.design.conf_level)
     if differences.height:
         est = pl.concat([est, differences], how="diagonal_relaxed")
+    plans = crosstab_plans(frame, codebook, config.tables, ctx.wave)  # tables.crosstabs: each a distribution on its table's base
+    crosstabs = crosstab_frame(
+        [(p, estimate_all(p.frame, codebook, [p.estimate], design, config.design, config.tables, wave=ctx.wave.id)) for p in plans],
+        (*COLUMNS, *EXTRA_COLUMNS),
+    )
+    crosstab_tests = crosstab_test_frame([association_tests(p.frame, codebook, [p.estimate], design, wave=ctx.wave.id) for p in plans], TEST_COLUMNS)
     return StageOutput(
         files={
             "estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/comparisons.csv": comparisons,
-            "estimate/codebook.json": codebook.to_json(),
+            "estimate/crosstabs.csv": crosstabs, "estimate/crosstab_tests.csv": crosstab_tests, "estimate/codebook.json": codebook.to_json(),
         },
         diagnostics={
             "estimates": est.height,

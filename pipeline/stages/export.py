@@ -18,15 +18,17 @@ wave never reruns an earlier wave's export):
 
 Besides ``estimates.csv`` it reads the estimate stage's codebook (question wording, labels),
 its ``estimate/comparisons.csv`` (the banners' tests, made in the estimate stage's design pass:
-this stage builds no design) and ``association_tests.csv``, and, for the analysis file, the
-methods statement and the report, the weight stage's data, ``qa.json`` and ``margins.csv`` and
-the clean stage's ``report.json``.
+this stage builds no design) and ``association_tests.csv``, the crosstabs' cells and tests
+(``estimate/crosstabs.csv``, ``estimate/crosstab_tests.csv``: ``tables/<id>.*`` in every table
+format, as banners), and, for the analysis file, the methods statement and the report, the
+weight stage's data, ``qa.json`` and ``margins.csv`` and the clean stage's ``report.json``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.stages import Reads, StageContext, StageOutput
@@ -41,10 +43,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Publication:
-    """The tables of a wave, and the tests behind their letters."""
+    """The tables of a wave, the tests behind their letters, and the rows the cells of tables not
+    drawn from estimates.csv point to (``sources``: table id -> rows; crosstabs)."""
 
     tables: tuple[Table, ...]
     comparisons: pl.DataFrame
+    sources: Mapping[str, pl.DataFrame] = field(default_factory=dict)
 
 
 def build_tables(
@@ -55,6 +59,8 @@ def build_tables(
     codebook: Codebook | None = None,
     comparisons: pl.DataFrame | None = None,
     association: pl.DataFrame | None = None,
+    crosstabs: pl.DataFrame | None = None,
+    crosstab_tests: pl.DataFrame | None = None,
 ) -> Publication:
     """Every configured table of a wave.
 
@@ -70,6 +76,11 @@ def build_tables(
         The estimate stage's ``estimate/comparisons.csv``
         (:func:`pipeline.exporters.significance.read_comparisons`): the tests behind the
         banners' letters, made as ``tables.significance`` says; without it the banners have no letters.
+    association : polars.DataFrame, optional
+        ``estimate/association_tests.csv`` (the banners' notes).
+    crosstabs, crosstab_tests : polars.DataFrame, optional
+        ``estimate/crosstabs.csv`` and ``estimate/crosstab_tests.csv``: a table per crosstab of
+        ``tables.crosstabs`` the wave made (:func:`pipeline.exporters.crosstabs.crosstab_table`).
     """
     import polars as pl
 
@@ -89,7 +100,19 @@ def build_tables(
                 association=association, **common,
             )
         )
-    return Publication(tuple(out), frame)
+    sources: dict[str, pl.DataFrame] = {}
+    if t.crosstabs and crosstabs is not None and crosstabs.height:
+        from pipeline.exporters.crosstabs import crosstab_table
+        from pipeline.exporters.estimates import prepare_estimates
+
+        crosstabs = prepare_estimates(crosstabs)
+        made = set(crosstabs.get_column("estimate_id").to_list())
+        for spec in (c for c in t.crosstabs if c.id in made):  # a crosstab of a variable not asked in the wave is not made
+            tests = crosstab_tests.filter(pl.col("estimate_id") == spec.id) if crosstab_tests is not None and crosstab_tests.height else None
+            test = tests.row(0, named=True) if tests is not None and tests.height else None
+            out.append(crosstab_table(crosstabs, spec, t, test=test, wave=wave, **common))
+            sources[spec.id] = crosstabs
+    return Publication(tuple(out), frame, sources)
 
 
 def _read_json(ctx: StageContext, relative: str) -> dict[str, Any] | None:
@@ -130,6 +153,8 @@ file for the methods statement's sources)."""
 
 
 def run(ctx: StageContext) -> StageOutput:
+    import polars as pl
+
     from pipeline.exporters import file_timestamp
     from pipeline.exporters.formats import FORMATS, render_tables
     from pipeline.exporters.significance import COMPARISON_COLUMNS, read_comparisons
@@ -148,10 +173,17 @@ def run(ctx: StageContext) -> StageOutput:
     comparisons = read_comparisons(ctx.path("estimate/comparisons.csv"), est) if config.tables.banners else None
     tests_path = ctx.path("estimate/association_tests.csv")
     association = ctx.read_frame("estimate/association_tests.csv") if tests_path.is_file() and tests_path.stat().st_size > 0 else None
-    pub = build_tables(est, config, wave=wave.id, codebook=codebook, comparisons=comparisons, association=association)
+    crosstabs = crosstab_tests = None
+    if config.tables.crosstabs and ctx.path("estimate/crosstabs.csv").is_file():
+        crosstabs = read_estimates(ctx.path("estimate/crosstabs.csv"))
+        crosstab_tests = pl.read_csv(ctx.path("estimate/crosstab_tests.csv"), infer_schema_length=None, schema_overrides={"skipped": pl.String})
+    pub = build_tables(
+        est, config, wave=wave.id, codebook=codebook, comparisons=comparisons, association=association, crosstabs=crosstabs, crosstab_tests=crosstab_tests
+    )
 
     files: dict[str, Any] = render_tables(
-        pub.tables, formats, "tables", est, title=config.title or config.study, wave=wave.id, notice=config.notice, created=file_timestamp([wave])
+        pub.tables, formats, "tables", est, title=config.title or config.study, wave=wave.id, notice=config.notice, created=file_timestamp([wave]),
+        sources=pub.sources,
     )
     if "csv" in formats and config.tables.banners:
         files["tables/comparisons.csv"] = pub.comparisons.select(*COMPARISON_COLUMNS, "table")

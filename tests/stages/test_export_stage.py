@@ -47,7 +47,7 @@ def test_tables_name_configured_estimates_and_estimated_domains(tmp_path):
 def test_table_ids_are_unique_and_thresholds_ordered(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, "tables: {toplines: [{id: t}], banners: [{id: t}]}\n"))
-    assert info.value.problems == ["tables: table ids must be unique across toplines, banners and trends (repeated: t) (found: {banners: [{id: t}], toplines: [{id: t}]})"]
+    assert info.value.problems == ["tables: table ids must be unique across toplines, banners, trends and crosstabs (repeated: t) (found: {banners: [{id: t}], toplines: [{id: t}]})"]
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, "tables: {reliability: {ci_width_ok: 0.4}}\n"))
     assert info.value.problems == ["tables.reliability: ci_width_ok must be smaller than max_ci_width (got 0.4 and 0.3) (found: {ci_width_ok: 0.4})"]
