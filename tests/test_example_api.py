@@ -32,9 +32,10 @@ from pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "reference" / "api_two_stage_expected.csv"
+CONTRASTS = ROOT / "tests" / "reference" / "api_two_stage_contrasts.csv"
 CLOSED_FORM = 1e-9
 LOGIT = 1e-8
-TABLES = ("topline", "quartiles", "banner")
+TABLES = ("topline", "quartiles", "differences", "banner", "type_by_award", "award_by_type")
 KEY = ("estimate_id", "domain", "level")
 
 
@@ -53,8 +54,14 @@ def project(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def estimates(project) -> pl.DataFrame:
+def all_estimates(project) -> pl.DataFrame:
     return pl.read_csv(project / "outputs" / "api_two_stage" / "2000" / "estimates.csv", infer_schema_length=None)
+
+
+@pytest.fixture(scope="module")
+def estimates(all_estimates) -> pl.DataFrame:
+    """The rows of the api_two_stage_expected.csv references (the differences: test_differences_match_r)."""
+    return all_estimates.filter(pl.col("statistic") != "difference")
 
 
 def _reference() -> pl.DataFrame:
@@ -69,7 +76,7 @@ def test_every_estimate_has_a_reference_row_and_every_reference_row_is_estimated
     ours, theirs = _keys(estimates), _keys(_reference())
     assert len(set(ours)) == len(ours) == estimates.height  # one row per estimate x domain x level
     assert sorted(ours) == sorted(theirs)
-    assert estimates.height == 47
+    assert estimates.height == 51
 
 
 def _close(got: float | None, want: float | None, rel: float) -> bool:
@@ -124,6 +131,59 @@ def test_the_delivered_weight_is_used_as_is(project):
     assert f"population: {raw.get_column('pw').sum():,.0f}" in qa
 
 
+def _contrasts(kind: str) -> list[dict]:
+    return pl.read_csv(CONTRASTS, infer_schema_length=None).filter(pl.col("kind") == kind).to_dicts()
+
+
+#: the contrasts CSV's names of the config's differences
+DIFFERENCE_IDS = {
+    "api00_mean:E-H": "api00_e_h", "api00_mean:E-M": "api00_e_m", "api00_mean:H-M": "api00_h_m",
+    "sch_wide_met:E-H": "sch_wide_e_h", "sch_wide_met:E-M": "sch_wide_e_m", "sch_wide_met:H-M": "sch_wide_h_m",
+}
+
+
+def test_differences_match_r(all_estimates):
+    """Domain differences (``svycontrast`` on ``svyby(..., covmat = TRUE)``) and the growth
+    api00 - api99 of the same schools, overall and by type, on ``degf(design)`` = 39."""
+    diffs = all_estimates.filter(pl.col("statistic") == "difference")
+    refs = _contrasts("domain_difference") + _contrasts("item_difference")
+    assert diffs.height == len(refs) == 10
+    for r in refs:
+        est_id = DIFFERENCE_IDS.get(r["contrast"], "api_growth")
+        domain = "All" if r["kind"] == "domain_difference" else r["domain"]
+        got = diffs.filter((pl.col("estimate_id") == est_id) & (pl.col("domain") == domain)).row(0, named=True)
+        for key in ("estimate", "se", "ci_low", "ci_high", "p_value"):
+            assert got[key] == pytest.approx(r[key], rel=CLOSED_FORM), (est_id, domain, key, r["r_call"])
+        assert got["df"] == r["df"] == 39
+
+
+def test_crosstabs_match_r(project):
+    """Column and row percentages of stype x awards (``svyby(..., svyciprop)``, each domain on
+    its own df) and ``svychisq`` (F: Rao-Scott second order; Chisq: first order)."""
+    out = project / "outputs" / "api_two_stage" / "2000" / "estimate"
+    cells = pl.read_csv(out / "crosstabs.csv", infer_schema_length=None)
+    for kind, table in (("crosstab_column_percent", "type_by_award"), ("crosstab_row_percent", "award_by_type")):
+        refs = _contrasts(kind)
+        assert len(refs) == 6
+        for r in refs:
+            by, domain = r["domain"].split("=")
+            got = cells.filter((pl.col("estimate_id") == table) & (pl.col("by") == by) & (pl.col("domain") == domain) & (pl.col("level") == r["level"]))
+            assert got.height == 1, (table, r["domain"], r["level"])
+            g = got.row(0, named=True)
+            assert g["estimate"] == pytest.approx(r["estimate"], rel=LOGIT) and g["se"] == pytest.approx(r["se"], rel=CLOSED_FORM)
+            # R's logit interval comes from a glm fit: its bounds differ in the 8th digit (tests/stages/test_crosstabs.py)
+            assert g["ci_low"] == pytest.approx(r["ci_low"], rel=1e-7) and g["ci_high"] == pytest.approx(r["ci_high"], rel=1e-7)
+            assert g["df"] == r["df"]
+    tests = pl.read_csv(out / "crosstab_tests.csv", infer_schema_length=None)
+    for r in _contrasts("svychisq"):
+        table = "type_by_award" if r["contrast"].endswith(":F") else "award_by_type"
+        g = tests.filter(pl.col("estimate_id") == table).row(0, named=True)
+        for ours, theirs in (("statistic", "statistic"), ("ndf", "ndf"), ("p_value", "p_value")):
+            assert g[ours] == pytest.approx(r[theirs], rel=CLOSED_FORM), (table, ours)
+        if r["ddf"] is not None:
+            assert g["ddf"] == pytest.approx(r["ddf"], rel=CLOSED_FORM)
+
+
 def test_the_tables_are_written_in_every_format(project, estimates):
     tables = project / "outputs" / "api_two_stage" / "2000" / "tables"
     for table in TABLES:
@@ -143,9 +203,29 @@ def test_the_tables_are_written_in_every_format(project, estimates):
     assert "## School-wide growth target met" in top and "| School type | E | Target met | 83 |" in top
     assert "School type: E elementary, M middle, H high school" in top
     quart = (tables / "quartiles.md").read_text(encoding="utf-8")
-    assert "| All | All | p50 | 126 | 653.0 | 580.0–766.0 |" in quart and "| School type |" not in quart
+    assert "| All | All | p50 | 126 | 653.0 | 580.0–766.0 |" in quart
+    # an open end of a Woodruff interval (R: NA) is shown as the one bound, flagged for review
+    assert "| School type | H | p25 | 20 | 479.0‖ | ≤627.0 | – |" in quart and "‖ The confidence interval has an open end" in quart
+    h_p25 = estimates.filter((pl.col("estimate_id") == "api00_quantiles") & (pl.col("domain") == "H") & (pl.col("level") == "p25")).row(0, named=True)
+    assert h_p25["flag"] == "ci=open"
     banner = (tables / "banner.md").read_text(encoding="utf-8")
     assert "| Total | School type: E (A) | School type: H (B) | School type: M (C) |" in banner
     assert "## School type\n" not in banner  # the distribution of the column variable itself is not bannered
     tidy = pl.read_csv(tables / "topline.csv", infer_schema_length=None)
     assert set(tidy.get_column("estimate_id").unique().to_list()) == set(estimates.get_column("estimate_id").unique().to_list()) - {"api00_quantiles"}
+
+
+def test_the_readme_quotes_the_run(all_estimates):
+    def row(est_id: str, domain: str = "All", level: str = "") -> dict:
+        rows = all_estimates.filter((pl.col("estimate_id") == est_id) & (pl.col("domain") == domain) & (pl.col("level").fill_null("") == level))
+        return rows.row(0, named=True)
+
+    mean, growth, e_h = row("api00_mean"), row("api_growth"), row("api00_e_h")
+    quoted = [
+        f"`estimates.csv` ({all_estimates.height} rows: {all_estimates.filter(pl.col('statistic') != 'difference').height} estimates and 10",
+        f"**{mean['estimate']:.1f}** ({mean['ci_low']:.1f}–{mean['ci_high']:.1f})",
+        f"**{growth['estimate']:+.1f}** points ({growth['ci_low']:.1f}–{growth['ci_high']:.1f}), p < 0.001",
+        f"**{e_h['estimate']:+.1f}** ({e_h['ci_low']:.1f}–{e_h['ci_high']:.1f}), p = {e_h['p_value']:.3f}",
+    ]
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert [q for q in quoted if " ".join(q.split()) not in readme] == []

@@ -213,19 +213,27 @@ def _moe_cell(row: Mapping[str, Any], decimals: int) -> Cell:
     if is_suppressed(flag):
         return Cell(SUPPRESSED, None, row["_row"], "moe", flag)
     moe = margin_of_error(row)
-    return Cell(value_format(row).margin(moe, decimals), moe, row["_row"], "moe", flag)
+    value = moe if moe == moe else None  # an interval with an open end has no margin of error
+    return Cell(value_format(row).margin(moe, decimals), value, row["_row"], "moe", flag)
+
+
+def _formats(est: pl.DataFrame) -> list[Any]:
+    """The value formats of a table's rows, one per statistic (a difference per statistic compared)."""
+    keys = [c for c in ("statistic", "difference_of") if c in est.columns]
+    if "statistic" not in keys:
+        return [value_format({})]
+    rows = est.select(keys).unique(maintain_order=True).iter_rows(named=True)
+    return [value_format(r) for r in rows if r["statistic"] is not None] or [value_format({})]
 
 
 def _unit(est: pl.DataFrame) -> str:
     """What a table's values are (``percent``), from the statistics of its rows (:data:`VALUE_FORMATS`)."""
-    stats = est.get_column("statistic").drop_nulls().unique(maintain_order=True).to_list() if "statistic" in est.columns else []
-    return ", ".join(dict.fromkeys(value_format({"statistic": s}).unit for s in stats)) or value_format({}).unit
+    return ", ".join(dict.fromkeys(f.unit for f in _formats(est)))
 
 
 def _header(est: pl.DataFrame) -> str:
     """The value column's heading: ``%`` for shares, ``mean``, ``number``, ... (``estimate`` when mixed)."""
-    stats = est.get_column("statistic").drop_nulls().unique(maintain_order=True).to_list() if "statistic" in est.columns else []
-    headers = list(dict.fromkeys(value_format({"statistic": s}).header for s in stats)) or [value_format({}).header]
+    headers = list(dict.fromkeys(f.header for f in _formats(est)))
     return headers[0] if len(headers) == 1 else "estimate"
 
 

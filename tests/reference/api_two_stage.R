@@ -104,6 +104,9 @@ wald <- function(estimate_id, x, level, r_call, by = NULL, by_call = "", coef_na
 wald("api00_mean", svymean(~api00, design), "", "confint(svymean(~api00, design), df = degf(design))",
      svyby(~api00, ~stype, design, svymean),
      "svyby(~api00, ~stype, design, svymean); estimate -/+ qt(0.975, degf(design)) * se")
+wald("api99_mean", svymean(~api99, design), "", "confint(svymean(~api99, design), df = degf(design))",
+     svyby(~api99, ~stype, design, svymean),
+     "svyby(~api99, ~stype, design, svymean); estimate -/+ qt(0.975, degf(design)) * se")
 wald("enroll_mean", svymean(~enroll, design, na.rm = TRUE), "",
      "confint(svymean(~enroll, design, na.rm = TRUE), df = degf(design))",
      svyby(~enroll, ~stype, design, svymean, na.rm = TRUE),
@@ -162,7 +165,7 @@ write_rows <- function(df, path) {
 }
 
 expected <- do.call(rbind, rows)
-stopifnot(nrow(expected) == 47, !anyDuplicated(expected[, c("estimate_id", "domain", "level")]))
+stopifnot(nrow(expected) == 51, !anyDuplicated(expected[, c("estimate_id", "domain", "level")]))
 write_rows(expected, file.path(here, "api_two_stage_expected.csv"))
 
 ## ============================================== references for the next slice (untested) ====
