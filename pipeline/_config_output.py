@@ -233,8 +233,10 @@ class SignificanceConfig(_Model):
     method: Literal["design", "independent"] = "design"
     """``design``: the difference's variance from the design's full covariance matrix;
     ``independent``: ``se_a^2 + se_b^2`` from estimates.csv (ignores the covariance)."""
-    adjust: Literal["none", "bonferroni", "holm"] = "none"
-    """Multiple-comparison adjustment within each row and column group."""
+    adjust: Literal["none", "bonferroni", "holm", "hochberg", "hommel", "BH", "BY"] = "none"
+    """Multiple-comparison adjustment within each row and column group, as R ``p.adjust``:
+    family-wise error (``bonferroni``, ``holm``, ``hochberg``, ``hommel``) or false discovery rate
+    (``BH``: Benjamini-Hochberg, ``BY``: Benjamini-Yekutieli)."""
 
 
 TableId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]

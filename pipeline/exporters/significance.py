@@ -94,7 +94,10 @@ def letters_note(method: str, alpha: float, adjust: str) -> str:
         "design": "design-based t test of the difference, its variance from the full covariance of the two estimates",
         "independent": "t test of the difference treating the two estimates as independent, ignoring their covariance",
     }[method]
-    adj = {"none": "", "bonferroni": ", Bonferroni-adjusted", "holm": ", Holm-adjusted"}[adjust]
+    adj = {
+        "none": "", "bonferroni": ", Bonferroni-adjusted", "holm": ", Holm-adjusted", "hochberg": ", Hochberg-adjusted",
+        "hommel": ", Hommel-adjusted", "BH": ", Benjamini-Hochberg false discovery rate", "BY": ", Benjamini-Yekutieli false discovery rate",
+    }[adjust]
     return (
         "Letters: the column's percentage is significantly higher than that of the column with the letter, "
         f"within the same group of columns ({how}; two-sided, alpha = {alpha:g}{adj}). Suppressed estimates are not compared."

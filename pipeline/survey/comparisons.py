@@ -23,34 +23,38 @@ if TYPE_CHECKING:
 
 __all__ = ["P_ADJUST_METHODS", "p_adjust", "pairwise_differences"]
 
-#: multiple-comparison adjustments (R ``p.adjust`` methods)
-P_ADJUST_METHODS = ("none", "bonferroni", "holm")
+#: multiple-comparison adjustments: R ``p.adjust``'s names -> ``statsmodels.stats.multitest``'s
+#: (Holm 1979; Hochberg 1988; Hommel 1988; Benjamini & Hochberg 1995; Benjamini & Yekutieli 2001)
+P_ADJUST_METHODS = {
+    "none": None,
+    "bonferroni": "bonferroni",
+    "holm": "holm",
+    "hochberg": "simes-hochberg",
+    "hommel": "hommel",
+    "BH": "fdr_bh",
+    "BY": "fdr_by",
+}
 
 
 def p_adjust(p: Sequence[float], method: str = "none") -> list[float]:
-    """Adjusted p-values of one family of tests, as R ``p.adjust``.
+    """Adjusted p-values of one family of tests, as R ``p.adjust`` (computed by
+    ``statsmodels.stats.multitest.multipletests``).
 
     Examples
     --------
     >>> [round(x, 6) for x in p_adjust([0.01, 0.04, 0.03], "holm")]
     [0.03, 0.06, 0.06]
+    >>> [round(x, 6) for x in p_adjust([0.01, 0.04, 0.03], "BH")]
+    [0.03, 0.04, 0.04]
     """
     if method not in P_ADJUST_METHODS:
         raise ValueError(f"p_adjust: method must be one of {', '.join(P_ADJUST_METHODS)}, got {method!r}")
-    p = list(p)
-    m = len(p)
-    if method == "none" or m <= 1:
+    p = [float(x) for x in p]
+    if P_ADJUST_METHODS[method] is None or len(p) <= 1:
         return p
-    if method == "bonferroni":
-        return [min(1.0, x * m) for x in p]
-    # Holm (1979) step-down, as R p.adjust(method = "holm")
-    order = sorted(range(m), key=lambda i: p[i])
-    out = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(x) for x in multipletests(p, method=P_ADJUST_METHODS[method])[1]]
 
 
 def pairwise_differences(
@@ -76,7 +80,8 @@ def pairwise_differences(
         Pairs of positions; p-values are adjusted within each family.
     alpha : float
         Significance level, applied to the adjusted p-value.
-    adjust : {'none', 'bonferroni', 'holm'}
+    adjust : {'none', 'bonferroni', 'holm', 'hochberg', 'hommel', 'BH', 'BY'}
+        As R ``p.adjust`` (:data:`P_ADJUST_METHODS`).
 
     Returns
     -------

@@ -27,6 +27,23 @@ def test_p_value_adjustments_as_r():
     assert _adjust([0.2], "holm") == [0.2]
 
 
+def test_every_adjustment_matches_r_p_adjust():
+    """R ``p.adjust`` on two families (tests/reference/p_adjust.R, its CSV p_adjust_expected.csv)."""
+    from pathlib import Path
+
+    from pipeline.config import SignificanceConfig
+    from pipeline.survey.comparisons import P_ADJUST_METHODS
+
+    ref = pl.read_csv(Path(__file__).parents[1] / "reference" / "p_adjust_expected.csv")
+    methods = set(ref.get_column("method").to_list())
+    assert methods == set(P_ADJUST_METHODS) - {"none"}
+    assert set(SignificanceConfig.model_fields["adjust"].annotation.__args__) == set(P_ADJUST_METHODS)
+    for (family, method), part in ref.group_by(["family", "method"], maintain_order=True):
+        part = part.sort("position")
+        got = _adjust(part.get_column("p_value").to_list(), method)
+        assert got == pytest.approx(part.get_column("p_adjusted").to_list(), rel=1e-12, abs=1e-15), (family, method)
+
+
 def test_independent_method_from_estimates_alone(estimates):
     cmp = compare_columns(estimates, ["q_agree"], [(), ("REGION",)], method="independent")
     assert cmp.height == 1  # North-South only: East is suppressed, the total is not compared
