@@ -298,6 +298,9 @@ class CrosstabSpec(_Model):
     denominator: Literal["valid", "all"] = "valid"
     test: TestName = "F"
     """R ``svychisq``'s ``statistic`` (``F``: Rao-Scott second-order; ``none``: no test)."""
+    by: tuple[str, ...] = ()
+    """The crosstab within each domain of these variables (``[COUNTY]``: a panel per county, each
+    with its own Total and test; domains by zero weights in the full design)."""
     title: str | None = None
     decimals: Annotated[int, Field(ge=0, le=4)] | None = None
     notes: tuple[str, ...] = ()
@@ -306,6 +309,9 @@ class CrosstabSpec(_Model):
     def _two_variables(self) -> CrosstabSpec:
         if self.rows == self.columns:
             raise ValueError(f"rows and columns are both {self.rows}; a crosstab needs two different variables")
+        both = sorted({self.rows, self.columns} & set(self.by))
+        if both:
+            raise ValueError(f"by names {', '.join(both)}, a variable of the table itself; by takes other variables (the panels' domains)")
         return self
 
     @property

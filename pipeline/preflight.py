@@ -410,6 +410,7 @@ def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Repo
     for j, xt in crosstabs_for(config.tables, wave):
         need(f"tables.crosstabs[{j}].rows", [xt.rows], weighted)
         need(f"tables.crosstabs[{j}].columns", [xt.columns], weighted)
+        need(f"tables.crosstabs[{j}].by", list(xt.by), weighted)
         if df is not None:
             problems += crosstab_problems(j, xt, df, cb, missing=False)
 

@@ -101,6 +101,7 @@ def crosstab_table(
     tables: TablesConfig,
     *,
     test: Mapping[str, Any] | None = None,
+    tests: Mapping[str, Mapping[str, Any]] | None = None,
     codebook: Codebook | None = None,
     title: str = "",
     wave: str = "",
@@ -117,6 +118,8 @@ def crosstab_table(
         ``decimals``, ``labels`` (the variables' names in headers) and ``notes``.
     test : mapping, optional
         The crosstab's row of ``estimate/crosstab_tests.csv``.
+    tests : mapping, optional
+        With ``by``: each panel's row of ``estimate/crosstab_tests.csv``, by its ``panel``.
 
     Examples
     --------
@@ -133,29 +136,74 @@ def crosstab_table(
     import polars as pl
 
     est = prepare_estimates(crosstabs).filter(pl.col("estimate_id") == spec.id)
+    if "panel" not in est.columns:
+        est = est.with_columns(pl.lit("").alias("panel"))
+    est = est.with_columns(pl.col("panel").cast(pl.String).fill_null(""))
     decimals = spec.decimals if spec.decimals is not None else tables.decimals
     records = list(est.iter_rows(named=True))
-    index = {(r["level"], r["domain"] if r["by"] else _TOTAL): r for r in records}
+    panels = list(dict.fromkeys(r["panel"] for r in records)) or [""]
+    all_tests = {"": test} if test is not None else {}
+    all_tests.update(tests or {})
     levels = list(dict.fromkeys(r["level"] for r in records))
     domains: list[str | None] = [*dict.fromkeys(r["domain"] for r in records if r["by"]), _TOTAL]
     by_column = spec.percent == "column"
     row_keys, col_keys = (levels, domains) if by_column else (domains, levels)
-
-    def at(rk: Any, ck: Any) -> dict[str, Any] | None:
-        return index.get((rk, ck) if by_column else (ck, rk))
 
     def name(key: str | None) -> str:
         return "Total" if key is None else key
 
     rows_name = variable_label(spec.rows, codebook, tables.labels)
     columns_name = variable_label(spec.columns, codebook, tables.labels)
+    panel_name = " × ".join(variable_label(b, codebook, tables.labels) for b in spec.by)
     conf = est.get_column("conf_level").unique().to_list() if est.height else [0.95]
     ci_label = f"{100 * conf[0]:g}% CI" if len(conf) == 1 else "CI"
     columns = [Column("answer", rows_name, numeric=False, kind="label")]
     columns += [Column("total" if k is None else f"{spec.columns}={k}", name(k), None if k is None else columns_name) for k in col_keys]
     if not by_column:
         columns.append(Column("n", "Unweighted n", kind="count"))
-    group = str(spec.title or (records[0].get("title") if records else None) or spec.id)
+    heading = str(spec.title or (records[0].get("title") if records else None) or spec.id)
+    base = _BASES.get(str(records[0].get("denominator") or "") if records else "", "")
+    if by_column:
+        what = f"Column percentages: the shares of each answer of {rows_name} (variable {spec.rows}) within each {columns_name} (variable {spec.columns}); Total: the whole table"
+    else:
+        what = f"Row percentages: the shares of each answer of {columns_name} (variable {spec.columns}) within each {rows_name} (variable {spec.rows}); Total: the whole table"
+    out: list[Row] = []
+    groups: dict[str, str] = {}
+    notes: list[str] = []
+    for panel in panels:
+        index = {(r["level"], r["domain"] if r["by"] else _TOTAL): r for r in records if r["panel"] == panel}
+        group = f"{panel_name}: {panel.replace('*', ', ')}" if panel else heading
+        out += _panel_rows(index, row_keys, col_keys, by_column, decimals, ci_label, group, name)
+        groups[group] = what + (f" (base: {base}" + (f"; within {panel.replace('*', ', ')}" if panel else "") + ")." if base else ".")
+        note = crosstab_test_note(all_tests.get(panel), rows_name, columns_name)
+        if note:
+            notes.append(f"{panel.replace('*', ', ')}: {note}" if panel else note)
+    extra = [*notes, "Source: estimate/crosstabs.csv (the cells) and estimate/crosstab_tests.csv (the test)."]
+    if spec.by:
+        extra.insert(0, f"One panel per {panel_name}: the crosstab within each, domains by zero weights in the whole sample's design.")
+    if any(c.text == NOT_ESTIMATED for r in out for c in r.cells):
+        extra.append(f"{NOT_ESTIMATED} not estimated.")
+    return Table(
+        id=spec.id,
+        kind="crosstab",
+        title=f"{title}: {heading}" if title else heading,
+        subtitle=(f"Wave {wave}; " if wave else "") + f"{spec.percent} percentages",
+        columns=tuple(columns),
+        rows=tuple(out),
+        groups=groups,
+        notes=standard_notes(est, notice=notice, extra=[*extra, *spec.notes, *tables.notes]),
+        footnotes=footnotes(c.flag for r in out for c in r.cells if r.kind == "estimate"),
+        decimals=decimals,
+    )
+
+
+def _panel_rows(index: Mapping[Any, dict[str, Any]], row_keys: list[Any], col_keys: list[Any], by_column: bool, decimals: int,
+                ci_label: str, group: str, name: Any) -> list[Row]:
+    """One panel's rows: each answer's shares and intervals, and the unweighted n."""
+
+    def at(rk: Any, ck: Any) -> dict[str, Any] | None:
+        return index.get((rk, ck) if by_column else (ck, rk))
+
     out: list[Row] = []
     for rk in row_keys:
         found = [at(rk, ck) for ck in col_keys]
@@ -168,24 +216,4 @@ def crosstab_table(
     if by_column:
         bases = [next((at(rk, ck) for rk in row_keys if at(rk, ck) is not None), None) for ck in col_keys]
         out.append(Row((Cell("Unweighted n"), *(Cell(NOT_ESTIMATED) if r is None else _count_cell(r) for r in bases)), group, kind="base"))
-    base = _BASES.get(str(records[0].get("denominator") or "") if records else "", "")
-    if by_column:
-        what = f"Column percentages: the shares of each answer of {rows_name} (variable {spec.rows}) within each {columns_name} (variable {spec.columns}); Total: the whole table"
-    else:
-        what = f"Row percentages: the shares of each answer of {columns_name} (variable {spec.columns}) within each {rows_name} (variable {spec.rows}); Total: the whole table"
-    extra = [crosstab_test_note(test, rows_name, columns_name), "Source: estimate/crosstabs.csv (the cells) and estimate/crosstab_tests.csv (the test)."]
-    if any(c.text == NOT_ESTIMATED for r in out for c in r.cells):
-        extra.append(f"{NOT_ESTIMATED} not estimated.")
-    heading = spec.title or group
-    return Table(
-        id=spec.id,
-        kind="crosstab",
-        title=f"{title}: {heading}" if title else heading,
-        subtitle=(f"Wave {wave}; " if wave else "") + f"{spec.percent} percentages",
-        columns=tuple(columns),
-        rows=tuple(out),
-        groups={group: what + (f" (base: {base})." if base else ".")},
-        notes=standard_notes(est, notice=notice, extra=[*extra, *spec.notes, *tables.notes]),
-        footnotes=footnotes(c.flag for r in out for c in r.cells if r.kind == "estimate"),
-        decimals=decimals,
-    )
+    return out

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
 
@@ -36,8 +36,11 @@ if TYPE_CHECKING:
     from pipeline.config import CrosstabSpec, EstimateSpec, TablesConfig, Wave
     from pipeline.io import Codebook
 
-#: the column estimate/crosstabs.csv has after the columns of estimates.csv
+#: the columns estimate/crosstabs.csv has after the columns of estimates.csv: the percentages'
+#: kind, and the panel (``tables.crosstabs[].by``: its variables joined by ``*`` and the domain's
+#: labels; empty without ``by``); crosstab_tests.csv has the panel columns too
 PERCENT_COLUMN = "percent"
+PANEL_COLUMNS = ("panel_by", "panel")
 
 
 @dataclass(frozen=True)
@@ -61,18 +64,30 @@ class CrosstabPlan:
     spec: CrosstabSpec
     estimate: EstimateSpec
     frame: pl.DataFrame
+    panel: str = ""
+    """The domain of ``by`` the plan is within (its labels joined by ``*``; empty without ``by``)."""
+    mask: Any = None
+    """With ``by``: the panel's rows (a boolean array); the stage estimates the panel in the
+    design's subset (R ``subset(design, ...)``: zero weights outside, the domain's degrees of
+    freedom), as R's ``svyby``, ``svyciprop`` and ``svychisq`` on that subset."""
+
+    def design_of(self, design: Any) -> Any:
+        """The design the plan is estimated in: the whole one, or the panel's subset."""
+        return design if self.mask is None else design.subset(self.mask)
 
 
 def crosstabs_for(tables: TablesConfig, wave: Wave) -> list[tuple[int, CrosstabSpec]]:
     """The crosstabs a wave makes, with their positions: those of a ``not_asked`` variable left out."""
     gone = set(wave.not_asked)
-    return [(i, c) for i, c in enumerate(tables.crosstabs) if not {c.rows, c.columns} & gone]
+    return [(i, c) for i, c in enumerate(tables.crosstabs) if not {c.rows, c.columns, *c.by} & gone]
 
 
 def crosstab_problems(i: int, spec: CrosstabSpec, frame: pl.DataFrame, codebook: Codebook, *, missing: bool = True) -> list[str]:
     """What is wrong with the variables of ``tables.crosstabs[i]`` (also checked by ``validate``,
     :mod:`pipeline.preflight`, which names missing variables itself: ``missing=False``)."""
     problems = []
+    if missing:
+        problems += [f"tables.crosstabs[{i}].by ({spec.id}): {b} is not in the weighted data" for b in spec.by if b not in frame.columns]
     for key in ("rows", "columns"):
         var = getattr(spec, key)
         where = f"tables.crosstabs[{i}].{key} ({spec.id})"
@@ -116,7 +131,18 @@ def crosstab_plans(frame: pl.DataFrame, codebook: Codebook, tables: TablesConfig
         estimate = EstimateSpec(
             id=spec.id, distribution=spec.percentaged, by=((), (spec.within,)), denominator=spec.denominator, title=title, test=spec.test,
         )
-        plans.append(CrosstabPlan(i, spec, estimate, frame.with_columns(limited)))
+        table = frame.with_columns(limited)
+        if not spec.by:
+            plans.append(CrosstabPlan(i, spec, estimate, table))
+            continue
+        # a panel per domain of by: the table's variables set missing outside it (zero weights)
+        combos = frame.select(spec.by).drop_nulls().unique().sort(spec.by).iter_rows()
+        for combo in combos:
+            inside = pl.all_horizontal([pl.col(b) == v for b, v in zip(spec.by, combo, strict=True)])
+            panel = table.with_columns(pl.when(inside).then(pl.col(v)).otherwise(None).alias(v) for v in (spec.rows, spec.columns))
+            label = "*".join(codebook.label_of(b, v) for b, v in zip(spec.by, combo, strict=True))
+            mask = frame.select(inside.fill_null(False)).to_series().to_numpy()
+            plans.append(CrosstabPlan(i, spec, estimate, panel, label, mask))
     return plans
 
 
@@ -140,17 +166,24 @@ def crosstab_frame(parts: Sequence[tuple[CrosstabPlan, pl.DataFrame]], columns: 
     estimates.csv) with the ``percent`` they are (``column`` or ``row``)."""
     import polars as pl
 
-    frames = [rows.with_columns(pl.lit(plan.spec.percent).alias(PERCENT_COLUMN)) for plan, rows in parts if rows.height]
+    frames = [rows.with_columns(pl.lit(plan.spec.percent).alias(PERCENT_COLUMN), *_panel(plan)) for plan, rows in parts if rows.height]
     if not frames:
-        return pl.DataFrame(schema={c: pl.String for c in (*columns, PERCENT_COLUMN)})
-    return pl.concat(frames, how="vertical_relaxed").select(*columns, PERCENT_COLUMN)
+        return pl.DataFrame(schema={c: pl.String for c in (*columns, PERCENT_COLUMN, *PANEL_COLUMNS)})
+    return pl.concat(frames, how="vertical_relaxed").select(*columns, PERCENT_COLUMN, *PANEL_COLUMNS)
 
 
-def crosstab_test_frame(parts: Sequence[pl.DataFrame], columns: Sequence[str]) -> pl.DataFrame:
-    """``estimate/crosstab_tests.csv``: every crosstab's test (``columns``: those of association_tests.csv)."""
+def _panel(plan: CrosstabPlan) -> list[pl.Expr]:
     import polars as pl
 
-    frames = [p for p in parts if p.height]
+    return [pl.lit("*".join(plan.spec.by)).alias("panel_by"), pl.lit(plan.panel).alias("panel")]
+
+
+def crosstab_test_frame(parts: Sequence[tuple[CrosstabPlan, pl.DataFrame]], columns: Sequence[str]) -> pl.DataFrame:
+    """``estimate/crosstab_tests.csv``: every crosstab's test (``columns``: those of
+    association_tests.csv), one per panel."""
+    import polars as pl
+
+    frames = [rows.with_columns(*_panel(plan)) for plan, rows in parts if rows.height]
     if not frames:
-        return pl.DataFrame(schema={c: pl.String for c in columns})
-    return pl.concat(frames, how="vertical_relaxed").select(*columns)
+        return pl.DataFrame(schema={c: pl.String for c in (*columns, *PANEL_COLUMNS)})
+    return pl.concat(frames, how="vertical_relaxed").select(*columns, *PANEL_COLUMNS)

@@ -683,10 +683,12 @@ def run(ctx: StageContext) -> StageOutput:
         est = pl.concat([est, differences], how="diagonal_relaxed")
     plans = crosstab_plans(frame, codebook, config.tables, ctx.wave)  # tables.crosstabs: each a distribution on its table's base
     crosstabs = crosstab_frame(
-        [(p, estimate_all(p.frame, codebook, [p.estimate], design, config.design, config.tables, wave=ctx.wave.id)) for p in plans],
+        [(p, estimate_all(p.frame, codebook, [p.estimate], p.design_of(design), config.design, config.tables, wave=ctx.wave.id)) for p in plans],
         (*COLUMNS, *EXTRA_COLUMNS),
     )
-    crosstab_tests = crosstab_test_frame([association_tests(p.frame, codebook, [p.estimate], design, wave=ctx.wave.id) for p in plans], TEST_COLUMNS)
+    crosstab_tests = crosstab_test_frame(
+        [(p, association_tests(p.frame, codebook, [p.estimate], p.design_of(design), wave=ctx.wave.id)) for p in plans], TEST_COLUMNS
+    )
     return StageOutput(
         files={
             "estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/comparisons.csv": comparisons,

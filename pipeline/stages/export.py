@@ -109,8 +109,8 @@ def build_tables(
         made = set(crosstabs.get_column("estimate_id").to_list())
         for spec in (c for c in t.crosstabs if c.id in made):  # a crosstab of a variable not asked in the wave is not made
             tests = crosstab_tests.filter(pl.col("estimate_id") == spec.id) if crosstab_tests is not None and crosstab_tests.height else None
-            test = tests.row(0, named=True) if tests is not None and tests.height else None
-            out.append(crosstab_table(crosstabs, spec, t, test=test, wave=wave, **common))
+            by_panel = {str(r.get("panel") or ""): r for r in tests.iter_rows(named=True)} if tests is not None else {}
+            out.append(crosstab_table(crosstabs, spec, t, tests=by_panel, wave=wave, **common))
             sources[spec.id] = crosstabs
     return Publication(tuple(out), frame, sources)
 
@@ -176,7 +176,8 @@ def run(ctx: StageContext) -> StageOutput:
     crosstabs = crosstab_tests = None
     if config.tables.crosstabs and ctx.path("estimate/crosstabs.csv").is_file():
         crosstabs = read_estimates(ctx.path("estimate/crosstabs.csv"))
-        crosstab_tests = pl.read_csv(ctx.path("estimate/crosstab_tests.csv"), infer_schema_length=None, schema_overrides={"skipped": pl.String})
+        crosstab_tests = pl.read_csv(ctx.path("estimate/crosstab_tests.csv"), infer_schema_length=None,
+                                     schema_overrides={"skipped": pl.String, "panel": pl.String})
     pub = build_tables(
         est, config, wave=wave.id, codebook=codebook, comparisons=comparisons, association=association, crosstabs=crosstabs, crosstab_tests=crosstab_tests
     )

@@ -332,3 +332,58 @@ def test_a_crosstab_of_a_question_not_asked_in_the_wave_is_not_made(tmp_path):
     cells, _ = _read(out)
     assert set(cells.get_column("estimate_id")) == {"y"}
     assert not (out / "tables" / "x.md").exists() and (out / "tables" / "y.md").exists()
+
+
+PANELS = """\
+study: clus1
+waves:
+  - id: "1"
+    raw: RAW
+design:
+  weights: pw
+  ids: [dnum]
+  fpc: [fpc]
+export:
+  formats: [csv, markdown, xlsx]
+tables:
+  toplines: []
+  labels: {stype: School type}
+  crosstabs:
+    - {id: awards_by_target, rows: awards, columns: sch.wide, by: [stype], title: "Awards by target met, within school type"}
+"""
+
+
+def test_a_crosstab_by_a_domain_has_a_panel_per_domain_each_as_r_on_its_subset(tmp_path):
+    """``by: [stype]``: each panel is R's ``subset(clus1, stype == s)`` (zero weights outside, the
+    subset's degrees of freedom): cells, Totals and ``svychisq`` as ``tests/reference/crosstab_panels.R``."""
+    cfg = _project(tmp_path, conformance_data("apiclus1.csv"), PANELS, "clus1")
+    assert main(["validate", str(cfg)]) == 0
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    out = tmp_path / "outputs" / "clus1" / "1"
+    cells = pl.read_csv(out / "estimate" / "crosstabs.csv", infer_schema_length=None, schema_overrides={"panel": pl.String})
+    ref = pl.read_csv(REFERENCE / "crosstab_panels_expected.csv")
+    assert cells.height == ref.height == 18
+    for r in ref.iter_rows(named=True):
+        got = cells.filter((pl.col("panel") == r["panel"]) & (pl.col("domain") == r["domain"]) & (pl.col("level") == r["level"]))
+        assert got.height == 1, r
+        g = got.row(0, named=True)
+        assert (g["panel_by"], g["by"]) == ("stype", "" if r["domain"] == "All" else "sch.wide")
+        assert g["estimate"] == pytest.approx(r["estimate"], rel=RTOL, abs=ATOL) and g["se"] == pytest.approx(r["se"], rel=RTOL, abs=ATOL)
+        assert g["df"] == r["df"], r
+        if 0 < r["estimate"] < 1:  # at 0 or 1 R's logit interval is its fit's rounding, not an interval
+            assert g["ci_low"] == pytest.approx(r["ci_low"], rel=RTOL_CI) and g["ci_high"] == pytest.approx(r["ci_high"], rel=RTOL_CI)
+    tests = pl.read_csv(out / "estimate" / "crosstab_tests.csv", infer_schema_length=None, schema_overrides={"panel": pl.String})
+    for r in pl.read_csv(REFERENCE / "crosstab_panels_tests_expected.csv").iter_rows(named=True):
+        g = tests.filter(pl.col("panel") == r["panel"]).row(0, named=True)
+        for col in ("statistic", "ndf", "ddf", "p_value"):
+            assert g[col] == pytest.approx(r[col], rel=RTOL), (r["panel"], col)
+    table = (out / "tables" / "awards_by_target.md").read_text(encoding="utf-8")
+    for s in ("E", "H", "M"):
+        assert f"School type: {s}" in table
+    assert "One panel per School type" in table and "M: Test of association of awards and sch.wide" in table
+
+
+def test_by_naming_a_table_variable_is_refused(tmp_path, capsys):
+    cfg = _project(tmp_path, conformance_data("apiclus1.csv"), PANELS.replace("by: [stype]", "by: [awards]"), "clus1")
+    assert main(["validate", str(cfg)]) == 2
+    assert "by names awards, a variable of the table itself" in capsys.readouterr().err
