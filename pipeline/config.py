@@ -52,6 +52,7 @@ from pipeline._config_data import (  # noqa: F401 - re-exported
     ValidCodes,
     Wave,
 )
+from pipeline._config_models import FAMILIES, ModelSpec  # noqa: F401 - re-exported
 from pipeline._config_output import (  # noqa: F401 - re-exported
     STATISTICS,
     BannerSpec,
@@ -104,6 +105,7 @@ class StudyConfig(_Model):
     weight: WeightConfig = WeightConfig()
     design: DesignConfig = DesignConfig()
     estimates: tuple[EstimateSpec, ...] = ()
+    models: tuple[ModelSpec, ...] = ()
     tables: TablesConfig = TablesConfig()
     export: ExportConfig = ExportConfig()
     methods: MethodsConfig = MethodsConfig()
@@ -115,7 +117,7 @@ class StudyConfig(_Model):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> StudyConfig:
-        for what, ids in (("waves", [w.id for w in self.waves]), ("estimates", [e.id for e in self.estimates])):
+        for what, ids in (("waves", [w.id for w in self.waves]), ("estimates", [e.id for e in self.estimates]), ("models", [m.id for m in self.models])):
             seen = {i for i in ids if ids.count(i) > 1}
             if seen:
                 raise ValueError(f"{what}: ids must be unique (repeated: {', '.join(sorted(seen))})")
@@ -332,6 +334,7 @@ def _check_expressions(config: StudyConfig) -> list[str]:
         items += [(f"waves[{w_i}].recodes[{i}].when", r.when) for i, r in enumerate(w.recodes) if r.when]
 
     items += [(f"weight.base.factors[{i}].expr", f.expr) for i, f in enumerate(config.weight.base.factors)]
+    items += [(f"models[{i}].subpopulation", m.subpopulation) for i, m in enumerate(config.models) if m.subpopulation]
     if config.weight.nonresponse is not None:
         items.append(("weight.nonresponse.respondent", config.weight.nonresponse.respondent))
     return [p for key, text in items if (p := expressions.problem(text, key=key)) is not None]

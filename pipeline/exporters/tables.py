@@ -120,7 +120,7 @@ class Table:
     """A publication table, ready for any format."""
 
     id: str
-    kind: Literal["topline", "banner", "trend", "crosstab"]
+    kind: Literal["topline", "banner", "trend", "crosstab", "model"]
     title: str
     subtitle: str
     columns: tuple[Column, ...]

@@ -649,7 +649,7 @@ def banner_comparisons(
 
 
 READS = Reads(
-    config=("design", "weight", "estimates", "waves[].id", "waves[].not_asked", "tables.min_n", "tables.reliability", "tables.disclosure",
+    config=("design", "weight", "estimates", "models", "waves[].id", "waves[].not_asked", "tables.min_n", "tables.reliability", "tables.disclosure",
             "tables.banners[].id", "tables.banners[].estimates", "tables.banners[].columns", "tables.significance", "tables.crosstabs"),
     upstream=("weight/data.parquet", "weight/codebook.json", "weight/replicates.json", "weight/replicates.parquet"),
 )
@@ -662,6 +662,7 @@ def run(ctx: StageContext) -> StageOutput:
     from pipeline.io import Codebook
     from pipeline.stages._estimate_crosstabs import crosstab_frame, crosstab_plans, crosstab_test_frame
     from pipeline.stages._estimate_differences import Statistics, difference_rows
+    from pipeline.stages._estimate_models import fit_models, models_for
 
     frame = ctx.read_frame("weight/data.parquet")
     codebook = Codebook.from_json(ctx.path("weight/codebook.json").read_text(encoding="utf-8"))
@@ -686,6 +687,7 @@ def run(ctx: StageContext) -> StageOutput:
         [(p, estimate_all(p.frame, codebook, [p.estimate], p.design_of(design), config.design, config.tables, wave=ctx.wave.id)) for p in plans],
         (*COLUMNS, *EXTRA_COLUMNS),
     )
+    models, model_tests = fit_models(frame, codebook, models_for(config.models, ctx.wave), design, wave=ctx.wave.id, conf_level=config.design.conf_level)
     crosstab_tests = crosstab_test_frame(
         [(p, association_tests(p.frame, codebook, [p.estimate], p.design_of(design), wave=ctx.wave.id)) for p in plans], TEST_COLUMNS
     )
@@ -693,6 +695,7 @@ def run(ctx: StageContext) -> StageOutput:
         files={
             "estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/comparisons.csv": comparisons,
             "estimate/crosstabs.csv": crosstabs, "estimate/crosstab_tests.csv": crosstab_tests, "estimate/codebook.json": codebook.to_json(),
+            "models.csv": models, "estimate/model_tests.csv": model_tests,
         },
         diagnostics={
             "estimates": est.height,

@@ -61,6 +61,8 @@ def build_tables(
     association: pl.DataFrame | None = None,
     crosstabs: pl.DataFrame | None = None,
     crosstab_tests: pl.DataFrame | None = None,
+    models: pl.DataFrame | None = None,
+    model_tests: pl.DataFrame | None = None,
 ) -> Publication:
     """Every configured table of a wave.
 
@@ -81,6 +83,9 @@ def build_tables(
     crosstabs, crosstab_tests : polars.DataFrame, optional
         ``estimate/crosstabs.csv`` and ``estimate/crosstab_tests.csv``: a table per crosstab of
         ``tables.crosstabs`` the wave made (:func:`pipeline.exporters.crosstabs.crosstab_table`).
+    models, model_tests : polars.DataFrame, optional
+        ``models.csv`` and ``estimate/model_tests.csv``: a table per model the wave fitted
+        (:func:`pipeline.exporters.models.model_table`).
     """
     import polars as pl
 
@@ -112,6 +117,13 @@ def build_tables(
             by_panel = {str(r.get("panel") or ""): r for r in tests.iter_rows(named=True)} if tests is not None else {}
             out.append(crosstab_table(crosstabs, spec, t, tests=by_panel, wave=wave, **common))
             sources[spec.id] = crosstabs
+    if config.models and models is not None and models.height:
+        from pipeline.exporters.models import model_table
+
+        fitted = set(models.get_column("model_id").to_list())
+        for mspec in (m for m in config.models if m.id in fitted):  # a model of a variable not asked in the wave is not fitted
+            out.append(model_table(models, model_tests, mspec, t, variance=config.design.variance, wave=wave, **common))
+            sources[mspec.id] = None  # type: ignore[assignment]  # its cells are text, drawn from models.csv
     return Publication(tuple(out), frame, sources)
 
 
@@ -143,9 +155,9 @@ def _pii_columns(config: StudyConfig) -> list[str]:
 
 
 READS = Reads(
-    config=("study", "title", "notice", "tables", "export", "methods", "design", "weight", "estimates", "ingest.pii", "ingest.hash",
+    config=("study", "title", "notice", "tables", "export", "methods", "design", "weight", "estimates", "models", "ingest.pii", "ingest.hash",
             "waves[].id", "waves[].field_dates"),
-    upstream=("estimates.csv", "estimate/", "weight/", "clean/report.json"),
+    upstream=("estimates.csv", "models.csv", "estimate/", "weight/", "clean/report.json"),
     files=("waves[].targets",),
 )
 """The tables, formats and methods facts, and every earlier stage's artifacts it presents (the targets
@@ -178,8 +190,14 @@ def run(ctx: StageContext) -> StageOutput:
         crosstabs = read_estimates(ctx.path("estimate/crosstabs.csv"))
         crosstab_tests = pl.read_csv(ctx.path("estimate/crosstab_tests.csv"), infer_schema_length=None,
                                      schema_overrides={"skipped": pl.String, "panel": pl.String})
+    models = model_tests = None
+    if config.models and ctx.path("models.csv").is_file():
+        models = pl.read_csv(ctx.path("models.csv"), infer_schema_length=None,
+                             schema_overrides={c: pl.String for c in ("variable", "level", "reference", "ratio_name", "label", "term")})
+        model_tests = pl.read_csv(ctx.path("estimate/model_tests.csv"), infer_schema_length=None)
     pub = build_tables(
-        est, config, wave=wave.id, codebook=codebook, comparisons=comparisons, association=association, crosstabs=crosstabs, crosstab_tests=crosstab_tests
+        est, config, wave=wave.id, codebook=codebook, comparisons=comparisons, association=association, crosstabs=crosstabs, crosstab_tests=crosstab_tests,
+        models=models, model_tests=model_tests,
     )
 
     files: dict[str, Any] = render_tables(
