@@ -135,6 +135,10 @@ def fit_models(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[tuple[in
     import numpy as np
     import polars as pl
 
+    schema = {c: pl.String for c in TEST_COLUMNS} | {c: pl.Float64 for c in ("statistic", "df", "ddf", "p_value")}
+    if not specs:
+        return pl.DataFrame(schema={c: pl.String for c in MODEL_COLUMNS}), pl.DataFrame(schema=schema)
+
     from pipeline.config import FAMILIES
     from pipeline.errors import ArgumentError, translate_argument_error
     from pipeline.expressions import to_polars
@@ -184,9 +188,7 @@ def fit_models(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[tuple[in
             stat, df, ddf, p = fit.term_test([name])
             tests.append({"wave": wave, "model_id": spec.id, "term": name, "statistic": stat, "df": float(df), "ddf": ddf, "p_value": p,
                           "method": "Wald F (R regTermTest)" if np.isfinite(ddf) else "Wald chi-squared (R regTermTest)"})
-    models = pl.concat(rows, how="vertical_relaxed") if rows else pl.DataFrame(schema={c: pl.String for c in MODEL_COLUMNS})
-    schema = {c: pl.String for c in TEST_COLUMNS} | {c: pl.Float64 for c in ("statistic", "df", "ddf", "p_value")}
-    return models, pl.DataFrame(tests, schema=schema)
+    return pl.concat(rows, how="vertical_relaxed"), pl.DataFrame(tests, schema=schema)
 
 
 def _term_parts(fit: Any) -> tuple[list[str], list[str], list[str]]:
