@@ -20,7 +20,7 @@ valid, one with ``ci_method: wilson``), a proportion of every answer, distributi
 valid), means, totals, totals of codes (``total`` with ``levels``), a ratio and quantiles.
 
 Scenarios, each on a Taylor design (strata, PSUs) built beforehand (the build time is printed
-separately):
+separately; ``/ engine`` is a scenario's time over the engine's):
 
 ``stage``   :func:`pipeline.stages.estimate.estimate_all` with the Codebook and EstimateSpec
             objects the stage gets (the codebook through ``Codebook.from_json`` as the stage
@@ -33,6 +33,12 @@ separately):
             share their levels and interval method, ``mean``/``total``/``ratio`` (``to_frame``
             on the design's df, as the stage's Wald intervals) and ``quantile`` per estimate.
             No labels, cell counts or flags: that is the stage's own work.
+``svy``     Where the ``svy`` package is importable (``pip install -e .[bench]``; not run above
+            ``--svy-max-rows``): the same analysis columns (their time counted, the ``Sample``
+            built beforehand), then svy's calls: one ``prop`` per group of proportions
+            (``drop_nulls=True``, the same interval methods), one ``mean`` and one ``total`` for
+            the lists of numeric variables, ``total`` of each indicator, ``ratio``, ``quantile``;
+            overall and ``by="dom"``.
 
 ``--skip`` leaves out the estimates of some statistics (``--skip quantile``: the 18 others), to
 see the stage's own cost where the engine's is small: the quantiles' Woodruff intervals sort the
@@ -40,18 +46,21 @@ data per domain and take most of the engine's time at 10^6 rows.
 
 Each scenario runs in its own subprocess: the data are generated, a first run on 2,000 rows pays
 the imports, then the scenario runs ``--repeat`` times (a fresh design each time, so no cache from
-an earlier run helps) and the best time is kept. Peak memory is the process's high-water mark
-(``VmHWM``, reset through ``/proc/self/clear_refs`` before the first timed run; ``ru_maxrss``
+an earlier run helps) and the best time is kept: wall-clock ``seconds`` and the process's ``CPU s``
+(all its threads; less sensitive than the wall clock to other work on the machine, whose 1-minute
+``load`` average at the end of the runs is printed). Peak memory is the process's high-water mark
+(``VmHWM``, reset through ``/proc/self/clear_refs`` before each timed run, the first one's kept; ``ru_maxrss``
 where that is not available): ``peak MB`` is the whole process (data included), ``+MB`` what the
 scenario added on top of the data and design.
 
-Check: each worker writes its rows (estimate, se, ci_low, ci_high, df, deff, n, in the stage's row
-order) to a Parquet file; the driver asserts that the two scenarios agree to a relative 1e-12
-(nulls in the same places) and that the stage's domain and level labels are the engine rows' codes
-under the codebook.
-
-The ``svy`` peer of ``bench_estimation.py`` is not run here: svy has no single call for the
-stage's mixed recodes (denominators, chosen codes), so the figure would compare different work.
+Checks: each worker writes its rows to a Parquet file. The driver asserts that the stage's
+``n``, ``estimate``, ``se``, ``ci_low``, ``ci_high``, ``df`` and ``deff`` are the engine's, row by
+row in the stage's order, to ``|stage - engine| <= 1e-12 |engine|`` (exactly where the engine's
+value is 0; nulls in the same places), and that the stage's domain and level labels are the
+engine rows' codes under the codebook. svy's estimates and SEs are matched to the engine's by
+estimate, domain and level, and the largest relative differences printed (``estimate, se`` of
+the other statistics, then of the quantiles): reported, not asserted, as in
+``bench_estimation.py``.
 """
 
 from __future__ import annotations
@@ -220,13 +229,9 @@ def run_engine(frame, design, missing: dict):
         ex, column[e["id"]] = _analysis_exprs(e, missing)
         exprs += ex
     d = design.with_frame(frame.with_columns(exprs))
-    groups: dict[tuple, list[dict]] = {}  # proportions sharing levels and interval: one call
-    for e in ESTIMATES:
-        if _statistic(e) == "proportion":
-            groups.setdefault(("levels" in e, e.get("ci_method", "logit")), []).append(e)
     out = {}
     for k, by in enumerate(BY):
-        for (chosen, method), members in groups.items():
+        for (chosen, method), members in _proportion_groups().items():
             res = proportion(d, [column[e["id"]] for e in members], by=by, levels=[1] if chosen else None, ci_method=method, na_rm=True)
             parts = res.partition_by("variable", maintain_order=True, include_key=False, as_dict=True)
             for e in members:
@@ -243,6 +248,99 @@ def run_engine(frame, design, missing: dict):
             else:
                 continue
             out[e["id"], k] = res
+    return out
+
+
+def _proportion_groups() -> dict[tuple, list[dict]]:
+    """The proportions that share their levels and interval method: one engine call each."""
+    groups: dict[tuple, list[dict]] = {}
+    for e in ESTIMATES:
+        if _statistic(e) == "proportion":
+            groups.setdefault(("levels" in e, e.get("ci_method", "logit")), []).append(e)
+    return groups
+
+
+# ------------------------------------------------------------------ the svy peer
+def svy_prepare(frame, missing: dict):
+    """svy's Sample over the data with the analysis columns; the columns' time is the work's."""
+    import svy
+
+    exprs, column = [], {}
+    for e in ESTIMATES:
+        ex, column[e["id"]] = _analysis_exprs(e, missing)
+        exprs += ex
+    t0, c0 = time.perf_counter(), time.process_time()
+    work = frame.with_columns(exprs)
+    timed = (time.perf_counter() - t0, time.process_time() - c0)
+    sample = svy.Sample(work, svy.Design(stratum="stratum", psu="psu", wgt="w"))
+    return (sample, column), timed
+
+
+def run_svy(sample, column: dict):
+    """The same estimates with svy (one call per group of proportions, of means, of totals)."""
+    est = sample.estimation
+    out = {}
+    as_list = lambda r: list(r) if isinstance(r, list | tuple) or type(r).__name__ == "EstimateList" else [r]  # noqa: E731
+    for k, by in enumerate(BY):
+        by_ = by[0] if by else None
+        for (_, method), members in _proportion_groups().items():
+            res = est.prop([column[e["id"]] for e in members], by=by_, ci_method=method, drop_nulls=True)
+            out.update({(e["id"], k): r for e, r in zip(members, as_list(res), strict=True)})
+        for stat in ("mean", "total"):
+            members = [e for e in ESTIMATES if _statistic(e) == stat and not ("levels" in e and stat == "total")]
+            if members:
+                res = getattr(est, stat)([column[e["id"]] for e in members], by=by_, drop_nulls=True)
+                out.update({(e["id"], k): r for e, r in zip(members, as_list(res), strict=True)})
+        for e in ESTIMATES:
+            col = column[e["id"]]
+            if _statistic(e) == "total" and "levels" in e:
+                out[e["id"], k] = est.total(col, by=by_, drop_nulls=True)
+            elif _statistic(e) == "ratio":
+                out[e["id"], k] = est.ratio(col[0], col[1], by=by_, drop_nulls=True)
+            elif _statistic(e) == "quantile":
+                out[e["id"], k] = est.quantile(col, p=list(e.get("probs", [0.5])), by=by_, drop_nulls=True)
+    return out
+
+
+def svy_rows(out: dict):
+    """svy's estimates and SEs keyed as :func:`engine_rows` (a chosen-codes share: its level 1)."""
+    import polars as pl
+
+    parts = []
+    for e in ESTIMATES:
+        for k, by in enumerate(BY):
+            res = out[e["id"], k].to_polars()
+            stat = _statistic(e)
+            if stat == "quantile":
+                level = pl.col("prob").cast(pl.String)
+            elif stat == "proportion":
+                name = next(c for c in res.columns if c not in ("dom", "est", "se", "lci", "uci", "cv", "df", "n"))
+                if "levels" in e:
+                    res = res.filter(pl.col(name) == 1)
+                level = pl.col(name).cast(pl.Int64).cast(pl.String)
+            else:
+                level = pl.lit(None, dtype=pl.String)
+            dom = pl.col("dom").cast(pl.Int64) if by else pl.lit(None, dtype=pl.Int64)
+            parts.append(res.select(
+                pl.lit(e["id"]).alias("estimate_id"), pl.lit("*".join(by)).alias("by"), pl.lit(stat).alias("statistic"),
+                dom.alias("dom_code"), level.alias("level_code"), pl.col("est").cast(pl.Float64).alias("estimate"),
+                pl.col("se").cast(pl.Float64),
+            ))
+    return pl.concat(parts)
+
+
+def compare_svy(engine_path: str, svy_path: str) -> dict:
+    """The largest relative differences between svy's estimates and SEs and the engine's (quantiles apart)."""
+    import polars as pl
+
+    ours, theirs = pl.read_parquet(engine_path), pl.read_parquet(svy_path)
+    keys = ["estimate_id", "by", "dom_code", "level_code"]
+    both = ours.join(theirs, on=keys, how="inner", suffix="_svy", nulls_equal=True)
+    out = {"matched": both.height, "engine_rows": ours.height, "svy_rows": theirs.height}
+    for part, rows in (("", both.filter(pl.col("statistic") != "quantile")), ("quantile_", both.filter(pl.col("statistic") == "quantile"))):
+        for c in ("estimate", "se"):
+            rel = ((pl.col(f"{c}_svy") - pl.col(c)).abs() / pl.col(c).abs()).max()
+            out[f"{part}max_rel_diff_{c}"] = rows.select(rel).item() if rows.height else float("nan")
     return out
 
 
@@ -300,7 +398,8 @@ def check(stage_path: str, engine_path: str, tolerance: float = 1e-12) -> dict:
         y = b.get_column(c).to_numpy()
         assert (np.isnan(x) == np.isnan(y)).all(), f"{c}: missing in different rows"
         ok = ~np.isnan(y)
-        rel = np.abs(x[ok] - y[ok]) / np.maximum(np.abs(y[ok]), 1.0)
+        diff, size = np.abs(x[ok] - y[ok]), np.abs(y[ok])
+        rel = np.divide(diff, size, out=diff.copy(), where=size > 0)  # relative (absolute where the engine's value is 0)
         worst[c] = float(rel.max()) if rel.size else 0.0
         assert worst[c] <= tolerance, f"{c}: the stage and the engine differ by {worst[c]:.1e} (relative)"
     return {"rows": a.height, "max_rel_diff": max(worst.values())}
@@ -350,37 +449,52 @@ def worker(rows: int, scenario: str, repeat: int, out_path: str | None, profile:
     inputs = stage_inputs(codebook_json)
     missing = {v: NUMERIC_MISSING.get(v, (8, 9)) for v in (*ITEMS, *NUMERIC_MISSING)}
 
-    def once(data, design):
-        return run_stage(data, design, inputs) if scenario == "stage" else run_engine(data, design, missing)
+    def prepare(data):
+        """(the design, (wall, CPU) seconds of it that belong to the timed work: svy's analysis columns)."""
+        if scenario == "svy":
+            return svy_prepare(data, missing)
+        return build(data, inputs[2]), (0.0, 0.0)
 
-    small, _ = make_data(2000)  # first calls import modules (scipy.special, ...): paid on small data
-    once(small, build(small, inputs[2]))
+    def once(data, state):
+        if scenario == "stage":
+            return run_stage(data, state, inputs)
+        if scenario == "engine":
+            return run_engine(data, state, missing)
+        return run_svy(*state)
+
     out: dict = {"rows": rows, "scenario": scenario}
-    times = []
+    if scenario == "svy":
+        try:
+            import svy
+        except ImportError:
+            return {**out, "skipped": "svy not installed (pip install -e '.[bench]')"}
+        out["svy_version"] = svy.__version__
+    small, _ = make_data(2000)  # first calls import modules (scipy.special, ...): paid on small data
+    once(small, prepare(small)[0])
+    times, cpu_times = [], []
     for i in range(repeat):
         t0 = time.perf_counter()
-        design = build(frame, inputs[2])
+        state, (timed, timed_cpu) = prepare(frame)
         if i == 0:
-            out["design_seconds"] = time.perf_counter() - t0
-            with PeakMemory() as mem:
-                t0 = time.perf_counter()
-                result = once(frame, design)
-                times.append(time.perf_counter() - t0)
+            out["design_seconds"] = time.perf_counter() - t0 - timed
+        with PeakMemory() as mem:
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = once(frame, state)
+            times.append(time.perf_counter() - t0 + timed)
+            cpu_times.append(time.process_time() - c0 + timed_cpu)
+        if i == 0:
             out["peak_bytes"], out["extra_bytes"] = mem.peak, mem.extra
-        else:
-            t0 = time.perf_counter()
-            result = once(frame, design)
-            times.append(time.perf_counter() - t0)
-        del design
-    out["seconds"] = min(times)
-    out["all_seconds"] = times
+        del state
+    out["seconds"], out["cpu_seconds"] = min(times), min(cpu_times)
+    out["all_seconds"], out["all_cpu_seconds"] = times, cpu_times
+    out["load_average"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if profile:
         import cProfile
 
-        design = build(frame, inputs[2])
-        cProfile.runctx("once(frame, design)", globals(), {"once": once, "frame": frame, "design": design}, profile)
+        state = prepare(frame)[0]
+        cProfile.runctx("once(frame, state)", globals(), {"once": once, "frame": frame, "state": state}, profile)
     if out_path:
-        rows_out = stage_rows(result) if scenario == "stage" else engine_rows(result)
+        rows_out = {"stage": stage_rows, "engine": engine_rows, "svy": svy_rows}[scenario](result)
         rows_out.write_parquet(out_path)
         out["estimates"] = rows_out.height
     return out
@@ -399,7 +513,8 @@ def _fmt_rows(n: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1e5,1e6", help="comma-separated row counts")
-    parser.add_argument("--scenarios", default="stage,engine", help="comma-separated: stage, engine")
+    parser.add_argument("--scenarios", default="stage,engine,svy", help="comma-separated: stage, engine, svy")
+    parser.add_argument("--svy-max-rows", default="1e6", help="largest row count at which svy runs (0: never)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario; the best time is kept")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--skip", default="", help="comma-separated statistics to leave out (e.g. quantile)")
@@ -434,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         for rows in _rows(args.rows):
             seconds, paths = {}, {}
             for scenario in scenarios:
+                if scenario == "svy" and rows > int(float(args.svy_max_rows)):
+                    continue
                 paths[scenario] = os.path.join(tmp, f"{rows}_{scenario}.parquet")
                 cmd = [
                     sys.executable, __file__, "--worker", "--rows", str(rows), "--scenarios", scenario,
@@ -446,13 +563,22 @@ def main(argv: list[str] | None = None) -> int:
                     failed = True
                     continue
                 res = json.loads(lines[-1][len("RESULT "):])
-                seconds[scenario] = res["seconds"]
                 results.append(res)
-            if {"stage", "engine"} <= seconds.keys():
-                res = next(r for r in results if r["rows"] == rows and r["scenario"] == "stage")
-                res["ratio"] = seconds["stage"] / seconds["engine"]
-                res["check"] = check(paths["stage"], paths["engine"])
-            for res in (r for r in results if r["rows"] == rows):
+                if "skipped" in res:
+                    print(f"{_fmt_rows(rows)} {scenario}: {res['skipped']}", file=sys.stderr)
+                    continue
+                seconds[scenario] = res["seconds"]
+            mine = {r["scenario"]: r for r in results if r["rows"] == rows and "skipped" not in r}
+            if "engine" in seconds:
+                for other in ("stage", "svy"):
+                    if other in seconds:
+                        mine[other]["ratio"] = seconds[other] / seconds["engine"]
+                        mine[other]["cpu_ratio"] = mine[other]["cpu_seconds"] / mine["engine"]["cpu_seconds"]
+                if "stage" in seconds:  # asserted: the stage computes the engine's numbers
+                    mine["stage"]["check"] = check(paths["stage"], paths["engine"])
+                if "svy" in seconds:  # reported, as bench_estimation.py reports svy's
+                    mine["svy"]["svy_check"] = compare_svy(paths["engine"], paths["svy"])
+            for res in mine.values():
                 print(_line(res, markdown=False), file=sys.stderr, flush=True)
     if args.json:
         with open(args.json, "w") as fh:
@@ -460,11 +586,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(_header(args.markdown))
     for res in results:
-        print(_line(res, markdown=args.markdown))
+        if "skipped" not in res:
+            print(_line(res, markdown=args.markdown))
     return 1 if failed else 0
 
 
-_COLUMNS = ("rows", "scenario", "estimates", "seconds", "peak MB", "+MB", "design s", "stage / engine", "max rel diff")
+_COLUMNS = ("rows", "scenario", "estimates", "seconds", "/ engine", "CPU s", "CPU / engine", "peak MB", "+MB", "design s", "load", "max rel diff")
 
 
 def _header(markdown: bool) -> str:
@@ -475,17 +602,28 @@ def _header(markdown: bool) -> str:
 
 def _line(res: dict, *, markdown: bool) -> str:
     mb = lambda b: f"{b / 2**20:,.0f}"  # noqa: E731
-    check_ = res.get("check")
+    check_, svy_check = res.get("check"), res.get("svy_check")
+    if check_:
+        diff = f"{check_['max_rel_diff']:.0e}"
+    elif svy_check:  # estimate, se (quantiles: estimate, se)
+        diff = ", ".join(f"{svy_check[f'{p}max_rel_diff_{c}']:.0e}" for p in ("", "quantile_") for c in ("estimate", "se"))
+        if svy_check["matched"] != svy_check["engine_rows"]:
+            diff += f" ({svy_check['matched']} of {svy_check['engine_rows']} rows matched)"
+    else:
+        diff = ""
     cells = [
         _fmt_rows(res["rows"]),
         res["scenario"],
         str(res.get("estimates", "")),
         f"{res['seconds']:.3f}",
+        f"{res['ratio']:.2f}x" if "ratio" in res else "",
+        f"{res['cpu_seconds']:.3f}",
+        f"{res['cpu_ratio']:.2f}x" if "cpu_ratio" in res else "",
         mb(res["peak_bytes"]),
         mb(res["extra_bytes"]),
         f"{res['design_seconds']:.3f}",
-        f"{res['ratio']:.2f}x" if "ratio" in res else "",
-        f"{check_['max_rel_diff']:.0e}" if check_ else "",
+        f"{res['load_average']:.1f}" if res.get("load_average") is not None else "",
+        diff,
     ]
     if markdown:
         return "| " + " | ".join(cells) + " |"
