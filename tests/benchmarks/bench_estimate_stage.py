@@ -178,7 +178,7 @@ def build(frame, design_config):
     return build_design(frame, design_config)
 
 
-# ------------------------------------------------------------------ the two scenarios
+# ------------------------------------------------------------------ the stage and the engine
 def run_stage(frame, design, inputs):
     from pipeline.stages.estimate import estimate_all
 
