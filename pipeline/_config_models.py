@@ -35,9 +35,9 @@ class ModelSpec(_Model):
     as a proportion's indicator; the don't-know and refused codes out of the model with
     ``denominator: valid``, counted as 0 with ``all``), or the left side of ``formula``. The
     terms are ``terms`` (``A:B`` an interaction, ``A*B`` both and their interaction), or the right
-    side of ``formula``. Variables with value labels are categorical (treatment contrasts against
-    ``reference``, default the lowest code; term names carry the labels); other numeric variables
-    are covariates. The missing-value codes of every variable (don't know, refused) are missing:
+    side of ``formula``. Variables whose every value is a labelled code are categorical (treatment
+    contrasts against ``reference``, default the lowest code; term names carry the labels); other
+    numeric variables are covariates (an age labelled only at 97 "97+" is a covariate). The missing-value codes of every variable (don't know, refused) are missing:
     rows with a missing model variable leave the model (R ``na.omit``) but not the design.
     """
 

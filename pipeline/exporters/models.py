@@ -108,8 +108,11 @@ def model_table(
             out.append(_coefficient_row(r, name, d, ratios, group))
     first = rows_[0] if rows_ else {}
     response = f"{spec.response or (spec.formula or '').split('~')[0].strip()}"
-    what = (f"{FAMILY_TEXT[spec.family]} of {response}"
-            + (f" (1 = codes {', '.join(str(c) for c in spec.levels)})" if spec.levels else "")
+    coded = ""
+    if spec.levels:
+        names = [codebook.label_of(response, c) if codebook is not None and response in codebook else str(c) for c in spec.levels]
+        coded = f" (1: {' or '.join(names)}; 0: the other answers" + ("" if spec.denominator == "valid" else ", don't know and refused included") + ")"
+    what = (f"{FAMILY_TEXT[spec.family]} of {variable_label(response, codebook, tables.labels)}{coded}"
             + (f", in the subpopulation {spec.subpopulation}" if spec.subpopulation else "")
             + f"; n = {int(first.get('n') or 0):,}, {_df_phrase(first.get('df'))}.")
     notes = [

@@ -89,7 +89,7 @@ def model_problems(i: int, spec: ModelSpec, frame: pl.DataFrame, codebook: Codeb
 def model_frame(frame: pl.DataFrame, spec: ModelSpec, codebook: Codebook) -> tuple[pl.DataFrame, str, list[str], dict[str, dict[Any, str]]]:
     """The frame the model is fitted on: the response (``__<id>``: an indicator with ``levels``),
     every variable's missing-value codes set missing; the formula on it, the categorical
-    variables (those with value labels) and their labels."""
+    variables (numeric variables whose every value is a labelled code) and their labels."""
     import polars as pl
 
     from pipeline.survey.formula import parse
@@ -113,9 +113,20 @@ def model_frame(frame: pl.DataFrame, spec: ModelSpec, codebook: Codebook) -> tup
     column = f"__{spec.id}"
     work = frame.with_columns(*exprs, resp.alias(column))
     text = _with_response(formula_of(spec), column)
-    categorical = [v for v in f.variables[1:] if codebook.get(v).value_labels and frame.schema[v].is_numeric()]
+    categorical = [v for v in f.variables[1:] if frame.schema[v].is_numeric() and _labelled_codes(work.get_column(v), codebook.get(v).value_labels)]
     labels = {v: dict(codebook.get(v).value_labels) for v in f.variables[1:] if codebook.get(v).value_labels}
     return work, text, categorical, labels
+
+
+def _labelled_codes(values: pl.Series, labels: dict[Any, str]) -> bool:
+    """Whether a numeric variable is categorical: every value it takes (its missing codes
+    already missing) is a labelled code. An age with labels only for 97 (97+) and 99 (refused)
+    is a covariate."""
+    if not labels:
+        return False
+    seen = values.drop_nulls().unique().to_list()
+    known = set(labels) | {float(c) for c in labels if isinstance(c, int)}
+    return bool(seen) and all(v in known for v in seen)
 
 
 def _with_response(formula: str, column: str) -> str:
