@@ -414,6 +414,14 @@ def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Repo
         if df is not None:
             problems += crosstab_problems(j, xt, df, cb, missing=False)
 
+    # ---- models (those the wave fits): the formula parses, its variables are in the data
+    if config.models:
+        from pipeline.stages._estimate_models import model_problems, models_for
+
+        for j, m in models_for(config.models, wave):
+            if df is not None:
+                problems += model_problems(j, m, df, cb)
+
     # ---- tables, methods, export
     need("tables.labels", list(config.tables.labels), weighted, skip_not_asked=True)
     for kind in ("toplines", "trends"):

@@ -42,8 +42,18 @@ TEST_COLUMNS = ("wave", "model_id", "term", "statistic", "df", "ddf", "p_value",
 
 def models_for(models: Sequence[ModelSpec], wave: Wave) -> list[tuple[int, ModelSpec]]:
     """The models a wave fits, with their positions: those using a ``not_asked`` variable left out."""
+    from pipeline.errors import ArgumentError
+
     gone = set(wave.not_asked)
-    return [(i, m) for i, m in enumerate(models) if not set(model_variables(m)) & gone]
+    out = []
+    for i, m in enumerate(models):
+        try:
+            used = set(model_variables(m))
+        except ArgumentError:  # a formula that does not parse: model_problems says why
+            used = set()
+        if not used & gone:
+            out.append((i, m))
+    return out
 
 
 def formula_of(spec: ModelSpec) -> str:
