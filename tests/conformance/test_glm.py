@@ -6,7 +6,7 @@ of that name (built by ``conftest.design``), with ``regTermTest(fit, ~terms)`` (
 ``predict(fit, newdata, type = "link"|"response", se.fit = TRUE)``. Reproduced with
 :func:`pipeline.survey.models.glm`. Tolerances (conformance README): relative 1e-8 on
 coefficients, SEs, covariances, dispersion and predictions (R's IRLS path and stopping rule are
-reproduced; iterative weighting designs 1e-6), 1e-6 on test statistics and p-values.
+reproduced, so even ``rake_clus1`` meets 1e-8), 1e-6 on test statistics and p-values.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import polars as pl
 CATEGORICAL = {"logit_chol": ("race", "RIAGENDR")}
 RTOL = 1e-8
 RTOL_TEST = 1e-6
-_ITERATIVE = {"rake_clus1"}
 
 KNOWN_GAPS: list[tuple[str, str | None, str]] = []
 #: glm_predict.csv only
@@ -44,10 +43,6 @@ def _fit(ref, case: str, row: dict):
     return _FITS[case]
 
 
-def _rtol(row, base=RTOL):
-    return max(base, 1e-6) if row["design"] in _ITERATIVE else base
-
-
 def _formula_rows(ref):
     # glm_vcov/tests/predict rows have no formula: take it from glm.csv
     g = ref.read("glm.csv").unique("case", keep="first", maintain_order=True)
@@ -69,9 +64,9 @@ def test_glm_coefficients_match_r(ref):
 
     out = ref.check_rows(
         "glm.csv", expected, compute, key=lambda row: row["term"],
-        fields=lambda row: {"estimate": {"rtol": _rtol(row)}, "se": {"rtol": _rtol(row)},
-                            "statistic": {"rtol": _rtol(row)}, "p_value": {"rtol": RTOL_TEST},
-                            "df_resid": {}, "dispersion": {"rtol": _rtol(row)}, "n": {}},
+        fields=lambda row: {"estimate": {"rtol": RTOL}, "se": {"rtol": RTOL},
+                            "statistic": {"rtol": RTOL}, "p_value": {"rtol": RTOL_TEST},
+                            "df_resid": {}, "dispersion": {"rtol": RTOL}, "n": {}},
         gaps=KNOWN_GAPS,
     )
     ref.assert_outcome("glm.csv", out)
@@ -91,7 +86,7 @@ def test_glm_vcov_matches_r(ref):
     out = ref.check_rows(
         "glm_vcov.csv", expected, compute, key=lambda row: f"{row['term_i']}|{row['term_j']}",
         # a covariance near zero is compared with an allowance of 1e-10 sqrt(v_i v_j)
-        fields=lambda row: {"cov": {"rtol": _rtol(row), "noise": True}},
+        fields=lambda row: {"cov": {"rtol": RTOL, "noise": True}},
         scale=lambda row, got, field: got["_scale"] * 1e-10 / ref.NOISE_REL,
         gaps=KNOWN_GAPS,
     )
@@ -143,7 +138,7 @@ def test_glm_predictions_match_r(ref):
 
     out = ref.check_rows(
         "glm_predict.csv", expected, compute, key=lambda row: f"{row['type']}|{int(row['row'])}",
-        fields=lambda row: {"estimate": {"rtol": _rtol(row)}, "se": {"rtol": _rtol(row)}},
+        fields=lambda row: {"estimate": {"rtol": RTOL}, "se": {"rtol": RTOL}},
         gaps=KNOWN_GAPS + PREDICT_GAPS,
     )
     ref.assert_outcome("glm_predict.csv", out)
