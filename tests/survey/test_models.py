@@ -2,8 +2,10 @@
 
 The agreement with R ``svyglm`` on 17 designs is tests/conformance/test_glm.py; here: formula
 errors, reference levels, interactions, na.omit with the design kept, domains, exponentiated
-tables, and predictive margins against ``tests/reference/margins_expected.csv`` (written by
-``tests/reference/margins.R``: R 4.2.2, survey 4.1-1, ``svypredmeans``).
+tables, predictive margins against ``tests/reference/margins_expected.csv`` (written by
+``tests/reference/margins.R``: R 4.2.2, survey 4.1-1, ``svypredmeans``), and domains, lonely-PSU
+policies, a chosen reference level, a factor x factor interaction and a model without intercept
+against ``tests/reference/models_expected.csv`` (``tests/reference/models.R``, same R).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pipeline.survey.replicates import as_replicate_design
 ROOT = Path(__file__).parents[2]
 DATA = (ROOT / ".." / "shared" / "conformance" / "data").resolve()
 REFERENCE = ROOT / "tests" / "reference" / "margins_expected.csv"
+MODELS_REFERENCE = ROOT / "tests" / "reference" / "models_expected.csv"
 
 
 def _designs() -> dict[str, Design]:
@@ -32,7 +35,11 @@ def _designs() -> dict[str, Design]:
     clus1 = Design.from_frame(pl.read_csv(DATA / "apiclus1.csv"), ids=["dnum"], weights="pw", fpc=["fpc"])
     nhanes = Design.from_frame(pl.read_csv(DATA / "nhanes.csv"), ids=["SDMVPSU"], strata="SDMVSTRA",
                                weights="WTMEC2YR", nest=True)
-    return {"strat": strat, "clus1": clus1, "clus1_jk1": as_replicate_design(clus1, "JK1"), "nhanes": nhanes}
+    nh = pl.read_csv(DATA / "nhanes.csv")
+    nh_lonely = nh.filter(~((pl.col("SDMVSTRA") == 89) & (pl.col("SDMVPSU") == 2)))  # stratum 89 keeps one PSU
+    lonely = Design.from_frame(nh_lonely, ids=["SDMVPSU"], strata="SDMVSTRA", weights="WTMEC2YR", nest=True)
+    return {"strat": strat, "clus1": clus1, "clus1_jk1": as_replicate_design(clus1, "JK1"), "nhanes": nhanes,
+            "nhanes_lonely": lonely}
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +186,34 @@ def test_statsmodels_is_not_imported_by_the_package():
     code = "import sys, pipeline.cli, pipeline.survey, pipeline.survey.models; print('statsmodels' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+#: the subset column of models_expected.csv -> the domain as a polars expression
+_SUBSETS = {"stype != 'H'": pl.col("stype") != "H", "stype == 'E'": pl.col("stype") == "E",
+            "awards == 'Yes'": pl.col("awards") == "Yes"}
+
+
+def test_domains_lonely_psu_refs_and_interactions_match_r(designs):
+    """Provenance: tests/reference/models.R (R 4.2.2, survey 4.1-1, ``svyglm``)."""
+    from pipeline.errors import DesignError
+
+    expected = pl.read_csv(MODELS_REFERENCE)
+    checked = 0
+    for (case,), rows in expected.group_by(["case"], maintain_order=True):
+        r0 = rows.row(0, named=True)
+        d = designs[r0["design"]].with_lonely_psu(r0["lonely_psu"])
+        mask = None if not r0["subset"] else d.frame.select(_SUBSETS[r0["subset"]]).to_series().to_numpy()
+        cat = ("race",) if r0["design"] == "nhanes_lonely" else ()
+        fit = glm(d, r0["formula"], r0["family"], subset=mask, categorical=cat)
+        # R names relevel(stype, "M") levels stypeME, stypeMH; terms are compared in order
+        assert len(fit.terms) == rows.height, case
+        if not case.startswith("ref:"):
+            assert list(fit.terms) == rows["term"].to_list(), case
+        np.testing.assert_allclose(fit.coef, rows["estimate"].to_numpy(), rtol=1e-8, atol=1e-12, err_msg=case)
+        np.testing.assert_allclose(fit.se, rows["se"].to_numpy(), rtol=1e-8, err_msg=case)
+        assert fit.df_resid == r0["df_resid"] and fit.n == r0["n"], case
+        np.testing.assert_allclose(fit.dispersion, r0["dispersion"], rtol=1e-8, err_msg=case)
+        checked += rows.height
+    assert checked == 51
+    with pytest.raises(DesignError, match="has only one PSU"):
+        glm(designs["nhanes_lonely"], "HI_CHOL ~ race + agecat", "quasibinomial", categorical=("race",))
