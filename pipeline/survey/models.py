@@ -134,6 +134,27 @@ def _irls(fam, kind: str, x: np.ndarray, y: np.ndarray, w: np.ndarray, start: np
     return _Irls(coef=coef, eta=eta, ww=ww, converged=done)
 
 
+def _check_rank(xw: np.ndarray, mm: ModelMatrix) -> None:
+    """Fail on aliased columns (R would report their coefficients as NA), naming them."""
+    from pipeline.survey._linalg import qr_rank
+
+    tol = min(1e-7, _EPSILON / 1000)  # glm.fit's tolerance for Cdqrls
+    p = xw.shape[1]
+    if qr_rank(xw, tol) == p:
+        return
+    aliased, rank = [], 0
+    for j in range(p):
+        r = qr_rank(xw[:, : j + 1], tol)
+        if r == rank:
+            aliased.append(mm.columns[j])
+        rank = r
+    raise DataError(
+        f"model: {', '.join(repr(a) for a in aliased)} of {mm.formula.text!r} "
+        "is a combination of earlier columns (constant, a level with no rows, or collinear)",
+        hint="drop the term, merge its levels, or choose another reference level",
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class ModelFit:
     """A fitted design-based GLM (R ``svyglm``).
@@ -335,6 +356,7 @@ def glm(
     base = d.weights if d.adjustments else d.weights[d.in_design]
     prior = np.where(used, d.weights / base.mean(), 0.0)
     xu, yu = x[used], y[used]
+    _check_rank(xu * np.sqrt(prior[used])[:, None], mm)
     fit = _irls(fam, kind, xu, yu, prior[used][None, :].copy(), None)
     if not fit.converged[0]:
         raise DataError(f"model: the fit of {mm.formula.text!r} did not converge in {_MAXIT} iterations",

@@ -92,6 +92,13 @@ def test_data_errors(designs):
         glm(designs["strat"], "api00 ~ ell", "logistic")
 
 
+def test_aliased_columns_are_named(designs):
+    d = designs["strat"]
+    frame = d.frame.with_columns((pl.col("ell") * 2 + 1).alias("ell2"))
+    with pytest.raises(DataError, match="'ell2' of 'api00 ~ ell \\+ ell2 \\+ meals' is a combination"):
+        glm(d.with_frame(frame), "api00 ~ ell + ell2 + meals")
+
+
 def test_reference_level_and_interaction_names(designs):
     frame = designs["strat"].frame
     assert model_matrix("api00 ~ stype * ell", frame).columns == (
