@@ -21,6 +21,9 @@ defined here once (:data:`CI_METHODS`, :data:`LONELY_PSU_OPTIONS`, :data:`CALIBR
 * :mod:`~pipeline.survey.quantiles` — :func:`quantile` and its intervals (:data:`QRULES`);
 * :mod:`~pipeline.survey.intervals` — CI methods for proportions (:data:`CI_METHODS`);
 * :mod:`~pipeline.survey.replicates` — building replicate weights (:data:`REPLICATE_METHODS`);
+* :mod:`~pipeline.survey.models` — :func:`glm`, design-based GLMs as R ``svyglm`` (coefficient
+  table, ``regTermTest``, predictions, predictive margins: :class:`ModelFit`), on the safe
+  R-style formulas of :mod:`~pipeline.survey.formula` (statsmodels imported only when fitting);
 * :mod:`~pipeline.survey.tables` — cross-tabulations and Rao-Scott tests (:data:`CHISQ_STATISTICS`);
 * :mod:`~pipeline.survey.weighting` — post-stratification, raking, calibration
   (:data:`CALIBRATION_METHODS`; engines in ``_weighting_prep``, ``_weighting_ipf``,
@@ -49,6 +52,7 @@ from pipeline.survey.estimators import (
     total,
 )
 from pipeline.survey.intervals import CI_METHODS, ProportionInputs, proportion_ci
+from pipeline.survey.models import FAMILIES, ModelFit, glm
 from pipeline.survey.replicates import REPLICATE_BUILDS, REPLICATE_METHODS, as_replicate_design
 from pipeline.survey.tables import CHISQ_STATISTICS, ChisqTest, chisq_test, crosstab
 from pipeline.survey.trimming import TRIM_CENTRES
@@ -59,6 +63,7 @@ __all__ = [
     "CALIBRATION_METHODS",
     "CHISQ_STATISTICS",
     "CI_METHODS",
+    "FAMILIES",
     "LONELY_PSU",
     "LONELY_PSU_OPTIONS",
     "QRULES",
@@ -69,6 +74,7 @@ __all__ = [
     "ChisqTest",
     "Design",
     "Estimates",
+    "ModelFit",
     "ProportionInputs",
     "Quantiles",
     "ReplicateWeights",
@@ -76,6 +82,7 @@ __all__ = [
     "as_replicate_design",
     "chisq_test",
     "crosstab",
+    "glm",
     "mean",
     "proportion",
     "proportion_ci",
