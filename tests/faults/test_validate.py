@@ -219,7 +219,7 @@ def test_demo_waves_and_not_asked(demo_copy, capsys):
     text = cfg.read_text()
     # Q16 was not asked in 2012 (waves[0].not_asked): its estimate is made in 2014 only, and validates
     q16 = "  - id: q16\n    proportion: Q16\n    levels: [1]\n    by: [[], [STATUS4]]\n"
-    cfg.write_text(text.replace("\ntables:\n", "\n" + q16 + "\ntables:\n", 1))
+    cfg.write_text(text.replace("\nmodels:", "\n" + q16 + "\nmodels:", 1))  # the end of estimates: the models follow
     assert main(["validate", str(cfg)]) == 0
     capsys.readouterr()
     # a typo is reported once for both waves; Q15 without waves[1].not_asked is missing in 2014 only

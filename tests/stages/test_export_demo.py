@@ -227,7 +227,7 @@ def test_workbook_sheets_formats_and_numbers(wave_dir, estimates):
     import openpyxl
 
     wb = openpyxl.load_workbook(wave_dir / "tables" / "tables.xlsx")
-    assert wb.sheetnames == ["About", "topline", "banner", "q10a_by_status"]
+    assert wb.sheetnames == ["About", "topline", "banner", "q10a_by_status", "contact_police_model", "afraid_leave_home_model"]
     values = {(r["_row"], f): r[f] for r in estimates.iter_rows(named=True) for f in ("estimate", "ci_low", "ci_high", "n")}
     numbers = set(values.values()) | {(r["ci_high"] - r["ci_low"]) / 2 for r in estimates.iter_rows(named=True)}
     for name in ("topline", "banner"):
