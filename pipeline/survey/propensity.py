@@ -38,6 +38,11 @@ __all__ = [
 ]
 
 
+#: A fitted propensity this close to 0 or 1 is a separated fit (a category where everyone, or no
+#: one, responded): its inverse or its class would carry no information but the category.
+SEPARATION = 1e-8
+
+
 @dataclass(frozen=True)
 class PropensityModel:
     """A fitted response-propensity model.
@@ -139,7 +144,9 @@ def fit_propensity(x: np.ndarray, names: Sequence[str], respondent: np.ndarray, 
 
     R: ``glm(resp ~ ..., family = quasibinomial, weights = w)`` (the point estimates of
     ``svyglm``); statsmodels ``GLM(family=Binomial(), freq_weights=w)``, converged to a relative
-    deviance change of 1e-12. Rows with weight 0 (out of a replicate) do not count.
+    deviance change of 1e-12. The weights are scaled to mean 1 first, as ``svyglm`` scales them
+    (the coefficients do not depend on the scale; R's ``glm`` given population weights of about
+    1e4 diverges from its start values). Rows with weight 0 (out of a replicate) do not count.
 
     Raises
     ------
@@ -166,7 +173,7 @@ def fit_propensity(x: np.ndarray, names: Sequence[str], respondent: np.ndarray, 
         warnings.simplefilter("error", PerfectSeparationWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
-            fit = sm.GLM(respondent.astype(np.float64), x, family=sm.families.Binomial(), freq_weights=w).fit(tol=1e-12, maxiter=100)
+            fit = sm.GLM(respondent.astype(np.float64), x, family=sm.families.Binomial(), freq_weights=w / w[used].mean()).fit(tol=1e-12, maxiter=100)
         except (PerfectSeparationWarning, np.linalg.LinAlgError) as exc:
             raise DataError(f"the propensity model cannot be fitted: {exc}", hint="a category where everyone (or no one) responded: merge it or leave out the term") from None
     p = np.asarray(fit.predict(x), dtype=np.float64)
@@ -174,6 +181,13 @@ def fit_propensity(x: np.ndarray, names: Sequence[str], respondent: np.ndarray, 
     if not converged or not np.isfinite(fit.params).all():
         raise DataError(
             f"the propensity model did not converge in 100 iterations (largest |coefficient| {np.nanmax(np.abs(fit.params)):.3g})",
+            hint="a category where everyone (or no one) responded: merge it or leave out the term",
+        )
+    extreme = used & ((p < SEPARATION) | (p > 1 - SEPARATION))
+    if extreme.any():  # R glm: "fitted probabilities numerically 0 or 1 occurred"
+        raise DataError(
+            f"the propensity model separates the respondents: {int(extreme.sum())} unit(s) have a fitted propensity "
+            f"numerically 0 or 1 (largest |coefficient| {np.abs(fit.params).max():.3g})",
             hint="a category where everyone (or no one) responded: merge it or leave out the term",
         )
     return PropensityModel(names=list(names), coefficients=np.asarray(fit.params, dtype=np.float64), p=p, converged=converged,
