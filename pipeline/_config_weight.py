@@ -49,10 +49,6 @@ class BaseWeightConfig(_Model):
         return self
 
 
-#: ``weight.nonresponse.method``: weighting classes, or a response-propensity model.
-NONRESPONSE_METHODS = ("classes", "propensity_classes", "inverse_propensity")
-
-
 class NonresponseConfig(_Model):
     """Nonresponse adjustment, before calibration: by weighting classes or a propensity model.
 

@@ -12,10 +12,15 @@ replicate weights' start and files in :mod:`pipeline.stages._weight_replicates`:
    ``weight.base.population_by`` groups (N_h from the targets file's ``population`` column), or
    else the weights R's ``svydesign`` derives from ``design.fpc`` (1 if there is none), times
    each ``weight.base.factors`` expression (household adults, dual-frame compositing, ...);
-2. nonresponse adjustment by weighting classes (``weight.nonresponse``): within each class the
-   respondents carry the base weight of the class's nonrespondents; small classes (or classes
-   whose factor is too large) are merged with a neighbour, and every merge is reported. The
-   nonrespondents then leave the weighted data (``weight/nonrespondents.parquet``);
+2. nonresponse adjustment (``weight.nonresponse``, :mod:`pipeline.stages._weight_nonresponse`):
+   by weighting classes (``method: classes``): within each class the respondents carry the base
+   weight of the class's nonrespondents; small classes (or classes whose factor is too large)
+   are merged with a neighbour, and every merge is reported; or by a response-propensity model
+   (:mod:`~pipeline.survey.propensity`): a ``w_base``-weighted logistic regression on
+   ``weight.nonresponse.model``, then classes at the weighted quantiles of the propensity
+   (``propensity_classes``) or the capped inverse propensity scaled to the sample's total
+   (``inverse_propensity``). The nonrespondents then leave the weighted data
+   (``weight/nonrespondents.parquet``, with their class or propensity);
 3. missing calibration variables are imputed (``impute: mode``: the most common category in the
    respondent's group) and the imputations counted;
 4. calibration to the targets' shares times the group's population, by the one configured
@@ -61,7 +66,8 @@ When ``design.variance == "replicate"`` the stage always writes two files:
 ``design.replicates.build``: replicate base weights come from the linearization design
 (``design.strata``, ``ids``, ``fpc``, ``nest``, ``lonely_psu``) with ``w_base``, through
 :func:`pipeline.survey.replicates.as_replicate_design` (R ``as.svrepdesign``); then the whole
-weighting is redone in every replicate: nonresponse factors per class, the calibration (the
+weighting is redone in every replicate: nonresponse factors per class (or the propensity model
+refitted with the replicate's weights, its cut points and factors redone), the calibration (the
 engine's ``replicates=``, as R's ``rake``/``postStratify``/``calibrate`` on a replicate design),
 trimming with caps recomputed from each replicate's own weights (rows out of the replicate stay
 at zero) and the recalibration, for as many cycles as the full sample. Given replicate columns
