@@ -368,3 +368,13 @@ def test_cli_replicates_refit_the_propensity_model(tmp_path, delivery):
     assert reps.height == pl.read_parquet(out / "weight" / "data.parquet").height
     assert qa["replicates"]["nonresponse_classes_without_respondents"] == 0
     assert not math.isnan(reps.get_column("rep_1").sum())
+
+
+def test_validate_names_a_model_term_not_in_the_data(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "x.csv").write_text("COUNTY,FRAME,STATUS\n1,1,1\n2,2,3\n")
+    cfg = tmp_path / "study.yaml"
+    nonresponse = {"respondent": "STATUS = 1", "method": "propensity_classes", "model": ["COUNTY", "FRAMES"]}
+    cfg.write_text(yaml.safe_dump({"study": "s", "waves": [{"id": "w1", "raw": "raw/x.csv"}], "weight": {"nonresponse": nonresponse}}))
+    assert main(["validate", str(cfg)]) == 2
+    assert "weight.nonresponse.model: FRAMES is not in the data; did you mean 'FRAME'?" in capsys.readouterr().err
