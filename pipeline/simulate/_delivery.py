@@ -212,14 +212,14 @@ def simulate_delivery(
         rng=stream(seed, "problems", key),
         questionnaire=spec.questionnaire,
     )
-    out_records, detail = injected.records, list(injected.detail)
+    out_records, detail, drift = injected.records, list(injected.detail), None
     if nonrespondents:
-        out_records, codebook, extra = _with_nonrespondents(
+        out_records, codebook, extra, drift = _with_nonrespondents(
             pop, spec, sample, allocation, injected.records, codebook, used=fieldwork.spare_respids, rng=stream(seed, "nonrespondents", key)
         )
         detail += extra
     data = _frame(out_records, codebook, SYSMIS)
-    answer_key = _answer_key(injected, FLAGS, detail=detail, respid=out_records["RESPID"])
+    answer_key = _answer_key(injected, FLAGS, detail=detail, respid=out_records["RESPID"], drift=drift)
 
     source = f"synthetic population, survey-pipeline simulate wave={spec.wave} seed={pop_seed}; {spec.targets_basis}"
     return Delivery(
@@ -255,10 +255,16 @@ def _frame(records: dict[str, np.ndarray], codebook: Codebook, sysmis: int) -> p
 
 
 def _answer_key(
-    injected: Injected, flags: tuple[str, ...], *, detail: list[str] | None = None, respid: np.ndarray | None = None
+    injected: Injected,
+    flags: tuple[str, ...],
+    *,
+    detail: list[str] | None = None,
+    respid: np.ndarray | None = None,
+    drift: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """The answer key frame: row, RESPID, the 0/1 flags and the injection details (``detail`` and
-    ``respid``: those of the rows after the injected records too, the kept nonrespondents, flagged 0)."""
+    ``respid``: those of the rows after the injected records too, the kept nonrespondents, flagged 0
+    but ``DQ_DRIFT`` as ``drift`` says: the drifted vendor batch's nonrespondents)."""
     import numpy as np
     import polars as pl
 
@@ -269,7 +275,13 @@ def _answer_key(
         [
             pl.Series("row", range(1, rows + 1), dtype=pl.Int32),
             pl.Series("RESPID", respid, dtype=pl.Int32),
-            *[pl.Series(flag, np.concatenate([injected.flags[flag], np.zeros(extra, dtype=np.int8)]), dtype=pl.Int8) for flag in flags],
+            *[
+                pl.Series(flag, np.concatenate([
+                    injected.flags[flag],
+                    drift.astype(np.int8) if flag == "DQ_DRIFT" and drift is not None else np.zeros(extra, dtype=np.int8),
+                ]), dtype=pl.Int8)
+                for flag in flags
+            ],
             pl.Series("DQ_DETAIL", [text or None for text in detail], dtype=pl.String),
         ]
     )
@@ -277,9 +289,10 @@ def _answer_key(
 
 def _with_nonrespondents(
     pop: Any, spec: Any, sample: Any, allocation: Any, records: dict[str, np.ndarray], codebook: Codebook, *, used: np.ndarray, rng: np.random.Generator
-) -> tuple[dict[str, np.ndarray], Codebook, list[str]]:
+) -> tuple[dict[str, np.ndarray], Codebook, list[str], np.ndarray]:
     """The records with the eligible nonrespondents appended, the codebook labelling ``STATUS = 3``,
-    and the answer key's details of the new rows."""
+    the answer key's details of the new rows and which of them are in the drifted vendor batch
+    (its codes applied to them too: 2014 Harris's SEX 0/1)."""
     import dataclasses
 
     import numpy as np
@@ -299,6 +312,14 @@ def _with_nonrespondents(
         raise RuntimeError("simulate: a nonrespondent's phone number repeats an interviewed one")  # practically never
     dates, _ = draw_dates(spec.fieldwork, m, rng)
     rows = nonrespondent_records(pop, nr, records, respids=respids, phone_hashes=phones, dates=dates, sysmis=SYSMIS)
+    batch = rows["COUNTY"] == spec.problems.drift_county  # the drifted vendor batch codes its nonrespondents alike
+    for names, pairs in spec.problems.drift_recodes:
+        for name in names:
+            asked = rows[name]
+            delivered = asked.copy()
+            for old, new in pairs:
+                delivered[batch & (asked == old)] = new
+            rows[name] = delivered
     merged = {name: np.concatenate([col, rows[name]]) for name, col in records.items()}
     status = next(name for name, source in codebook.sources.items() if source == "STATUS")
     labels = {**codebook.value_labels, status: {**codebook.value_labels[status], NONRESPONDENT_STATUS: NONRESPONDENT_LABEL}}
@@ -306,4 +327,4 @@ def _with_nonrespondents(
     if status in ranges:
         ranges[status] = (*ranges[status], (NONRESPONDENT_STATUS, NONRESPONDENT_STATUS))
     codebook = dataclasses.replace(codebook, value_labels=labels, valid_ranges=ranges)
-    return merged, codebook, [f"eligible nonrespondent (STATUS = {NONRESPONDENT_STATUS}), kept for the nonresponse adjustment"] * m
+    return merged, codebook, [f"eligible nonrespondent (STATUS = {NONRESPONDENT_STATUS}), kept for the nonresponse adjustment"] * m, batch

@@ -12,8 +12,9 @@ proportional to selection x (1 - response probability), as many as the stratum's
 A nonrespondent's row carries the disposition ``STATUS = 3`` (eligible, screened, no interview),
 a RESPID, PHONE_HASH, the date of the last attempt (INTDATE) and what the frame and the screener
 know, from the simulator's truth: COUNTY, FRAME, S1 = 1, SEX, AGE, AGECAT, PHONESTAT and HH_ADULTS
-(landline frame). Every other item is blank. The codes are the wave's clean codes (no vendor
-batch drift on these rows).
+(landline frame). Every other item is blank. The drifted vendor batch codes its nonrespondents as
+it codes its interviews (2014 Harris: SEX 0/1; flagged ``DQ_DRIFT`` in the answer key), so the
+wave's ``recodes`` apply to them alike.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ def test_nonrespondents_carry_the_frame_and_screener_items_only(pair):
     assert kept.data.get_column("PHONE_HASH").n_unique() == nr.height + plain.data.get_column("PHONE_HASH").n_unique()
     key = kept.answer_key.slice(plain.data.height)
     assert key.get_column("RESPID").to_list() == nr.get_column("RESPID").to_list()
-    assert key.select(pl.col("^DQ_[A-Z]+$").exclude("DQ_DETAIL")).sum().row(0) == (0,) * 9
+    assert key.select(pl.col("^DQ_[A-Z]+$").exclude("DQ_DETAIL", "DQ_DRIFT")).sum().row(0) == (0,) * 8
+    assert key.get_column("DQ_DRIFT").to_list() == (nr.get_column("COUNTY") == 4).cast(pl.Int8).to_list()  # 2012: Maricopa's batch
     assert kept.codebook.value_labels["STATUS"][NONRESPONDENT_STATUS].startswith("Eligible, no interview")
 
 
@@ -62,3 +63,13 @@ def test_the_response_rate_follows_the_propensity(pair):
     assert share_young_men(nr) > share_young_men(done) + 0.03
     counts = nr.group_by("COUNTY", "FRAME").len().sort("COUNTY", "FRAME").get_column("len").to_numpy()
     assert counts.shape == (8,) and (counts > 0).all() and np.ptp(counts) < counts.mean()
+
+
+def test_the_drifted_batch_codes_its_nonrespondents_alike():
+    """2014: Harris's vendor batch exports SEX as 0/1, its nonrespondents too (the wave's recode
+    maps both back)."""
+    kept = simulate_delivery(wave="2014", n=400, seed=11, nonrespondents=True)
+    nr = kept.data.filter(pl.col("STATUS") == NONRESPONDENT_STATUS)
+    harris = nr.filter(pl.col("COUNTY") == 2).get_column("SEX").unique().sort().to_list()
+    others = nr.filter(pl.col("COUNTY") != 2).get_column("SEX").unique().sort().to_list()
+    assert (harris, others) == ([0, 1], [1, 2])
