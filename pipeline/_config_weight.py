@@ -50,23 +50,78 @@ class BaseWeightConfig(_Model):
 
 
 class NonresponseConfig(_Model):
-    """Nonresponse adjustment by weighting classes, before calibration.
+    """Nonresponse adjustment, before calibration: by weighting classes or a propensity model.
 
     The cleaned data must hold the eligible nonrespondents (for example break-offs kept by not
-    setting ``clean.drop_partials``): rows where ``respondent`` is false. Within each class (the
-    cross of ``classes``) the respondents' weights are multiplied by
-    ``sum(w_base, everyone) / sum(w_base, respondents)``; the nonrespondents then leave the
-    weighted data (they are written to ``weight/nonrespondents.parquet``). A class with fewer
-    than ``min_respondents`` respondents, or whose factor exceeds ``max_factor``, is merged with
-    its neighbour: the adjacent class in the sort order of ``classes`` sharing the most leading
-    class variables (the next one on a tie), so the last class variable is collapsed first.
+    setting ``clean.drop_partials``): rows where ``respondent`` is false. The nonrespondents leave
+    the weighted data (they are written to ``weight/nonrespondents.parquet``).
+
+    ``method: classes`` (the default): within each class (the cross of ``classes``) the
+    respondents' weights are multiplied by ``sum(w_base, everyone) / sum(w_base, respondents)``.
+    A class with fewer than ``min_respondents`` respondents, or whose factor exceeds
+    ``max_factor``, is merged with its neighbour: the adjacent class in the sort order of
+    ``classes`` sharing the most leading class variables (the next one on a tie), so the last
+    class variable is collapsed first.
+
+    ``method: propensity_classes`` or ``inverse_propensity``: the response propensity is the fit
+    of a logistic regression of the respondent indicator on the ``model`` terms, weighted by
+    ``w_base`` (R ``glm(family = quasibinomial, weights = w_base)``, the coefficients of
+    ``svyglm``). ``propensity_classes`` cuts the propensity at its ``w_base``-weighted quantiles
+    into ``n_classes`` classes (quintiles by default) and adjusts within each as ``classes`` does
+    (the same ``min_respondents`` and ``max_factor`` merges, with the adjacent class);
+    ``inverse_propensity`` multiplies each respondent's weight by ``1 / p``, capped at
+    ``max_factor``, then scales the respondents to the whole sample's ``w_base`` total.
     """
 
     respondent: str
     """SQL expression, true for respondents (``STATUS = 1``); missing is an error."""
-    classes: Annotated[tuple[str, ...], Field(min_length=1)]
+    method: Literal["classes", "propensity_classes", "inverse_propensity"] = "classes"
+    classes: tuple[str, ...] = ()
+    """The class variables of ``method: classes``."""
+    model: tuple[str, ...] = ()
+    """The propensity model's terms (frame variables known for nonrespondents too): a variable
+    with value labels in the cleaned codebook, or a text or true/false column, enters as
+    treatment-coded dummies (first category the reference, as R's factors); any other numeric
+    column as a covariate."""
+    n_classes: Annotated[int, Field(ge=2, le=50)] = 5
+    """Propensity classes of ``method: propensity_classes`` (5: quintiles)."""
     min_respondents: Annotated[int, Field(ge=1)] = 20
     max_factor: Annotated[float, Field(gt=1)] | None = 2.0
+
+    @model_validator(mode="after")
+    def _method_keys(self) -> NonresponseConfig:
+        given = self.model_fields_set
+        if self.method == "classes":
+            if self.model:
+                raise ValueError(
+                    f"model ({', '.join(self.model)}) is for method: propensity_classes or inverse_propensity, not classes; "
+                    "set method: propensity_classes (or inverse_propensity), or give classes instead of model"
+                )
+            if not self.classes:
+                raise ValueError("method: classes needs classes, e.g. classes: [COUNTY, FRAME] (or set method: propensity_classes with model: [...])")
+            if "n_classes" in given:
+                raise ValueError(f"n_classes ({self.n_classes}) is for method: propensity_classes; leave it out with method: classes")
+            return self
+        if self.classes:
+            raise ValueError(
+                f"classes ({', '.join(self.classes)}) is for method: classes, not {self.method}; "
+                f"give the propensity model's terms as model: [{', '.join(self.classes)}]"
+            )
+        if not self.model:
+            raise ValueError(f"method: {self.method} needs model, the propensity model's terms, e.g. model: [COUNTY, FRAME]")
+        if len(set(self.model)) != len(self.model):
+            raise ValueError(f"model lists a term twice: {', '.join(self.model)}")
+        if self.method == "inverse_propensity":
+            if "n_classes" in given:
+                raise ValueError(f"n_classes ({self.n_classes}) is for method: propensity_classes; leave it out with method: inverse_propensity")
+            if "min_respondents" in given:
+                raise ValueError("min_respondents is for method: classes or propensity_classes; inverse_propensity has no classes (leave it out)")
+        return self
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The frame variables the adjustment reads: the classes or the model's terms."""
+        return self.classes if self.method == "classes" else self.model
 
 
 class RakeConfig(_Model):

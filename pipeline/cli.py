@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default: the wave's demo seed)")
     p.add_argument("--n", type=int, default=None, metavar="N", help="completed interviews (default: the wave's, 2004 in 2012)")
     p.add_argument("--out", type=Path, default=Path("raw"), metavar="DIR", help="output folder (default raw/)")
+    p.add_argument("--nonrespondents", action="store_true",
+                   help="keep the eligible nonrespondents (STATUS = 3, frame and screener variables only), for a nonresponse adjustment; not the demo's files")
     common(p)
     return parser
 
@@ -150,7 +152,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.n is not None and args.n < 8:
         raise UsageError(f"--n {args.n}: need at least 8 completed interviews (two per county)")
-    delivery = simulate_delivery(wave=args.wave, seed=args.seed, n=args.n)  # None: the wave's own default
+    delivery = simulate_delivery(wave=args.wave, seed=args.seed, n=args.n, nonrespondents=args.nonrespondents)  # None: the wave's own default
     for path in write_delivery(delivery, args.out):
         print(f"wrote {_display(path)}")
     return 0

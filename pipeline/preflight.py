@@ -344,6 +344,7 @@ def _check_wave(config: StudyConfig, names: _Names, wd: _WaveData, report: _Repo
     if w.nonresponse is not None:
         _need_expr(problems, "weight.nonresponse.respondent", w.nonresponse.respondent, cols)
         need("weight.nonresponse.classes", w.nonresponse.classes)
+        need("weight.nonresponse.model", w.nonresponse.model)
         if df is not None and all(c in cols for c in _expr_names(w.nonresponse.respondent)):
             try:
                 respondents = df.filter(parse_expr(w.nonresponse.respondent).fill_null(False))

@@ -78,7 +78,12 @@ _POPULATIONS: dict[tuple[str, int], Any] = {}  # the last population built, for 
 
 
 def simulate_delivery(
-    *, wave: str = DEFAULT_WAVE, seed: int | None = None, n: int | None = None, population_seed: int | None = None
+    *,
+    wave: str = DEFAULT_WAVE,
+    seed: int | None = None,
+    n: int | None = None,
+    population_seed: int | None = None,
+    nonrespondents: bool = False,
 ) -> Delivery:
     """Simulate the raw delivery of one wave of the synthetic Insecure Communities study.
 
@@ -99,6 +104,12 @@ def simulate_delivery(
         Seed of the synthetic population alone (default: ``seed``). Fixing it while ``seed``
         varies draws repeated samples from one finite population, as a coverage study needs;
         the last population built is kept in memory for that.
+    nonrespondents : bool, default False
+        Keep the eligible nonrespondents: rows with ``STATUS = 3`` appended after the delivered
+        records, carrying the frame and screener variables only (see
+        :mod:`pipeline.simulate._nonrespondents`), drawn from their own random stream, so every
+        other row is the default delivery's. For a nonresponse adjustment's test; the demo's
+        files in ``raw/`` have none.
 
     Returns
     -------
@@ -201,8 +212,14 @@ def simulate_delivery(
         rng=stream(seed, "problems", key),
         questionnaire=spec.questionnaire,
     )
-    data = _frame(injected.records, codebook, SYSMIS)
-    answer_key = _answer_key(injected, FLAGS)
+    out_records, detail, drift = injected.records, list(injected.detail), None
+    if nonrespondents:
+        out_records, codebook, extra, drift = _with_nonrespondents(
+            pop, spec, sample, allocation, injected.records, codebook, used=fieldwork.spare_respids, rng=stream(seed, "nonrespondents", key)
+        )
+        detail += extra
+    data = _frame(out_records, codebook, SYSMIS)
+    answer_key = _answer_key(injected, FLAGS, detail=detail, respid=out_records["RESPID"], drift=drift)
 
     source = f"synthetic population, survey-pipeline simulate wave={spec.wave} seed={pop_seed}; {spec.targets_basis}"
     return Delivery(
@@ -237,16 +254,77 @@ def _frame(records: dict[str, np.ndarray], codebook: Codebook, sysmis: int) -> p
     return pl.DataFrame(columns)
 
 
-def _answer_key(injected: Injected, flags: tuple[str, ...]) -> pl.DataFrame:
-    """The answer key frame: row, RESPID, the 0/1 flags and the injection details."""
+def _answer_key(
+    injected: Injected,
+    flags: tuple[str, ...],
+    *,
+    detail: list[str] | None = None,
+    respid: np.ndarray | None = None,
+    drift: np.ndarray | None = None,
+) -> pl.DataFrame:
+    """The answer key frame: row, RESPID, the 0/1 flags and the injection details (``detail`` and
+    ``respid``: those of the rows after the injected records too, the kept nonrespondents, flagged 0
+    but ``DQ_DRIFT`` as ``drift`` says: the drifted vendor batch's nonrespondents)."""
+    import numpy as np
     import polars as pl
 
-    rows = len(injected.detail)
+    detail = list(injected.detail) if detail is None else detail
+    rows, extra = len(detail), len(detail) - len(injected.detail)
+    respid = injected.records["RESPID"] if respid is None else respid
     return pl.DataFrame(
         [
             pl.Series("row", range(1, rows + 1), dtype=pl.Int32),
-            pl.Series("RESPID", injected.records["RESPID"], dtype=pl.Int32),
-            *[pl.Series(flag, injected.flags[flag], dtype=pl.Int8) for flag in flags],
-            pl.Series("DQ_DETAIL", [text or None for text in injected.detail], dtype=pl.String),
+            pl.Series("RESPID", respid, dtype=pl.Int32),
+            *[
+                pl.Series(flag, np.concatenate([
+                    injected.flags[flag],
+                    drift.astype(np.int8) if flag == "DQ_DRIFT" and drift is not None else np.zeros(extra, dtype=np.int8),
+                ]), dtype=pl.Int8)
+                for flag in flags
+            ],
+            pl.Series("DQ_DETAIL", [text or None for text in detail], dtype=pl.String),
         ]
     )
+
+
+def _with_nonrespondents(
+    pop: Any, spec: Any, sample: Any, allocation: Any, records: dict[str, np.ndarray], codebook: Codebook, *, used: np.ndarray, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], Codebook, list[str], np.ndarray]:
+    """The records with the eligible nonrespondents appended, the codebook labelling ``STATUS = 3``,
+    the answer key's details of the new rows and which of them are in the drifted vendor batch
+    (its codes applied to them too: 2014 Harris's SEX 0/1)."""
+    import dataclasses
+
+    import numpy as np
+
+    from ._codebook import SYSMIS
+    from ._fieldwork import RESPID_RANGE, draw_dates, draw_phone_hashes
+    from ._nonrespondents import NONRESPONDENT_LABEL, NONRESPONDENT_STATUS, draw_nonrespondents, nonrespondent_records
+    from ._random import permutation
+
+    nr = draw_nonrespondents(pop, spec.sample, sample, allocation, rng)
+    m = nr.person.shape[0]
+    taken = set(records["RESPID"].tolist()) | set(used.tolist())
+    ids = RESPID_RANGE[0] + permutation(rng, RESPID_RANGE[1] - RESPID_RANGE[0] + 1)
+    respids = np.array([i for i in ids[: m + len(taken)] if int(i) not in taken][:m], dtype=np.int32)
+    phones = draw_phone_hashes(spec.fieldwork, pop.county[nr.person].astype(np.int64), rng)
+    if set(phones.tolist()) & set(records["PHONE_HASH"].tolist()):
+        raise RuntimeError("simulate: a nonrespondent's phone number repeats an interviewed one")  # practically never
+    dates, _ = draw_dates(spec.fieldwork, m, rng)
+    rows = nonrespondent_records(pop, nr, records, respids=respids, phone_hashes=phones, dates=dates, sysmis=SYSMIS)
+    batch = rows["COUNTY"] == spec.problems.drift_county  # the drifted vendor batch codes its nonrespondents alike
+    for names, pairs in spec.problems.drift_recodes:
+        for name in names:
+            asked = rows[name]
+            delivered = asked.copy()
+            for old, new in pairs:
+                delivered[batch & (asked == old)] = new
+            rows[name] = delivered
+    merged = {name: np.concatenate([col, rows[name]]) for name, col in records.items()}
+    status = next(name for name, source in codebook.sources.items() if source == "STATUS")
+    labels = {**codebook.value_labels, status: {**codebook.value_labels[status], NONRESPONDENT_STATUS: NONRESPONDENT_LABEL}}
+    ranges = dict(codebook.valid_ranges)
+    if status in ranges:
+        ranges[status] = (*ranges[status], (NONRESPONDENT_STATUS, NONRESPONDENT_STATUS))
+    codebook = dataclasses.replace(codebook, value_labels=labels, valid_ranges=ranges)
+    return merged, codebook, [f"eligible nonrespondent (STATUS = {NONRESPONDENT_STATUS}), kept for the nonresponse adjustment"] * m, batch

@@ -25,6 +25,7 @@ STREAMS: dict[str, int] = {
     "responses": 3,
     "fieldwork": 4,
     "problems": 5,
+    "nonrespondents": 6,
 }
 
 
@@ -35,7 +36,7 @@ def stream(seed: int, name: str, key: int | None = None) -> np.random.Generator:
     ----------
     seed : int
         The user's seed (``survey-pipeline simulate --seed``).
-    name : {'population', 'sample', 'responses', 'fieldwork', 'problems'}
+    name : {'population', 'sample', 'responses', 'fieldwork', 'problems', 'nonrespondents'}
         The concern drawing from the stream.
     key : int, optional
         The wave's stream key (``WaveSpec.stream_key``): None for wave 2012, whose committed

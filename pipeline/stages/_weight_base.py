@@ -375,11 +375,12 @@ def qa_markdown(qa: dict[str, Any], margins: pl.DataFrame, wave: str) -> str:
             "## Nonresponse adjustment",
             "",
             f"Respondents ({nr['respondent']}): {nr['respondents']:,}; nonrespondents: {nr['nonrespondents']:,}.",
-            "",
-            "| class | respondents | nonrespondents | factor |",
-            "|---|---:|---:|---:|",
         ]
-        lines += [f"| {c['class']} | {c['respondents']} | {c['nonrespondents']} | {c['factor']:.4f} |" for c in nr["classes"]]
+        if nr.get("method", "classes") == "classes":
+            lines += ["", "| class | respondents | nonrespondents | factor |", "|---|---:|---:|---:|"]
+            lines += [f"| {c['class']} | {c['respondents']} | {c['nonrespondents']} | {c['factor']:.4f} |" for c in nr["classes"]]
+        else:
+            lines += _propensity_markdown(nr)
         if nr["collapses"]:
             lines += ["", "Collapsed classes, in order:", ""]
             lines += [f"- {c['class']} into {c['into']}: {c['reason']}" for c in nr["collapses"]]
@@ -406,3 +407,50 @@ def qa_markdown(qa: dict[str, Any], margins: pl.DataFrame, wave: str) -> str:
             cells += [_fmt(None if row[c] is None else 100 * row[c], ".1f") for c in shares]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _propensity_markdown(nr: dict[str, Any]) -> list[str]:
+    """The propensity model's part of the nonresponse section: the model, then the classes or the
+    inverse-propensity factors' distribution."""
+    m = nr["model"]
+    method = {"propensity_classes": "propensity classes", "inverse_propensity": "inverse propensity"}[nr["method"]]
+    cats = set(m["categorical"])
+    terms = ", ".join(f"{t} (categorical)" if t in cats else f"{t} (numeric)" for t in m["terms"])
+    lines = [
+        "",
+        f"Method: {method}. Response propensity: logistic regression of the respondent indicator on {terms}, "
+        f"weighted by w_base (as R glm(family = quasibinomial, weights = w_base)); n = {m['n']:,}, "
+        f"{m['iterations']} iteration(s), converged: {m['converged']}; fitted propensity {m['p_min']:.4f} to {m['p_max']:.4f}.",
+        "",
+        "| term | coefficient |",
+        "|---|---:|",
+        *[f"| {c['term']} | {c['estimate']:.6f} |" for c in m["coefficients"]],
+    ]
+    if nr["method"] == "propensity_classes":
+        cuts = ", ".join(f"{c['propensity']:.4f} ({100 * c['probability']:g}%)" for c in nr["cuts"]) or "none"
+        lines += [
+            "",
+            f"Propensity classes: {len(nr['classes'])} of {nr['n_classes']} (cut points at the w_base-weighted quantiles of the "
+            f"propensity over all {m['n']:,} units: {cuts}); factor = sum(w_base, class) / sum(w_base, respondents in class).",
+            "",
+            "| class | propensity | units | respondents | nonrespondents | weighted response rate | factor |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {c['class']} | {c['p_min']:.4f} to {c['p_max']:.4f} | {c['units']} | {c['respondents']} | {c['nonrespondents']} | "
+            f"{100 * c['response_rate']:.1f}% | {c['factor']:.4f} |"
+            for c in nr["classes"]
+        ]
+    else:
+        f = nr["factors"]
+        cap = "none" if f["cap"] is None else f"{f['cap']:g}"
+        lines += [
+            "",
+            f"Inverse-propensity factors: 1 / p capped at max_factor = {cap} ({f['capped']} respondent(s) capped), then all "
+            f"multiplied by {f['scale']:.6f} so that the respondents carry the sample's w_base total.",
+            "",
+            "| min | 25% | median | 75% | max | capped |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {f['min']:.4f} | {f['q1']:.4f} | {f['median']:.4f} | {f['q3']:.4f} | {f['max']:.4f} | {f['capped']} |",
+        ]
+    return lines

@@ -12,10 +12,15 @@ replicate weights' start and files in :mod:`pipeline.stages._weight_replicates`:
    ``weight.base.population_by`` groups (N_h from the targets file's ``population`` column), or
    else the weights R's ``svydesign`` derives from ``design.fpc`` (1 if there is none), times
    each ``weight.base.factors`` expression (household adults, dual-frame compositing, ...);
-2. nonresponse adjustment by weighting classes (``weight.nonresponse``): within each class the
-   respondents carry the base weight of the class's nonrespondents; small classes (or classes
-   whose factor is too large) are merged with a neighbour, and every merge is reported. The
-   nonrespondents then leave the weighted data (``weight/nonrespondents.parquet``);
+2. nonresponse adjustment (``weight.nonresponse``, :mod:`pipeline.stages._weight_nonresponse`):
+   by weighting classes (``method: classes``): within each class the respondents carry the base
+   weight of the class's nonrespondents; small classes (or classes whose factor is too large)
+   are merged with a neighbour, and every merge is reported; or by a response-propensity model
+   (:mod:`~pipeline.survey.propensity`): a ``w_base``-weighted logistic regression on
+   ``weight.nonresponse.model``, then classes at the weighted quantiles of the propensity
+   (``propensity_classes``) or the capped inverse propensity scaled to the sample's total
+   (``inverse_propensity``). The nonrespondents then leave the weighted data
+   (``weight/nonrespondents.parquet``, with their class or propensity);
 3. missing calibration variables are imputed (``impute: mode``: the most common category in the
    respondent's group) and the imputations counted;
 4. calibration to the targets' shares times the group's population, by the one configured
@@ -61,7 +66,8 @@ When ``design.variance == "replicate"`` the stage always writes two files:
 ``design.replicates.build``: replicate base weights come from the linearization design
 (``design.strata``, ``ids``, ``fpc``, ``nest``, ``lonely_psu``) with ``w_base``, through
 :func:`pipeline.survey.replicates.as_replicate_design` (R ``as.svrepdesign``); then the whole
-weighting is redone in every replicate: nonresponse factors per class, the calibration (the
+weighting is redone in every replicate: nonresponse factors per class (or the propensity model
+refitted with the replicate's weights, its cut points and factors redone), the calibration (the
 engine's ``replicates=``, as R's ``rake``/``postStratify``/``calibrate`` on a replicate design),
 trimming with caps recomputed from each replicate's own weights (rows out of the replicate stay
 at zero) and the recalibration, for as many cycles as the full sample. Given replicate columns
@@ -73,8 +79,7 @@ they pass through.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +100,14 @@ from pipeline.stages._weight_base import (  # noqa: F401 - re-exported: the stag
     with_weight_labels as _with_weight_labels,
 )
 from pipeline.stages._common import variance_adjustment  # noqa: F401 - re-exported for the tests of the weight stage
+from pipeline.stages._weight_nonresponse import (  # noqa: F401 - collapse_classes re-exported for the tests
+    collapse_classes,
+    model_terms,
+    nonresponse_adjustment,
+    nonresponse_replicates,
+    nonresponse_step,
+    propensity_adjustment,
+)
 from pipeline.stages._weight_replicates import final_replicates, replicate_base_weights
 
 if TYPE_CHECKING:
@@ -104,13 +117,11 @@ if TYPE_CHECKING:
     from pipeline.config import (
         CalibrateConfig,
         DesignConfig,
-        NonresponseConfig,
         PoststratifyConfig,
         RakeConfig,
         TrimConfig,
         WeightConfig,
     )
-    from pipeline.survey.nonresponse import NonresponseAdjustment
     from pipeline.survey.weighting import WeightingResult
 
 
@@ -141,71 +152,6 @@ class WeightStageResult:
     nonrespondents: pl.DataFrame | None = None
     replicates: pl.DataFrame | None = None
     replicates_meta: dict[str, Any] | None = None
-
-
-# ---------------------------------------------------------------------------- nonresponse
-
-
-def collapse_classes(keys: Sequence[tuple[Any, ...]], respondents: Sequence[float], w_all: Sequence[float], w_respondents: Sequence[float], **rules: Any) -> tuple[list[list[int]], list[dict[str, Any]]]:
-    """:func:`pipeline.survey.nonresponse.collapse_classes`, its error naming ``weight.nonresponse``."""
-    from pipeline.survey import nonresponse
-
-    with _nonresponse_context():
-        return nonresponse.collapse_classes(keys, respondents, w_all, w_respondents, **rules)
-
-
-@contextmanager
-def _nonresponse_context() -> Iterator[None]:
-    try:
-        yield
-    except CalibrationError as exc:
-        raise CalibrationError(
-            f"weight.nonresponse: {exc.message}", hint="lower weight.nonresponse.min_respondents or raise weight.nonresponse.max_factor"
-        ) from exc
-
-
-def nonresponse_adjustment(frame: pl.DataFrame, w_base: np.ndarray, config: NonresponseConfig) -> NonresponseAdjustment:
-    """``weight.nonresponse`` evaluated on the data, then :func:`pipeline.survey.nonresponse.nonresponse_adjustment`."""
-    import polars as pl
-
-    from pipeline.config import parse_expr
-    from pipeline.survey import nonresponse
-
-    classes = list(config.classes)
-    missing_cols = [c for c in classes if c not in frame.columns]
-    if missing_cols:
-        raise ConfigError(
-            f"weight.nonresponse.classes: variable(s) {', '.join(missing_cols)} are not in the cleaned data",
-            hint="class variables come from the sample frame (known for nonrespondents too)",
-        )
-    try:
-        flag = frame.select(parse_expr(config.respondent).alias("_r")).get_column("_r")
-    except Exception as exc:  # polars raises several error types for bad columns/types
-        raise ConfigError(f"weight.nonresponse.respondent: cannot evaluate {config.respondent!r} on the cleaned data: {exc}") from exc
-    if flag.dtype != pl.Boolean:
-        raise ConfigError(
-            f"weight.nonresponse.respondent: {config.respondent!r} gives {flag.dtype} values; expected true/false",
-            hint="write a condition, e.g. 'STATUS = 1'",
-        )
-    if flag.null_count():
-        mask = flag.is_null().to_numpy()
-        raise DataError(
-            f"weight.nonresponse.respondent: {config.respondent!r} is unknown (missing) on {int(mask.sum())} row(s) "
-            f"(raw rows {raw_rows(frame, mask)})",
-            hint="every row must be a respondent or a nonrespondent; handle missing values with COALESCE",
-        )
-    for c in classes:
-        nulls = frame.get_column(c).is_null()
-        if nulls.any():
-            raise DataError(
-                f"weight.nonresponse.classes: {c} is missing on {int(nulls.sum())} row(s) (raw rows {raw_rows(frame, nulls.to_numpy())})",
-                hint="class variables must be known for every row, respondents and nonrespondents",
-            )
-    with _nonresponse_context():
-        return nonresponse.nonresponse_adjustment(
-            frame.select(classes), flag.to_numpy().astype(bool), w_base,
-            min_respondents=config.min_respondents, max_factor=config.max_factor,
-        )
 
 
 # ------------------------------------------------------------------------------- calibration
@@ -344,6 +290,7 @@ def weight(
     *,
     design: DesignConfig | None = None,
     targets_name: str = "targets",
+    categorical: Collection[str] | None = None,
 ) -> WeightStageResult:
     """Compute ``w_base``, ``w_final`` and ``w_pop`` (and replicate weights) for one wave's cleaned data.
 
@@ -359,11 +306,13 @@ def weight(
         With ``variance: replicate`` the replicate weights are made too.
     targets_name : str
         How error messages name the targets file.
+    categorical : collection of str, optional
+        The variables with value labels (the codebook's): the categorical terms of a propensity
+        model (``weight.nonresponse.model``); text and true/false columns are categorical anyway.
     """
     import numpy as np
     import polars as pl
 
-    from pipeline.survey.nonresponse import nonresponse_replicates
     from pipeline.survey.trimming import group_codes, outside_caps, trim_caps, trim_groups, trim_replicates
     from pipeline.survey.weighting import weight_diagnostics
 
@@ -382,32 +331,32 @@ def weight(
     rep_steps: list[str] = []
     rep_notes: dict[str, Any] = {}
 
-    # ---- nonresponse classes
+    # ---- nonresponse: weighting classes or a propensity model
     nonrespondents = None
-    if config.nonresponse is not None:
-        nr = nonresponse_adjustment(frame, w_base_all, config.nonresponse)
+    if (nrc := config.nonresponse) is not None:
+        x = None
+        if nrc.method == "classes":
+            nr = nonresponse_adjustment(frame, w_base_all, nrc)
+        else:
+            nr, x = propensity_adjustment(frame, w_base_all, nrc, categorical=categorical)
         resp = nr.respondent
         if not resp.any():
-            raise DataError(f"weight.nonresponse.respondent: {config.nonresponse.respondent!r} is true on no row; nothing is left to weight")
-        keep = list(dict.fromkeys(["raw_row", *config.nonresponse.classes])) if "raw_row" in frame.columns else list(config.nonresponse.classes)
-        nonrespondents = (
-            frame.filter(pl.Series(~resp)).select([c for c in keep if c in frame.columns])
-            .with_columns(pl.Series("nonresponse_class", nr.class_index[~resp] + 1), pl.Series("w_base", w_base_all[~resp]))
-        )
+            raise DataError(f"weight.nonresponse.respondent: {nrc.respondent!r} is true on no row; nothing is left to weight")
+        keep = list(dict.fromkeys(["raw_row", *nrc.variables])) if "raw_row" in frame.columns else list(nrc.variables)
+        nonrespondents = frame.filter(pl.Series(~resp)).select([c for c in keep if c in frame.columns])
+        if nr.class_index is not None:
+            nonrespondents = nonrespondents.with_columns(pl.Series("nonresponse_class", nr.class_index[~resp] + 1))
+        if x is not None:
+            nonrespondents = nonrespondents.with_columns(pl.Series("propensity", nr.model.p[~resp]))
+        nonrespondents = nonrespondents.with_columns(pl.Series("w_base", w_base_all[~resp]))
         w = (w_base_all * nr.factor)[resp]
         if reps is not None:
-            reps, lost = nonresponse_replicates(reps, nr)
+            reps, lost = nonresponse_replicates(reps, nr, x)
             rep_steps.append("nonresponse")
             rep_notes["nonresponse_classes_without_respondents"] = lost
         frame = frame.filter(pl.Series(resp))
         w_base = w_base_all[resp]
-        qa["nonresponse"] = {
-            "respondent": config.nonresponse.respondent,
-            "respondents": int(resp.sum()),
-            "nonrespondents": int((~resp).sum()),
-            "classes": nr.classes,
-            "collapses": nr.collapses,
-        }
+        qa["nonresponse"] = nonresponse_step(nrc, nr, model_terms(frame, nrc, categorical) if x is not None else ())
         qa["steps"].append({"step": "nonresponse", **weight_diagnostics(w).to_dict()})
     else:
         w_base = w_base_all
@@ -588,7 +537,8 @@ def run(ctx: StageContext) -> StageOutput:
         need = {"variable", "category", "share"}
         if not need <= set(targets.columns):
             raise TargetsError(f"{path}: the targets file needs columns {sorted(need)}; found {targets.columns}")
-    result = weight(frame, targets, ctx.config.weight, design=ctx.config.design, targets_name=targets_name)
+    labelled = [name for name, info in codebook.variables.items() if info.value_labels]
+    result = weight(frame, targets, ctx.config.weight, design=ctx.config.design, targets_name=targets_name, categorical=labelled)
     ids = ["raw_row"] + ([ctx.config.ingest.id] if ctx.config.ingest.id else [])
     files: dict[str, Any] = {
         "weight/data.parquet": result.data,
