@@ -199,3 +199,10 @@ def test_the_demo_models_find_what_the_simulation_planted(demo):
     assert f"|   Foreign-born undocumented | {shown} |" in table
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"odds ratio {q10a['ratio']:.2f} (95% CI {q10a['ratio_ci_low']:.2f}–{q10a['ratio_ci_high']:.2f})" in readme
+
+
+def test_the_readme_quotes_the_demo_margins(demo):
+    margins = pl.read_csv(outputs(demo) / "2012" / "estimate" / "model_margins.csv", infer_schema_length=None)
+    share = {r["label"]: r["estimate"] for r in margins.filter((pl.col("model_id") == "contact_police_model") & (pl.col("variable") == "STATUS4")).iter_rows(named=True)}
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"is {100 * share['Foreign-born undocumented']:.0f}% for the undocumented against {100 * share['U.S.-born']:.0f}% for the U.S.-born" in readme

@@ -34,6 +34,9 @@ VARIANCE_NOTES = {
     "replicate": "Design-based standard errors from the replicate weights, the model refitted in every replicate (R svyglm on a replicate design)",
 }
 
+#: the heading of the predictive margins' column, by family
+MARGIN_HEADERS = {"linear": "Predicted mean", "logistic": "Predicted %", "poisson": "Predicted count"}
+
 FAMILY_TEXT = {"linear": "Linear regression", "logistic": "Logistic regression", "poisson": "Poisson (log-linear) regression"}
 
 
@@ -60,13 +63,15 @@ def model_table(
     spec: ModelSpec,
     tables: TablesConfig,
     *,
+    margins: pl.DataFrame | None = None,
     codebook: Codebook | None = None,
     variance: str = "taylor",
     title: str = "",
     wave: str = "",
     notice: str | None = None,
 ) -> Table:
-    """The table of one model (its rows of ``models.csv``; its term tests of ``model_tests.csv``)."""
+    """The table of one model (its rows of ``models.csv``; its term tests of ``model_tests.csv``;
+    with ``margins``, its rows of ``model_margins.csv``: a column of each level's predictive margin)."""
     import polars as pl
 
     rows_ = models.filter(pl.col("model_id") == spec.id).to_dicts()
@@ -77,12 +82,26 @@ def model_table(
     value_name = str(rows_[0]["ratio_name"]).capitalize() if ratios else "Coefficient"
     d = spec.decimals
     conf = rows_[0]["conf_level"] if rows_ else 0.95
+    margin_of: dict[tuple[str, str], float] = {}
+    if margins is not None and margins.height:
+        margin_of = {(r["variable"], str(r["label"])): r["estimate"] for r in margins.filter(pl.col("model_id") == spec.id).iter_rows(named=True)}
     columns = (
         Column("term", "Term", numeric=False, kind="label"),
         Column("estimate", value_name),
         Column("ci", f"{100 * conf:g}% CI"),  # text, not the two-cell interval of the estimates
         Column("p", "p"),
+        *([Column("margin", MARGIN_HEADERS[spec.family])] if margin_of else []),
     )
+    blank: tuple[Cell, ...] = (Cell(""),) if margin_of else ()
+
+    def margin(variable: str, label: str) -> tuple[Cell, ...]:
+        if not margin_of:
+            return ()
+        x = margin_of.get((variable, label))
+        if x is None:
+            return (Cell(""),)
+        return (Cell(f"{100 * x:.0f}%" if spec.family == "logistic" else _number(x, d), field="margin"),)
+
     group = str(spec.title or (rows_[0]["title"] if rows_ else spec.id))
     out: list[Row] = []
     seen: set[str] = set()
@@ -91,7 +110,7 @@ def model_table(
         if not variable:  # the intercept: a baseline odds (or mean) rather than a ratio
             if ratios:
                 continue
-            out.append(_coefficient_row(r, "Intercept", d, ratios, group))
+            out.append(_coefficient_row(r, "Intercept", d, ratios, group, blank))
             continue
         name = ":".join(variable_label(v, codebook, tables.labels) for v in variable.split(":"))
         if r["level"]:
@@ -99,13 +118,14 @@ def model_table(
                 seen.add(variable)
                 test = term_tests.get(variable)
                 head = f"{name}" + (f" (Wald F = {test['statistic']:.2f}, p {_p_phrase(test['p_value'])})" if test else "")
-                out.append(Row((Cell(head), Cell(""), Cell(""), Cell("")), group))
+                out.append(Row((Cell(head), Cell(""), Cell(""), Cell(""), *blank), group))
                 if r["reference"]:
                     ref = "1.00" if ratios else _number(0.0, d)
-                    out.append(Row((Cell(f"  {r['reference']} (reference)"), Cell(ref), Cell(NOT_ESTIMATED), Cell("")), group))
-            out.append(_coefficient_row(r, f"  {r['level']}", d, ratios, group))
+                    out.append(Row((Cell(f"  {r['reference']} (reference)"), Cell(ref), Cell(NOT_ESTIMATED), Cell(""),
+                                    *margin(variable, r["reference"])), group))
+            out.append(_coefficient_row(r, f"  {r['level']}", d, ratios, group, margin(variable, r["level"])))
         else:
-            out.append(_coefficient_row(r, name, d, ratios, group))
+            out.append(_coefficient_row(r, name, d, ratios, group, blank))
     first = rows_[0] if rows_ else {}
     response = f"{spec.response or (spec.formula or '').split('~')[0].strip()}"
     coded = ""
@@ -120,7 +140,9 @@ def model_table(
         ("Odds ratios" if spec.family == "logistic" else "Rate ratios") + " are exp(coefficient); their intervals exp() of the coefficient's."
         if ratios else "Coefficients are differences in the response per unit (or against the reference level).",
         "* p < 0.05.",
-        "Source: models.csv (the coefficients) and estimate/model_tests.csv (the tests of each term).",
+        *([f"{MARGIN_HEADERS[spec.family]}: the predictive margin of each level (R svypredmeans): the weighted average of every "
+           "respondent's prediction with the term set to that level, the other terms as observed."] if margin_of else []),
+        "Source: models.csv (the coefficients), estimate/model_tests.csv (the tests of each term) and estimate/model_margins.csv (the margins).",
         *spec.notes, *tables.notes,
     ]
     if notice:
@@ -140,13 +162,13 @@ def model_table(
     )
 
 
-def _coefficient_row(r: Mapping[str, Any], label: str, d: int, ratios: bool, group: str) -> Row:
+def _coefficient_row(r: Mapping[str, Any], label: str, d: int, ratios: bool, group: str, extra: tuple[Cell, ...] = ()) -> Row:
     est, lo, hi = (r["ratio"], r["ratio_ci_low"], r["ratio_ci_high"]) if ratios else (r["estimate"], r["ci_low"], r["ci_high"])
     mark = "*" if r["p_value"] is not None and r["p_value"] < 0.05 else ""
     return Row(
         # text cells: the workbook writes them as shown (its number formats are the estimates')
         (Cell(label), Cell(_number(est, d) + mark, field="estimate"), Cell(f"{_number(lo, d)}–{_number(hi, d)}", field="ci"),
-         Cell(p_text(r["p_value"]), field="p")),
+         Cell(p_text(r["p_value"]), field="p"), *extra),
         group,
     )
 

@@ -1,5 +1,6 @@
 """The estimate stage's survey-weighted regressions (``models``): ``models.csv`` (one row per
-coefficient) and ``estimate/model_tests.csv`` (the Wald test of each term).
+coefficient), ``estimate/model_tests.csv`` (the Wald test of each term) and
+``estimate/model_margins.csv`` (the predictive margins of each categorical term's levels).
 
 Each model is :func:`pipeline.survey.models.glm` (R ``svyglm``) in the stage's design: the
 weighting remembered for the variance (calibration residuals), replicate designs refit per
@@ -38,6 +39,10 @@ MODEL_COLUMNS = (
 )
 #: estimate/model_tests.csv columns: the Wald test of every term (R ``regTermTest(fit, ~term)``)
 TEST_COLUMNS = ("wave", "model_id", "term", "statistic", "df", "ddf", "p_value", "method")
+#: estimate/model_margins.csv columns: the predictive margin of every level of each categorical
+#: term (R ``svypredmeans``: the average prediction with the term set to the level), its SE and
+#: t interval on the model's residual degrees of freedom
+MARGIN_COLUMNS = ("wave", "model_id", "variable", "level", "label", "estimate", "se", "ci_low", "ci_high", "df")
 
 
 def models_for(models: Sequence[ModelSpec], wave: Wave) -> list[tuple[int, ModelSpec]]:
@@ -145,8 +150,8 @@ def _with_response(formula: str, column: str) -> str:
 
 
 def fit_models(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[tuple[int, ModelSpec]], design: Any, *, wave: str,
-               conf_level: float) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``models.csv`` and ``estimate/model_tests.csv`` of the wave's models.
+               conf_level: float) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``models.csv``, ``estimate/model_tests.csv`` and ``estimate/model_margins.csv`` of the wave's models.
 
     Raises
     ------
@@ -157,8 +162,10 @@ def fit_models(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[tuple[in
     import polars as pl
 
     schema = {c: pl.String for c in TEST_COLUMNS} | {c: pl.Float64 for c in ("statistic", "df", "ddf", "p_value")}
+    margin_schema = {c: pl.String for c in MARGIN_COLUMNS} | {c: pl.Float64 for c in ("estimate", "se", "ci_low", "ci_high", "df")}
     if not specs:
-        return pl.DataFrame(schema={c: pl.String for c in MODEL_COLUMNS}), pl.DataFrame(schema=schema)
+        return pl.DataFrame(schema={c: pl.String for c in MODEL_COLUMNS}), pl.DataFrame(schema=schema), pl.DataFrame(schema=margin_schema)
+    from scipy import stats
 
     from pipeline.config import FAMILIES
     from pipeline.errors import ArgumentError, translate_argument_error
@@ -170,6 +177,7 @@ def fit_models(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[tuple[in
         raise ConfigError(f"models: {len(problems)} problem(s):", problems=problems)
     rows: list[pl.DataFrame] = []
     tests: list[dict[str, Any]] = []
+    margins: list[dict[str, Any]] = []
     for i, spec in specs:
         work, text, categorical, labels = model_frame(frame, spec, codebook)
         mask = None
@@ -209,7 +217,15 @@ def fit_models(frame: pl.DataFrame, codebook: Codebook, specs: Sequence[tuple[in
             stat, df, ddf, p = fit.term_test([name])
             tests.append({"wave": wave, "model_id": spec.id, "term": name, "statistic": stat, "df": float(df), "ddf": ddf, "p_value": p,
                           "method": "Wald F (R regTermTest)" if np.isfinite(ddf) else "Wald chi-squared (R regTermTest)"})
-    return pl.concat(rows, how="vertical_relaxed"), pl.DataFrame(tests, schema=schema)
+        q = float(stats.t.ppf(0.5 + conf_level / 2, fit.df_resid)) if fit.df_resid > 0 else float("nan")
+        for term in fit.matrix.formula.terms:
+            if len(term) != 1 or term[0] not in fit.matrix.factors:
+                continue  # margins of a categorical main effect
+            for m in fit.margins(term[0]).iter_rows(named=True):
+                margins.append({"wave": wave, "model_id": spec.id, "variable": term[0], "level": m["level"], "label": m["label"],
+                                "estimate": m["estimate"], "se": m["se"], "ci_low": m["estimate"] - q * m["se"], "ci_high": m["estimate"] + q * m["se"],
+                                "df": float(fit.df_resid)})
+    return pl.concat(rows, how="vertical_relaxed"), pl.DataFrame(tests, schema=schema), pl.DataFrame(margins, schema=margin_schema)
 
 
 def _term_parts(fit: Any) -> tuple[list[str], list[str], list[str]]:

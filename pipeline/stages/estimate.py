@@ -687,7 +687,7 @@ def run(ctx: StageContext) -> StageOutput:
         [(p, estimate_all(p.frame, codebook, [p.estimate], p.design_of(design), config.design, config.tables, wave=ctx.wave.id)) for p in plans],
         (*COLUMNS, *EXTRA_COLUMNS),
     )
-    models, model_tests = fit_models(frame, codebook, models_for(config.models, ctx.wave), design, wave=ctx.wave.id, conf_level=config.design.conf_level)
+    models, model_tests, model_margins = fit_models(frame, codebook, models_for(config.models, ctx.wave), design, wave=ctx.wave.id, conf_level=config.design.conf_level)
     crosstab_tests = crosstab_test_frame(
         [(p, association_tests(p.frame, codebook, [p.estimate], p.design_of(design), wave=ctx.wave.id)) for p in plans], TEST_COLUMNS
     )
@@ -695,7 +695,7 @@ def run(ctx: StageContext) -> StageOutput:
         files={
             "estimates.csv": est, "estimate/association_tests.csv": tests, "estimate/comparisons.csv": comparisons,
             "estimate/crosstabs.csv": crosstabs, "estimate/crosstab_tests.csv": crosstab_tests, "estimate/codebook.json": codebook.to_json(),
-            "models.csv": models, "estimate/model_tests.csv": model_tests,
+            "models.csv": models, "estimate/model_tests.csv": model_tests, "estimate/model_margins.csv": model_margins,
         },
         diagnostics={
             "estimates": est.height,

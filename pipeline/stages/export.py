@@ -63,6 +63,7 @@ def build_tables(
     crosstab_tests: pl.DataFrame | None = None,
     models: pl.DataFrame | None = None,
     model_tests: pl.DataFrame | None = None,
+    model_margins: pl.DataFrame | None = None,
 ) -> Publication:
     """Every configured table of a wave.
 
@@ -83,9 +84,9 @@ def build_tables(
     crosstabs, crosstab_tests : polars.DataFrame, optional
         ``estimate/crosstabs.csv`` and ``estimate/crosstab_tests.csv``: a table per crosstab of
         ``tables.crosstabs`` the wave made (:func:`pipeline.exporters.crosstabs.crosstab_table`).
-    models, model_tests : polars.DataFrame, optional
-        ``models.csv`` and ``estimate/model_tests.csv``: a table per model the wave fitted
-        (:func:`pipeline.exporters.models.model_table`).
+    models, model_tests, model_margins : polars.DataFrame, optional
+        ``models.csv``, ``estimate/model_tests.csv`` and ``estimate/model_margins.csv``: a table
+        per model the wave fitted (:func:`pipeline.exporters.models.model_table`).
     """
     import polars as pl
 
@@ -122,7 +123,7 @@ def build_tables(
 
         fitted = set(models.get_column("model_id").to_list())
         for mspec in (m for m in config.models if m.id in fitted):  # a model of a variable not asked in the wave is not fitted
-            out.append(model_table(models, model_tests, mspec, t, variance=config.design.variance, wave=wave, **common))
+            out.append(model_table(models, model_tests, mspec, t, margins=model_margins, variance=config.design.variance, wave=wave, **common))
             sources[mspec.id] = None  # type: ignore[assignment]  # its cells are text, drawn from models.csv
     return Publication(tuple(out), frame, sources)
 
@@ -190,14 +191,16 @@ def run(ctx: StageContext) -> StageOutput:
         crosstabs = read_estimates(ctx.path("estimate/crosstabs.csv"))
         crosstab_tests = pl.read_csv(ctx.path("estimate/crosstab_tests.csv"), infer_schema_length=None,
                                      schema_overrides={"skipped": pl.String, "panel": pl.String})
-    models = model_tests = None
+    models = model_tests = model_margins = None
     if config.models and ctx.path("models.csv").is_file():
         models = pl.read_csv(ctx.path("models.csv"), infer_schema_length=None,
                              schema_overrides={c: pl.String for c in ("variable", "level", "reference", "ratio_name", "label", "term")})
         model_tests = pl.read_csv(ctx.path("estimate/model_tests.csv"), infer_schema_length=None)
+        margins_path = ctx.path("estimate/model_margins.csv")
+        model_margins = pl.read_csv(margins_path, infer_schema_length=None, schema_overrides={"level": pl.String, "label": pl.String}) if margins_path.is_file() else None
     pub = build_tables(
         est, config, wave=wave.id, codebook=codebook, comparisons=comparisons, association=association, crosstabs=crosstabs, crosstab_tests=crosstab_tests,
-        models=models, model_tests=model_tests,
+        models=models, model_tests=model_tests, model_margins=model_margins,
     )
 
     files: dict[str, Any] = render_tables(

@@ -150,3 +150,20 @@ def test_a_bad_model_is_a_config_error(tmp_path, capsys, entry, message):
         code = main(["run", str(cfg), "--quiet"])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_predictive_margins_match_r_svypredmeans(tmp_path):
+    """``estimate/model_margins.csv``: R ``svypredmeans(svyglm(sch.wide ~ ell + meals, strat),
+    ~stype)`` (the model refitted with stype: the config's logit_schwide), from
+    ``tests/reference/margins.R`` (case ``logit_stype:strat``); the model table shows them as percents."""
+    out = _run(tmp_path, "apistrat.csv", STRAT, "strat")
+    got = pl.read_csv(out / "estimate" / "model_margins.csv", infer_schema_length=None, schema_overrides={"level": pl.String})
+    ref = pl.read_csv(Path(__file__).parents[1] / "reference" / "margins_expected.csv").filter(pl.col("case") == "logit_stype:strat")
+    assert ref.height == 3
+    for r in ref.iter_rows(named=True):
+        g = got.filter((pl.col("model_id") == "logit_schwide") & (pl.col("variable") == r["variable"]) & (pl.col("level") == r["level"])).row(0, named=True)
+        assert g["estimate"] == pytest.approx(r["estimate"], rel=RTOL) and g["se"] == pytest.approx(r["se"], rel=1e-6), r
+        assert g["ci_low"] < g["estimate"] < g["ci_high"]
+    md = (out / "tables" / "logit_schwide.md").read_text(encoding="utf-8")
+    e = got.filter((pl.col("model_id") == "logit_schwide") & (pl.col("level") == "E")).row(0, named=True)
+    assert "| Predicted % |" in md and f"|   E (reference) | 1.00 | – |  | {100 * e['estimate']:.0f}% |" in md
