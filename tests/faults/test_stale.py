@@ -153,7 +153,7 @@ def test_failed_rerun_marks_later_outputs_out_of_date(tiny_project, capsys, monk
     _, err = capsys.readouterr()
     assert "[w1] estimate: estimates: 1 problem(s)" in err
     assert "from an earlier run and now out of date" in err
-    assert "[w1] estimate: estimates.csv, models.csv, estimate/ (6 files)" in err
+    assert "[w1] estimate: estimates.csv, models.csv, estimate/ (7 files)" in err
     assert "[w1] export: tables/ (2 files)" in err
     assert "[study] trends: trends/ (3 files)" in err
     assert (_outputs(cfg) / "w1" / "estimates.csv").is_file()  # kept, but reported
