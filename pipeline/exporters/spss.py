@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AnalysisFile", "analysis_file", "dta_bytes", "sav_bytes"]
 
-#: weight columns the weight stage makes; only those in ``export.weights`` are published
-WEIGHT_COLUMNS = ("w_base", "w_final", "w_pop")
+#: weight columns the weight stage makes (``w_uncalibrated``: its weight before calibration,
+#: ``pipeline.stages._common.UNCALIBRATED``); only those in ``export.weights`` are published
+WEIGHT_COLUMNS = ("w_base", "w_uncalibrated", "w_final", "w_pop")
 #: the pipeline's own bookkeeping columns
 INTERNAL_COLUMNS = ("raw_row",)
 SAV_LABEL_MAX = 256

@@ -269,7 +269,12 @@ def test_analysis_file_reads_back_with_labels_and_weights(wave_dir, suffix):
     frame, meta = reader(str(path), output_format="polars", **({"user_missing": True} if suffix == ".sav" else {}))
     weighted = pl.read_parquet(wave_dir / "weight" / "data.parquet")
     assert frame.height == weighted.height
-    assert {"w_final", "w_pop"} <= set(frame.columns) and "w_base" not in frame.columns and "raw_row" not in frame.columns
+    # only the weights of export.weights: not w_base, nor the weight before calibration (issue 14, item 5)
+    from pipeline.exporters.spss import WEIGHT_COLUMNS
+    from pipeline.stages._common import UNCALIBRATED
+
+    assert UNCALIBRATED in WEIGHT_COLUMNS and "w_uncalibrated" in weighted.columns
+    assert sorted(c for c in frame.columns if c.startswith("w_")) == ["w_final", "w_pop"] and "raw_row" not in frame.columns
     assert "PHONE_HASH" not in frame.columns
     assert frame.get_column("w_final").sum() == pytest.approx(weighted.height)
     assert frame.get_column("w_pop").to_list() == pytest.approx(weighted.get_column("w_pop").to_list())
