@@ -596,7 +596,11 @@ def report_markdown(report: Mapping[str, Any], wave: str) -> str:
     if report["recoded_values"]:
         lines += ["## Recodes", "", "| recode | values changed |", "|---|---:|", *[f"| {k} | {v:,} |" for k, v in report["recoded_values"].items()], ""]
     oor = {k: v for k, v in report["out_of_range"].items() if v}
-    lines += ["## Values set missing as out of range", "", "| variable | values |", "|---|---:|", *[f"| {k} | {v:,} |" for k, v in oor.items()], ""]
+    lines += ["## Values set missing as out of range", ""]
+    if oor:
+        lines += ["| variable | values |", "|---|---:|", *[f"| {k} | {v:,} |" for k, v in oor.items()], ""]
+    else:  # an empty table reads as a rendering fault
+        lines += ["None: every value is within the valid codes and ranges.", ""]
     lines += ["## Missing values of the kept rows, by reason", "", "| reason | values |", "|---|---:|",
               *[f"| {k} | {v:,} |" for k, v in report["missing_reasons"].items()], ""]
     if report["by"]:
