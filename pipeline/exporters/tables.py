@@ -280,6 +280,10 @@ def _question(rows: pl.DataFrame, codebook: Codebook | None) -> tuple[str, str]:
         "all": "all respondents asked, don't know and refused included",
         "valid": "respondents who gave an answer (don't know and refused left out)",
     }.get(base or "", "")
+    missing = missing_labels(codebook, first["variable"])
+    if base_text and missing is not None:  # the study's own words for its missing codes ("No lab result")
+        base_text = ("all respondents asked, " + (f"{missing} included" if missing else "every answer included") if base == "all"
+                     else "respondents who gave an answer" + (f" ({missing} left out)" if missing else ""))
     several = rows.get_column("level").n_unique() > 1
     fmt = value_format(first)
     if fmt.statistic == "proportion":
@@ -306,6 +310,27 @@ def p_value_text(p: float) -> str:
     ('p = 0.031', 'p < 0.001')
     """
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def missing_labels(codebook: Codebook | None, variable: str) -> str | None:
+    """The labels of a variable's missing-value codes, as a base text names them (``Don't know
+    and Refused``; ``No lab result``); empty when it has none; None without its codebook entry.
+
+    >>> from pipeline.io import Codebook, VariableInfo
+    >>> cb = Codebook(variables={"Q": VariableInfo("Q", value_labels={1: "Yes", 8: "Don't know", 9: "Refused"}, missing_values=(8, 9))})
+    >>> missing_labels(cb, "Q"), missing_labels(cb, "X")
+    ("don't know and refused", None)
+    """
+    if codebook is None or variable not in codebook:
+        return None
+    info = codebook.get(variable)
+    names = list(dict.fromkeys(_in_sentence(codebook.label_of(variable, c)) for c in sorted(info.missing_values, key=str)))
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 2 else " and ".join(names)
+
+
+def _in_sentence(label: str) -> str:
+    """A label inside a sentence: its first letter lower case, unless it starts an acronym (``NA``)."""
+    return label[:1].lower() + label[1:] if label[:2] != label[:2].upper() else label
 
 
 def _unique(group: str, est_id: str, groups: Mapping[str, str]) -> str:

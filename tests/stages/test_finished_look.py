@@ -28,3 +28,22 @@ def test_the_clean_report_has_no_empty_out_of_range_table(tmp_path):
     report = (tmp_path / "outputs" / "strat" / "1" / "clean" / "report.md").read_text(encoding="utf-8")
     section = report.split("## Values set missing as out of range", 1)[1].split("##", 1)[0]
     assert "None: every value is within the valid codes and ranges." in section and "| variable | values |" not in section
+
+
+def test_the_base_text_names_the_study_s_own_missing_codes(tmp_path):
+    """A study whose missing code means "No lab result" says so, not "don't know and refused"."""
+    import polars as pl
+
+    data = conformance_data("apistrat.csv").with_columns(
+        pl.when(pl.col("snum") % 7 == 0).then(pl.lit(8)).otherwise(pl.when(pl.col("sch.wide") == "Yes").then(1).otherwise(2)).alias("LAB")
+    )
+    config = STRAT.replace("  - {id: api00_mean, mean: api00}", "  - {id: lab, proportion: LAB, levels: [1]}")
+    config += "  - {id: lab_all, proportion: LAB, levels: [1], denominator: all}\n"
+    config = config.replace("    raw: RAW\n", '    raw: RAW\n    labels: {LAB: {1: "High", 2: "Normal", 8: "No lab result"}}\n'
+                            "    missing_also: [{variables: [LAB], codes: [8]}]\n")
+    cfg = csv_project(tmp_path, data, config, "strat")
+    assert main(["run", str(cfg), "--quiet"]) == 0, (tmp_path / "configs" / "strat.yaml").read_text()
+    topline = (tmp_path / "outputs" / "strat" / "1" / "tables" / "topline.md").read_text(encoding="utf-8")
+    assert "base: respondents who gave an answer (no lab result left out)" in topline
+    assert "base: all respondents asked, no lab result included" in topline
+    assert "don't know" not in topline
