@@ -79,5 +79,7 @@ def test_trend_table_and_chart(project):
     table = (trends / "trend.md").read_text()
     assert "Change 2012–2014 (points for shares)" in table
     svg = (trends / "trend_chart.svg").read_text()
-    assert "2012" in svg and "2014" in svg and "contact_police_less_likely" in svg
+    # the legend names the estimates by their titles, not their ids (issue 14, item 5)
+    assert "2012" in svg and "2014" in svg and "contact_police_less_likely" not in svg
+    assert "Less likely to contact police if a victim of a crime, for…" in svg
     assert (trends / "trend_chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -68,6 +68,25 @@ CHART_SCALES: dict[str, ChartScale] = {
 }
 
 
+#: the longest legend entry of a chart before it is shortened with an ellipsis
+LEGEND_CHARS = 60
+
+
+def legend_label(row: Mapping[str, Any]) -> str:
+    """An estimate's name in a chart's legend: its title (shortened), not its id.
+
+    >>> legend_label({"estimate_id": "q", "title": "Less likely to contact police if a victim of a crime, for fear of being asked"})
+    'Less likely to contact police if a victim of a crime, for…'
+    >>> legend_label({"estimate_id": "q", "title": None})
+    'q'
+    """
+    title = str(row.get("title") or row["estimate_id"])
+    if len(title) <= LEGEND_CHARS:
+        return title
+    cut = title[: LEGEND_CHARS - 1].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
 def chart_scale(row: Mapping[str, Any]) -> ChartScale:
     """The :class:`ChartScale` of an estimates row's statistic (rows without the column: proportions)."""
     statistic = row.get("statistic") or "proportion"
@@ -237,7 +256,7 @@ def trend_chart(
         xs = [x_of[r["wave"]] for r in rows]
         ps = [scale.factor * r["estimate"] for r in rows]
         err = [[p - scale.factor * r["ci_low"] for p, r in zip(ps, rows)], [scale.factor * r["ci_high"] - p for p, r in zip(ps, rows)]]
-        ax.errorbar(xs, ps, yerr=err, color=colour, marker="o", capsize=3, linewidth=1.5, label=est_id)
+        ax.errorbar(xs, ps, yerr=err, color=colour, marker="o", capsize=3, linewidth=1.5, label=legend_label(rows[0]))
         for x, r in zip(xs, rows):
             ax.annotate(f"{value_format(r).text(r['estimate'], decimals)}{scale.suffix}", (x, scale.factor * r["estimate"]),
                         textcoords="offset points", xytext=(8, -3), fontsize=8, color=colour)
