@@ -318,11 +318,15 @@ def weighting_chart(
 
     sizes = [margins.filter(pl.col("variable") == v).get_column("category").n_unique() for v in variables]
     # a fixed layout: constrained layout would double the drawing time of these many panels
-    width, height = 2.4 * len(groups) + 2.6, sum(0.2 * s + 0.55 for s in sizes) + 1.2
+    width = max(2.4 * len(groups) + 2.6, 6.0)
+    title = textwrap.wrap("Weighting check: raking targets against unweighted and weighted shares", int(width * 9.5))
+    # the header band: the title's lines, then the legend's row (the legend never covers a panel)
+    header = 0.25 + 0.2 * len(title) + 0.3
+    height = sum(0.2 * s + 0.55 for s in sizes) + 0.45 + header
     fig = _figure(width, height, layout=None)
     grid = fig.add_gridspec(
-        len(variables), len(groups), height_ratios=sizes, left=2.4 / width, right=1 - 0.15 / width,
-        top=1 - 0.75 / height, bottom=0.75 / height, hspace=0.55, wspace=0.08,
+        len(variables), len(groups), height_ratios=sizes, left=2.4 / width, right=1 - 0.25 / width,
+        top=1 - (header + 0.25) / height, bottom=0.75 / height, hspace=0.55, wspace=0.08,
     )
     for i, v in enumerate(variables):
         for j, g in enumerate(groups):
@@ -341,7 +345,8 @@ def weighting_chart(
             ax.tick_params(labelsize=7)
             ax.xaxis.grid(True, color="#e6e6e6")
             ax.set_axisbelow(True)
-            ax.set_xlim(left=0)
+            shown = [100 * part.get_column(c).fill_null(0).max() for c in ("unweighted_share", "final_share", "target_share")]
+            ax.set_xlim(0, max(max(x for x in shown if x is not None), 1.0) * 1.1)  # room right of the largest point
             ax.xaxis.set_major_locator(MaxNLocator(4))
             if i == 0 and by:
                 names = [codebook.label_of(c, x) if codebook is not None else str(x) for c, x in zip(by, g, strict=True)]
@@ -351,9 +356,11 @@ def weighting_chart(
                 ax.set_ylabel(textwrap.fill(str(label or v), 22), fontsize=8)
             if i == len(variables) - 1:
                 ax.set_xlabel("percent", fontsize=8)
-            if i == 0 and j == len(groups) - 1:
-                ax.legend(fontsize=7, loc="lower right", frameon=False)
-    fig.suptitle("Weighting check: raking targets against unweighted and weighted shares", fontsize=11, x=0.01, y=1 - 0.12 / height, ha="left", va="top")
+            if i == 0 and j == 0:
+                handles, labels = ax.get_legend_handles_labels()
+    fig.suptitle("\n".join(title), fontsize=11, x=0.01, y=1 - 0.12 / height, ha="left", va="top")
+    fig.legend(handles, labels, fontsize=7, loc="upper right", ncol=3, frameon=False,
+               bbox_to_anchor=(1 - 0.1 / width, 1 - (0.2 + 0.2 * len(title)) / height))
     if notice:
-        fig.text(0.01, 0.05 / height, textwrap.fill(notice, 160), fontsize=6.5, color=MUTED, va="bottom", ha="left")
+        fig.text(0.01, 0.05 / height, textwrap.fill(notice, int(width * 16)), fontsize=6.5, color=MUTED, va="bottom", ha="left")
     return fig

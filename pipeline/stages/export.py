@@ -128,6 +128,21 @@ def build_tables(
     return Publication(tuple(out), frame, sources)
 
 
+#: the columns of weight/margins.csv that are not a raking group's key
+_MARGIN_VALUES = ("variable", "category", "label", "target_share", "n", "unweighted_share", "base_share", "final_share", "error")
+
+
+def _labelled_groups(margins: pl.DataFrame, codebook: Codebook) -> pl.DataFrame:
+    """weight/margins.csv with its raking groups (``rake.by``: a county's code) as their labels,
+    as the report and the weighting chart show them."""
+    import polars as pl
+
+    keys = [c for c in margins.columns if c not in _MARGIN_VALUES and c in codebook and codebook.get(c).value_labels]
+    return margins.with_columns(
+        pl.col(k).map_elements(lambda v, k=k: codebook.label_of(k, v), return_dtype=pl.String) for k in keys
+    )
+
+
 def _read_json(ctx: StageContext, relative: str) -> dict[str, Any] | None:
     p = ctx.path(relative)
     return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
@@ -228,6 +243,8 @@ def run(ctx: StageContext) -> StageOutput:
     qa = _read_json(ctx, "weight/qa.json")
     clean_report = _read_json(ctx, "clean/report.json")
     margins = ctx.read_frame("weight/margins.csv") if ctx.path("weight/margins.csv").is_file() and ctx.path("weight/margins.csv").stat().st_size > 1 else None
+    if margins is not None and codebook is not None:
+        margins = _labelled_groups(margins, codebook)
     charts: list[Any] = []
     weighting = None
     if {"png", "svg", "report"} & formats:
