@@ -110,6 +110,7 @@ def codebook_frame(
     ci_method: str = "logit",
     conf_level: float = 0.95,
     min_cell_n: int = 10,
+    labels: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """The codebook with weighted frequencies, one row per code / statistic / missing reason.
 
@@ -128,6 +129,8 @@ def codebook_frame(
         The proportions' interval (``design.ci_method``, ``design.conf_level``).
     min_cell_n : int
         ``tables.disclosure.min_cell_n``.
+    labels : mapping, optional
+        Labels of variables the codebook has none for (``tables.labels``).
 
     Returns
     -------
@@ -205,7 +208,7 @@ def codebook_frame(
         if body is None:
             continue
         out.append(
-            body.with_columns(pl.lit(n).alias("variable"), pl.lit(infos[n].label or "").alias("label"), pl.lit(kinds[n]).alias("type"))
+            body.with_columns(pl.lit(n).alias("variable"), pl.lit(infos[n].label or (labels or {}).get(n, "")).alias("label"), pl.lit(kinds[n]).alias("type"))
         )
     schema = {"variable": pl.String, "label": pl.String, "type": pl.String, "section": pl.String, "code": pl.String, "value": pl.String,
               "n": pl.Int64, "estimate": pl.Float64, "se": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "ci_method": pl.String,

@@ -282,7 +282,7 @@ def _codebook(ctx: StageContext, frame: pl.DataFrame, files: dict[str, Any]) -> 
     """The codebook's files into ``files``; returns the report's section (HTML).
 
     Left out: PII and hashed identifiers (:func:`_pii_columns`), the technical columns
-    (:data:`CODEBOOK_TECHNICAL`, the raking cells ``rk_*``) and the weights (``design.weights``,
+    (:data:`CODEBOOK_TECHNICAL`, the raking cells ``rk_*``), the population sizes ``design.fpc`` and the weights (``design.weights``,
     ``export.weights``)."""
     from pipeline.exporters import file_timestamp
     from pipeline.exporters.codebook import codebook_frame, codebook_html
@@ -299,11 +299,11 @@ def _codebook(ctx: StageContext, frame: pl.DataFrame, files: dict[str, Any]) -> 
     else:
         design = build_design(frame, config.design, config.weight)
     reasons = ctx.read_frame("clean/missing_reasons.parquet") if ctx.path("clean/missing_reasons.parquet").is_file() else None
-    exclude = {*_pii_columns(config), *CODEBOOK_TECHNICAL, config.design.weights, *config.export.weights,
+    exclude = {*_pii_columns(config), *CODEBOOK_TECHNICAL, config.design.weights, *config.design.fpc, *config.export.weights,
                *(c for c in frame.columns if c.startswith("rk_"))}
     d, t = config.design, config.tables
     meta = {"ci_method": d.ci_method, "conf_level": d.conf_level, "min_cell_n": t.disclosure.min_cell_n}
-    table = codebook_frame(frame, data_codebook, design, reasons=reasons, exclude=exclude, **meta)
+    table = codebook_frame(frame, data_codebook, design, reasons=reasons, exclude=exclude, labels=t.labels, **meta)
     decimals = t.decimals
     files.update(FORMATS["codebook"].render(table, title=config.title or config.study, wave=ctx.wave.id, notice=config.notice,
                                             decimals=decimals, created=file_timestamp([ctx.wave]), **meta))
