@@ -218,3 +218,42 @@ def test_demo_codebook_leaves_out_pii_hashes_and_weights(demo):
     for key in ("estimate", "se", "ci_low", "ci_high"):
         assert got[key] == pytest.approx(est.get_column(key)[0], rel=1e-12), key
     assert (demo / "codebook" / "codebook.xlsx").is_file() and "<details" in (demo / "report.html").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ a replicate design
+
+CLUS1_JK1 = """\
+study: clus1
+waves:
+  - id: "1"
+    raw: RAW
+design:
+  weights: pw
+  ids: [dnum]
+  fpc: [fpc]
+  variance: replicate
+  replicates: {build: JK1}
+export:
+  formats: [codebook]
+estimates:
+  - {id: api00_mean, mean: api00}
+"""
+
+
+def test_a_replicate_design_gives_r_s_replicate_mean_and_median(tmp_path):
+    """``as.svrepdesign(svydesign(id = ~dnum, weights = ~pw, fpc = ~fpc, data = apiclus1), type = "JK1")``:
+    ``svymean(~api00)`` and ``svyquantile(~api00, 0.5)`` from ``../shared/conformance/expected``."""
+    from csvstudy import r_row
+
+    cfg = _project(tmp_path, conformance_data("apiclus1.csv"), CLUS1_JK1, "clus1")
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    book = pl.read_csv(tmp_path / "outputs" / "clus1" / "1" / "codebook" / "codebook.csv", infer_schema_length=None,
+                       schema_overrides={"code": pl.String})
+    got, r = _row(book, "api00", "summary", value="mean"), r_row("estimates.csv", "svymean:api00:clus1_jk1")
+    for ours, theirs in (("estimate", "estimate"), ("se", "se"), ("ci_low", "ci_low_t"), ("ci_high", "ci_high_t")):
+        assert got[ours] == pytest.approx(r[theirs], rel=RTOL), ours
+    median = r_row("quantiles.csv", "svyquantile:api00:math:default(mean):clus1_jk1", level="0.5")
+    assert _row(book, "api00", "summary", value="median")["estimate"] == median["estimate"]
+    for level in ("No", "Yes"):  # svymean(~sch.wide) on the replicate design: share and replicate SE
+        got, r = _row(book, "sch.wide", "value", code=level), r_row("estimates.csv", "svymean:sch.wide:clus1_jk1", level)
+        assert (got["estimate"], got["se"]) == (pytest.approx(r["estimate"], rel=RTOL), pytest.approx(r["se"], rel=RTOL))
