@@ -10,7 +10,8 @@ reason of each variable); :func:`codebook_markdown`, :func:`codebook_xlsx` and
 Types: ``categorical`` (a text column with at most :data:`MAX_TEXT_LEVELS` distinct answers, a
 boolean, or a number column whose every valid value has a value label), ``numeric`` (any other
 number column), ``text`` (other text, dates: counts and missing values only, since a frequency
-of free text or dates identifies respondents and its cells would all be suppressed).
+of free text or dates identifies respondents and its cells would all be suppressed), and
+``identifier`` (``ingest.id``: counts and missing values only).
 
 The numbers, on the design of the config (the caller builds it):
 
@@ -111,6 +112,7 @@ def codebook_frame(
     conf_level: float = 0.95,
     min_cell_n: int = 10,
     labels: Mapping[str, str] | None = None,
+    identifiers: Iterable[str] = (),
 ) -> pl.DataFrame:
     """The codebook with weighted frequencies, one row per code / statistic / missing reason.
 
@@ -131,6 +133,9 @@ def codebook_frame(
         ``tables.disclosure.min_cell_n``.
     labels : mapping, optional
         Labels of variables the codebook has none for (``tables.labels``).
+    identifiers : iterable of str
+        The respondent identifier (``ingest.id``): type ``identifier``, counts and missing values
+        only (its mean is meaningless, its minimum and maximum are respondents' ids).
 
     Returns
     -------
@@ -152,11 +157,12 @@ def codebook_frame(
     infos = {n: codebook.get(n) for n in names}
     kinds: dict[str, str] = {}
     work_cols: list[pl.Expr] = []
+    ids = set(identifiers)
     for i, name in enumerate(names):
         info = infos[name]
         missing = sorted(set(info.missing_values) | set(info.missing_reasons), key=str)
-        kinds[name] = _kind(frame.get_column(name), info.value_labels, missing)
-        if kinds[name] != "text":
+        kinds[name] = "identifier" if name in ids else _kind(frame.get_column(name), info.value_labels, missing)
+        if kinds[name] not in ("text", "identifier"):
             work_cols.append(_valid_expr(name, kinds[name], missing, frame.schema[name]).alias(f"__cb{i}"))
     col_of = {n: f"__cb{i}" for i, n in enumerate(names)}
     work = frame.with_columns(work_cols)
@@ -197,7 +203,7 @@ def codebook_frame(
             else:
                 stats = {"n": (0, None, None, None)}
             blocks[n].append(_summary_rows(stats, values.len(), min_cell_n))
-        if kinds[n] == "text":
+        if kinds[n] in ("text", "identifier"):
             blocks[n].append(_summary_rows({"n": (frame.get_column(n).filter(in_design).drop_nulls().len(), None, None, None)}, 0, min_cell_n))
 
     blocks_missing = _missing_rows(frame.filter(in_design), names, infos, reasons)

@@ -160,7 +160,7 @@ def _pii_columns(config: StudyConfig) -> list[str]:
 
 
 READS = Reads(
-    config=("study", "title", "notice", "tables", "export", "methods", "design", "weight", "estimates", "models", "ingest.pii", "ingest.hash",
+    config=("study", "title", "notice", "tables", "export", "methods", "design", "weight", "estimates", "models", "ingest.pii", "ingest.hash", "ingest.id",
             "waves[].id", "waves[].field_dates"),
     upstream=("estimates.csv", "models.csv", "estimate/", "weight/", "clean/report.json", "clean/missing_reasons.parquet"),
     files=("waves[].targets",),
@@ -303,7 +303,8 @@ def _codebook(ctx: StageContext, frame: pl.DataFrame, files: dict[str, Any]) -> 
                *(c for c in frame.columns if c.startswith("rk_"))}
     d, t = config.design, config.tables
     meta = {"ci_method": d.ci_method, "conf_level": d.conf_level, "min_cell_n": t.disclosure.min_cell_n}
-    table = codebook_frame(frame, data_codebook, design, reasons=reasons, exclude=exclude, labels=t.labels, **meta)
+    table = codebook_frame(frame, data_codebook, design, reasons=reasons, exclude=exclude, labels=t.labels,
+                           identifiers=[config.ingest.id] if config.ingest.id else [], **meta)
     decimals = t.decimals
     files.update(FORMATS["codebook"].render(table, title=config.title or config.study, wave=ctx.wave.id, notice=config.notice,
                                             decimals=decimals, created=file_timestamp([ctx.wave]), **meta))

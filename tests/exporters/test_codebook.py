@@ -257,3 +257,11 @@ def test_a_replicate_design_gives_r_s_replicate_mean_and_median(tmp_path):
     for level in ("No", "Yes"):  # svymean(~sch.wide) on the replicate design: share and replicate SE
         got, r = _row(book, "sch.wide", "value", code=level), r_row("estimates.csv", "svymean:sch.wide:clus1_jk1", level)
         assert (got["estimate"], got["se"]) == (pytest.approx(r["estimate"], rel=RTOL), pytest.approx(r["se"], rel=RTOL))
+
+
+def test_demo_respondent_id_has_counts_but_no_statistics(demo):
+    book = pl.read_csv(demo / "codebook" / "codebook.csv", infer_schema_length=None, schema_overrides={"code": pl.String})
+    rows = book.filter(pl.col("variable") == "RESPID")  # ingest.id
+    assert set(rows.get_column("type")) == {"identifier"}
+    assert rows.filter(pl.col("section") == "summary").select("value", "n").rows() == [("n", 2004)]
+    assert rows.get_column("estimate").null_count() == rows.height
