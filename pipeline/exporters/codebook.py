@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import html as _html
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -369,12 +370,21 @@ def codebook_markdown(frame: pl.DataFrame, *, title: str, wave: str, notice: str
         lines += [f"**{notice}**", ""]
     lines += [_about(ci_method, conf_level, min_cell_n), "", "| variable | label | type |", "|---|---|---|"]
     variables = _variables(frame)
-    lines += [f"| [{v}](#{v.lower()}) | {_md(label)} | {kind} |" for v, label, kind, _ in variables]
+    lines += [f"| [{v}](#{_anchor(v)}) | {_md(label)} | {kind} |" for v, label, kind, _ in variables]
     for v, label, kind, rows in variables:
         head, body = _block_rows(rows, decimals)
         lines += ["", f"## {v}", "", f"{_md(label)} ({kind})" if label else f"({kind})", "",
                   "| " + " | ".join(head) + " |", "|---|---|---:|---:|---:|---:|", *["| " + " | ".join(_md(c) for c in b) + " |" for b in body]]
     return "\n".join(lines) + "\n"
+
+
+def _anchor(heading: str) -> str:
+    """The anchor a Markdown renderer gives a heading (GitHub's rule).
+
+    >>> _anchor("sch.wide"), _anchor("Q10A")
+    ('schwide', 'q10a')
+    """
+    return re.sub(r"[^a-z0-9_ -]", "", heading.lower()).replace(" ", "-")
 
 
 def _md(text: str) -> str:
