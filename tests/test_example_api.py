@@ -229,3 +229,35 @@ def test_the_readme_quotes_the_run(all_estimates):
     ]
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert [q for q in quoted if " ".join(q.split()) not in readme] == []
+
+
+#: the codebook's rows (variable, section, code or statistic) that R's reference rows of the whole sample give
+CODEBOOK_ROWS = {
+    ("awards", "value", "No"): ("awards", "No"), ("awards", "value", "Yes"): ("awards", "Yes"),
+    ("sch.wide", "value", "Yes"): ("sch_wide_met", "Target met"),
+    ("stype", "value", "E"): ("school_type", "E"), ("stype", "value", "H"): ("school_type", "H"), ("stype", "value", "M"): ("school_type", "M"),
+    ("api00", "summary", "mean"): ("api00_mean", ""), ("api99", "summary", "mean"): ("api99_mean", ""),
+    ("enroll", "summary", "mean"): ("enroll_mean", ""),
+    ("api00", "summary", "p25"): ("api00_quantiles", "p25"), ("api00", "summary", "median"): ("api00_quantiles", "p50"),
+    ("api00", "summary", "p75"): ("api00_quantiles", "p75"),
+}
+
+
+@pytest.mark.parametrize("key", list(CODEBOOK_ROWS), ids=lambda k: ":".join(k))
+def test_the_codebook_of_the_real_data_example_matches_r(project, key):
+    """The codebook's weighted shares, logit intervals, means and quartiles (export format
+    ``codebook``) are R's whole-sample values of ``api_two_stage_expected.csv`` (the same design)."""
+    book = pl.read_csv(project / "outputs" / "api_two_stage" / "2000" / "codebook" / "codebook.csv", infer_schema_length=None,
+                       schema_overrides={"code": pl.String})
+    variable, section, which = key
+    rows = book.filter((pl.col("variable") == variable) & (pl.col("section") == section) & (pl.col("code" if section == "value" else "value") == which))
+    assert rows.height == 1
+    got = rows.row(0, named=True)
+    estimate_id, level = CODEBOOK_ROWS[key]
+    ref = _reference().filter((pl.col("estimate_id") == estimate_id) & (pl.col("domain") == "All") & (pl.col("level") == level)).row(0, named=True)
+    assert got["estimate"] == pytest.approx(ref["estimate"], rel=1e-9)
+    if section == "value" or which == "mean":
+        assert got["se"] == pytest.approx(ref["se"], rel=1e-9)
+        for bound in ("ci_low", "ci_high"):  # a logit interval's bounds come from R's glm fit: 1e-8
+            assert got[bound] == pytest.approx(ref[bound], rel=1e-8), bound
+    assert not set(book.get_column("variable")) & {"pw", "fpc1", "fpc2", "raw_row"}

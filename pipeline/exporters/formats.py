@@ -8,7 +8,8 @@ here: ``kind='table'`` renders each table to ``<folder>/<id><suffix>``; ``kind='
 tables to one ``<folder>/<suffix>`` file. The other kinds are the export stage's:
 ``analysis`` (the weighted respondents, ``analysis/<study>_<wave><suffix>``), ``chart``
 (``charts/<estimate id><suffix>``, and ``trends/trend_chart<suffix>``), ``document``
-(``methods.md``, ``report.html``). ``tests/test_vocabulary.py`` checks that the config's
+(``methods.md``, ``report.html``, ``codebook/``: the codebook writes ``codebook.md``, ``.xlsx`` and
+``.csv``, its render returns them as ``{path: content}``). ``tests/test_vocabulary.py`` checks that the config's
 ``export.formats`` words are exactly these.
 
 Each render function imports its heavy library only when called.
@@ -132,6 +133,14 @@ def _methods(statement: Any) -> str:
     return methods_markdown(statement)
 
 
+def _codebook(frame: pl.DataFrame, **meta: Any) -> dict[str, Any]:
+    """The codebook's files (:mod:`pipeline.exporters.codebook`): ``{path: content}``."""
+    from pipeline.exporters.codebook import codebook_markdown, codebook_xlsx
+
+    return {"codebook/codebook.md": codebook_markdown(frame, **{k: v for k, v in meta.items() if k != "created"}),
+            "codebook/codebook.xlsx": codebook_xlsx(frame, **meta), "codebook/codebook.csv": frame}
+
+
 def _report(**parts: Any) -> str:
     from pipeline.exporters.report import report_html
 
@@ -153,6 +162,7 @@ FORMATS: dict[str, Format] = {
         Format("svg", "chart", ".svg", _svg),
         Format("methods", "document", "methods.md", _methods),
         Format("report", "document", "report.html", _report),
+        Format("codebook", "document", "codebook/codebook.md", _codebook),
     )
 }
 

@@ -194,6 +194,7 @@ def report_html(
     clean_report: Mapping[str, Any] | None = None,
     files: Sequence[str] = (),
     generated: dt.date | None = None,
+    codebook: str = "",
 ) -> str:
     """The report page.
 
@@ -207,6 +208,9 @@ def report_html(
         The methods statement's HTML (:func:`pipeline.exporters.methods.methods_html`).
     files : sequence of str
         The wave's other outputs, listed (relative links) at the end.
+    codebook : str
+        The codebook's section (:func:`pipeline.exporters.codebook.codebook_html`: one collapsible
+        ``<details>`` per variable), after the cleaning summary; empty: none.
     """
     nav = ['<nav><ol>']
     if charts:
@@ -216,6 +220,8 @@ def report_html(
     for tid, ttitle, _ in tables:
         nav.append(f'<li><a href="#table-{_esc(tid)}">{_esc(ttitle)}</a></li>')
     nav += ['<li><a href="#weighting">Weighting check</a></li>', '<li><a href="#cleaning">Cleaning summary</a></li>']
+    if codebook:
+        nav.append('<li><a href="#codebook">Codebook</a></li>')
     if files:
         nav.append('<li><a href="#files">Files</a></li>')
     nav.append("</ol></nav>")
@@ -237,6 +243,8 @@ def report_html(
         body.append("</section>")
     body.append(_weighting_section(qa, margins, weighting_chart))
     body.append(_cleaning_section(clean_report))
+    if codebook:
+        body.append(codebook)
     if files:
         body.append('<section id="files"><h2>Files</h2><ul>')
         body += [f'<li><a href="{_esc(f)}">{_esc(f)}</a></li>' for f in files]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import ConfigError
 from pipeline.flags import flags
 from pipeline.stages import Reads, StageContext, StageOutput
+from pipeline.stages._common import build_design, replicate_design
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,67 +48,6 @@ def _argument_errors(key: str, prefix: str = "") -> Iterator[None]:
         yield
     except ArgumentError as exc:
         raise translate_argument_error(exc, key, prefix=prefix) from exc
-
-
-def build_design(frame: pl.DataFrame, config: DesignConfig, weighting: WeightConfig | None = None) -> Any:
-    """The linearization design of the config's ``design`` section.
-
-    With the weight stage's config and ``design.weighting_variance``, the design remembers the
-    weighting (:func:`pipeline.stages._common.variance_adjustment`: raking, post-stratification
-    or calibration residuals), so Taylor linearization accounts for it as R survey does.
-    """
-    from pipeline.stages._common import variance_adjustment
-    from pipeline.survey.design import Design
-
-    missing = [c for c in (config.weights, *config.strata, *config.ids, *config.fpc) if c not in frame.columns]
-    if missing:
-        raise ConfigError(f"design: variable(s) {', '.join(missing)} are not in the weighted data")
-    design = Design.from_frame(
-        frame,
-        weights=config.weights,
-        ids=list(config.ids),
-        strata=list(config.strata) or None,
-        fpc=list(config.fpc),
-        nest=config.nest,
-        lonely_psu=config.lonely_psu,
-    )
-    if weighting is not None and config.weighting_variance:
-        w = frame.get_column(config.weights).to_numpy()
-        adjustment = variance_adjustment(frame, w, weighting)
-        if adjustment is not None:
-            design = design.reweight(w, adjustment)
-    return design
-
-
-def replicate_design(frame: pl.DataFrame, config: DesignConfig, replicates: pl.DataFrame, meta: dict[str, Any]) -> Any:
-    """A replicate design from the weight stage's ``weight/replicates.parquet`` and ``.json``.
-
-    The replicate weights are final (the weighting was redone in every replicate) and on the
-    scale of ``design.weights``; rows are matched by ``raw_row``.
-    """
-    import polars as pl
-
-    from pipeline.errors import DataError
-    from pipeline.survey.design import Design
-
-    if config.weights not in frame.columns:
-        raise ConfigError(f"design.weights: {config.weights} is not in the weighted data")
-    rep_cols = [c for c in replicates.columns if c != "raw_row"]
-    joined = frame.select("raw_row").join(replicates, on="raw_row", how="left", maintain_order="left")
-    if joined.select(pl.any_horizontal(pl.col(rep_cols).is_null())).to_series().any():
-        raise DataError("weight/replicates.parquet does not cover every row of weight/data.parquet", hint="rerun the weight stage (--from weight)")
-    rscales = meta.get("rscales")
-    return Design.from_replicate_weights(
-        frame,
-        replicate_weights=joined.select(rep_cols).to_numpy(),
-        weights=config.weights,
-        type=meta["type"],
-        combined_weights=True,
-        scale=meta.get("scale"),
-        rscales=None if rscales is None else list(rscales),
-        rho=meta.get("rho"),
-        mse=bool(meta.get("mse", False)),
-    )
 
 
 @dataclass(frozen=True)

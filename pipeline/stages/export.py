@@ -14,7 +14,12 @@ wave never reruns an earlier wave's export):
 - ``sav``, ``dta``: ``analysis/<study>_<wave>.sav``, ``.dta``, the weighted respondents with labels;
 - ``png``, ``svg``: ``charts/<estimate id>.*`` (by subgroup) and ``charts/weighting.*`` (targets);
 - ``methods``: ``methods.md``, the AAPOR Transparency Initiative statement;
-- ``report``: ``report.html``, one self-contained page (charts, methods, tables, weighting, cleaning).
+- ``report``: ``report.html``, one self-contained page (charts, methods, tables, weighting, cleaning);
+- ``codebook``: ``codebook/codebook.md``, ``.xlsx``, ``.csv`` (and a collapsible section of the
+  report): every variable with weighted frequencies (:mod:`pipeline.exporters.codebook`). It is the
+  one output that needs a design: built here from the weighted data as the estimate stage builds
+  it (:func:`pipeline.stages._common.build_design`, ``replicate_design``), with the clean stage's
+  ``missing_reasons.parquet`` for the missing values by reason.
 
 Besides ``estimates.csv`` it reads the estimate stage's codebook (question wording, labels),
 its ``estimate/comparisons.csv`` (the banners' tests, made in the estimate stage's design pass:
@@ -171,9 +176,9 @@ def _pii_columns(config: StudyConfig) -> list[str]:
 
 
 READS = Reads(
-    config=("study", "title", "notice", "tables", "export", "methods", "design", "weight", "estimates", "models", "ingest.pii", "ingest.hash",
+    config=("study", "title", "notice", "tables", "export", "methods", "design", "weight", "estimates", "models", "ingest.pii", "ingest.hash", "ingest.id",
             "waves[].id", "waves[].field_dates"),
-    upstream=("estimates.csv", "models.csv", "estimate/", "weight/", "clean/report.json"),
+    upstream=("estimates.csv", "models.csv", "estimate/", "weight/", "clean/report.json", "clean/missing_reasons.parquet"),
     files=("waves[].targets",),
 )
 """The tables, formats and methods facts, and every earlier stage's artifacts it presents (the targets
@@ -196,7 +201,7 @@ def run(ctx: StageContext) -> StageOutput:
     cb_path = ctx.path("estimate/codebook.json")
     codebook = Codebook.from_json(cb_path.read_text(encoding="utf-8")) if cb_path.is_file() else None
 
-    need_data = bool({"sav", "dta", "methods", "report"} & formats)
+    need_data = bool({"sav", "dta", "methods", "report", "codebook"} & formats)
     frame = ctx.read_frame("weight/data.parquet") if need_data and ctx.path("weight/data.parquet").is_file() else None
     comparisons = read_comparisons(ctx.path("estimate/comparisons.csv"), est) if config.tables.banners else None
     tests_path = ctx.path("estimate/association_tests.csv")
@@ -259,6 +264,7 @@ def run(ctx: StageContext) -> StageOutput:
         )
         if "methods" in formats:
             files["methods.md"] = FORMATS["methods"].render(statement)
+    codebook_section = _codebook(ctx, frame, files) if "codebook" in formats and frame is not None else ""
     if "report" in formats:
         from pipeline.exporters.methods import methods_html
 
@@ -275,6 +281,7 @@ def run(ctx: StageContext) -> StageOutput:
             margins=margins,
             clean_report=clean_report,
             files=listed,
+            codebook=codebook_section,
         )
     suppressed = sum(1 for t in pub.tables for r in t.rows for c in r.cells if c.suppressed)
     diagnostics = {
@@ -285,6 +292,43 @@ def run(ctx: StageContext) -> StageOutput:
         "significance_method": config.tables.significance.method if config.tables.banners else None,
     }
     return StageOutput(files=files, diagnostics=diagnostics, rows=est.height)
+
+
+#: the weight stage's technical columns, never in the codebook (besides the design's and export's weights)
+CODEBOOK_TECHNICAL = ("raw_row", "dq_flags", "w_base", "w_uncalibrated")
+
+
+def _codebook(ctx: StageContext, frame: pl.DataFrame, files: dict[str, Any]) -> str:
+    """The codebook's files into ``files``; returns the report's section (HTML).
+
+    Left out: PII and hashed identifiers (:func:`_pii_columns`), the technical columns
+    (:data:`CODEBOOK_TECHNICAL`, the raking cells ``rk_*``), the population sizes ``design.fpc`` and the weights (``design.weights``,
+    ``export.weights``)."""
+    from pipeline.exporters import file_timestamp
+    from pipeline.exporters.codebook import codebook_frame, codebook_html
+    from pipeline.exporters.formats import FORMATS
+    from pipeline.io import Codebook
+    from pipeline.stages._common import build_design, replicate_design
+
+    config = ctx.config
+    cb = ctx.path("weight/codebook.json")
+    data_codebook = Codebook.from_json(cb.read_text(encoding="utf-8")) if cb.is_file() else Codebook()
+    if config.design.variance == "replicate":
+        meta = json.loads(ctx.path("weight/replicates.json").read_text(encoding="utf-8"))
+        design = replicate_design(frame, config.design, ctx.read_frame("weight/replicates.parquet"), meta)
+    else:
+        design = build_design(frame, config.design, config.weight)
+    reasons = ctx.read_frame("clean/missing_reasons.parquet") if ctx.path("clean/missing_reasons.parquet").is_file() else None
+    exclude = {*_pii_columns(config), *CODEBOOK_TECHNICAL, config.design.weights, *config.design.fpc, *config.export.weights,
+               *(c for c in frame.columns if c.startswith("rk_"))}
+    d, t = config.design, config.tables
+    meta = {"ci_method": d.ci_method, "conf_level": d.conf_level, "min_cell_n": t.disclosure.min_cell_n}
+    table = codebook_frame(frame, data_codebook, design, reasons=reasons, exclude=exclude, labels=t.labels,
+                           identifiers=[config.ingest.id] if config.ingest.id else [], **meta)
+    decimals = t.decimals
+    files.update(FORMATS["codebook"].render(table, title=config.title or config.study, wave=ctx.wave.id, notice=config.notice,
+                                            decimals=decimals, created=file_timestamp([ctx.wave]), **meta))
+    return codebook_html(table, decimals=decimals, **meta)
 
 
 def _charts(
