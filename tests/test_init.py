@@ -1,0 +1,168 @@
+"""``survey-pipeline init RAW`` (issue 14, item 1): a commented starter config that validates and runs.
+
+``init`` runs on the demo's raw file and on files it has never seen (an SPSS and a Stata file
+built here with pyreadstat: value labels in Spanish and English, user-missing codes, a weight,
+strata, clusters, an id and a name column; a parquet and a CSV without codebooks), then
+``validate`` and ``run`` run on what it wrote (exit 0). The statistics themselves are the
+estimate stage's, checked against R elsewhere; here the figures are checked against what the
+starter config asks for, computed by hand from the file (an unweighted share and mean).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pyreadstat
+import pytest
+import yaml
+
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def unseen_frame(n: int = 240) -> pl.DataFrame:
+    """A small stratified cluster sample: 4 strata x 6 PSUs x 10 respondents."""
+    i = pl.int_range(0, n, eager=True)
+    return pl.DataFrame(
+        {
+            "caseid": (i * 7 + 1001),
+            "nombre": pl.Series([f"Persona {k}" for k in range(n)]),
+            "region": (i % 3 + 1),
+            "estrato": (i // 60 + 1),
+            "psu": (i // 10 % 6 + 1),
+            "confianza": pl.Series([[1, 2, 3, 1, 2, 8, 9, 1, 2, 3][k % 10] for k in range(n)]),
+            "empleo": pl.Series([[1, 2, 2, 1, 7, 1, 2, 1, 9, 2, 1, 1][k % 12] for k in range(n)]),
+            "ingreso": (i * 37 % 500 + 100).cast(pl.Float64),
+            "wt_final": (1.0 + (i % 5) * 0.25),
+        }
+    )
+
+
+LABELS = {
+    "region": {1: "Norte", 2: "Centro", 3: "Sur"},
+    "confianza": {1: "Mucha", 2: "Algo", 3: "Nada", 8: "No sabe", 9: "Rehusó"},
+    "empleo": {1: "Employed", 2: "Not employed", 7: "Not applicable", 9: "Refused"},
+}
+
+
+def write_sav(path: Path) -> Path:
+    pyreadstat.write_sav(
+        unseen_frame(), str(path), column_labels=["Case id", "Nombre", "Región", "Estrato", "PSU",
+                                                  "¿Confía en la policía?", "Employment", "Ingreso mensual", "Weight"],
+        variable_value_labels=LABELS, missing_ranges={"confianza": [8, 9], "empleo": [7, 9]},
+    )
+    return path
+
+
+def init_validate_run(raw: Path, capsys, *extra: str) -> tuple[Path, str]:
+    out = raw.parent.parent / "configs" / f"{raw.stem}.yaml" if raw.parent.name == "raw" else raw.with_suffix(".yaml")
+    assert main(["init", str(raw), *extra]) == 0
+    said = capsys.readouterr().out
+    assert out.is_file() and "wrote" in said and "validate" in said
+    assert main(["validate", str(out)]) == 0
+    assert "config and raw files OK" in capsys.readouterr().out
+    assert main(["run", "--quiet", str(out)]) == 0
+    capsys.readouterr()
+    return out, out.read_text(encoding="utf-8")
+
+
+def estimates(cfg: Path) -> pl.DataFrame:
+    conf = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    project = cfg.parent.parent if cfg.parent.name == "configs" else cfg.parent
+    files = sorted(project.glob(f"outputs/{conf['study']}/{conf['waves'][0]['id']}/estimates.csv"))
+    assert len(files) == 1
+    return pl.read_csv(files[0])
+
+
+def test_init_on_the_demo_raw_file(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    raw = shutil.copy(ROOT / "raw" / "insecure_communities_2012.sav", tmp_path / "raw")
+    cfg, text = init_validate_run(Path(raw), capsys)
+    assert cfg == tmp_path / "configs" / "insecure_communities_2012.yaml"
+    conf = yaml.safe_load(text)
+    assert conf["waves"] == [{"id": "2012", "raw": "../raw/insecure_communities_2012.sav"}]
+    assert conf["ingest"]["id"] == "RESPID" and conf["ingest"]["pii"] == ["PHONE_HASH"]
+    assert "NOT unique" in text and conf["clean"]["drop_duplicates"] == {"id": "RESPID"}  # the demo repeats 12 ids
+    assert conf["clean"]["missing"] == {"dont_know": [8, 98], "refused": [9, 99]}
+    assert "weights" not in conf["design"] and "no weight column found" in text
+    kinds = {next(k for k in ("proportion", "distribution", "mean", "quantile", "total") if k in e) for e in conf["estimates"]}
+    assert kinds == {"proportion", "distribution", "mean", "quantile", "total"}
+    est = estimates(cfg)
+    assert set(est.get_column("estimate_id")) == {e["id"] for e in conf["estimates"]}
+    assert "PHONE_HASH" not in text.split("pii:")[1].split("\n", 1)[1]  # named once, in ingest.pii
+
+
+def test_init_on_an_unseen_sav_then_the_commented_design(tmp_path, capsys):
+    raw = write_sav(tmp_path / "encuesta_2021.sav")
+    cfg, text = init_validate_run(raw, capsys)
+    conf = yaml.safe_load(text)
+    assert conf["study"] == "encuesta" and conf["waves"][0] == {"id": "2021", "raw": "encuesta_2021.sav"}
+    assert conf["ingest"] == {"id": "caseid", "pii": ["nombre"]}
+    assert "GUESS: unique and never missing" in text
+    assert conf["clean"]["missing"] == {"dont_know": [8], "refused": [9]}
+    assert "No sabe" in text and "Rehusó" in text and "7 'Not applicable': empleo" in text
+    assert conf["design"]["weights"] == "wt_final" and "GUESS: the one weight-like column" in text
+    assert "# strata: [estrato]" in text and "# ids: [psu]" in text
+    by = [e for e in conf["estimates"] if "by" in e]
+    assert by and all(e["by"] == [[], ["region"]] for e in by)
+    prop = next(e for e in conf["estimates"] if "proportion" in e)
+    assert prop == {"id": "confianza_share", "title": "¿Confía en la policía?", "proportion": "confianza", "levels": [1], "by": [[], ["region"]]}
+    # the figures are what the config asks for: the weighted share of 1 among the valid answers
+    df = unseen_frame()
+    valid = df.filter(~pl.col("confianza").is_in([8, 9]))
+    share = valid.select((pl.col("wt_final") * (pl.col("confianza") == 1)).sum() / pl.col("wt_final").sum()).item()
+    mean = df.select((pl.col("wt_final") * pl.col("ingreso")).sum() / pl.col("wt_final").sum()).item()
+    est = estimates(cfg).filter(pl.col("domain") == "All")
+    assert est.filter(pl.col("estimate_id") == "confianza_share").get_column("estimate").item() == pytest.approx(share, rel=1e-12)
+    assert est.filter(pl.col("estimate_id") == "ingreso_mean").get_column("estimate").item() == pytest.approx(mean, rel=1e-12)
+    assert "nombre" not in est.get_column("variable").to_list()
+
+    # uncommenting the guessed strata and clusters gives a config that validates too
+    designed = tmp_path / "designed.yaml"
+    designed.write_text(text.replace("  # strata: [estrato]", "  strata: [estrato]").replace("  # ids: [psu]", "  ids: [psu]").replace("  # nest: true", "  nest: true").replace("study: encuesta", "study: encuesta2"), encoding="utf-8")
+    assert yaml.safe_load(designed.read_text())["design"]["strata"] == ["estrato"]
+    assert main(["validate", str(designed)]) == 0
+
+
+def test_init_on_an_unseen_dta(tmp_path, capsys):
+    raw = tmp_path / "raw" / "panel_w3.dta"
+    raw.parent.mkdir()
+    pyreadstat.write_dta(unseen_frame(), str(raw), variable_value_labels=LABELS)
+    cfg, text = init_validate_run(raw, capsys, "--study", "panel")
+    conf = yaml.safe_load(text)
+    assert conf["study"] == "panel" and conf["waves"][0]["id"] == "1" and "no year in the file's name" in text
+    assert conf["clean"]["missing"] == {"dont_know": [8], "refused": [9]}
+    assert any("proportion" in e for e in conf["estimates"])
+
+
+def test_init_on_a_parquet_and_a_csv_without_codebooks(tmp_path, capsys):
+    df = unseen_frame().with_columns(
+        pl.col("region").replace_strict({1: "Norte", 2: "Centro", 3: "Sur"}, return_dtype=pl.String)
+    ).drop("wt_final")
+    df.write_parquet(tmp_path / "sondeo.parquet")
+    cfg, text = init_validate_run(tmp_path / "sondeo.parquet", capsys)
+    conf = yaml.safe_load(text)
+    assert conf["ingest"]["pii"] == ["nombre"] and "weights" not in conf["design"]
+    prop = next(e for e in conf["estimates"] if "proportion" in e)
+    assert prop == {"id": "region_share", "title": "region", "proportion": "region", "levels": ["Centro"]}  # text codes, the first in order
+    assert conf["clean"]["missing"] == {"dont_know": [], "refused": []} and "no codebook: sondeo.parquet.codebook.json" in text
+    # without labels 8 and 9 are numbers: the first numeric column's mean counts them (the comment says why)
+    assert next(e for e in conf["estimates"] if "mean" in e)["mean"] == "confianza"
+    (tmp_path / "csv").mkdir()
+    df.write_csv(tmp_path / "csv" / "sondeo.csv")
+    init_validate_run(tmp_path / "csv" / "sondeo.csv", capsys)
+
+
+def test_init_never_overwrites(tmp_path, capsys):
+    raw = write_sav(tmp_path / "encuesta.sav")
+    existing = tmp_path / "mine.yaml"
+    existing.write_text("study: mine\n", encoding="utf-8")
+    assert main(["init", str(raw), "--out", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert "mine.yaml exists; init never overwrites" in err and "--out" in err
+    assert existing.read_text(encoding="utf-8") == "study: mine\n"
+    assert main(["init", str(tmp_path / "nothere.sav")]) == 1
+    assert "raw file not found" in capsys.readouterr().err
