@@ -3,9 +3,10 @@
 ``init`` runs on the demo's raw file and on files it has never seen (an SPSS and a Stata file
 built here with pyreadstat: value labels in Spanish and English, user-missing codes, a weight,
 strata, clusters, an id and a name column; a parquet and a CSV without codebooks), then
-``validate`` and ``run`` run on what it wrote (exit 0). The statistics themselves are the
-estimate stage's, checked against R elsewhere; here the figures are checked against what the
-starter config asks for, computed by hand from the file (an unweighted share and mean).
+``validate`` and ``run`` run on what it wrote (exit 0). On the unseen .sav the starter config's
+share (overall and by region) and mean are checked against R ``survey`` 4.1-1:
+``tests/reference/init_unseen.R`` (``Rscript tests/reference/init_unseen.R`` from the project
+root) builds the same 240 rows and writes ``tests/reference/init_unseen_expected.csv``.
 """
 
 from __future__ import annotations
@@ -110,14 +111,15 @@ def test_init_on_an_unseen_sav_then_the_commented_design(tmp_path, capsys):
     assert by and all(e["by"] == [[], ["region"]] for e in by)
     prop = next(e for e in conf["estimates"] if "proportion" in e)
     assert prop == {"id": "confianza_share", "title": "¿Confía en la policía?", "proportion": "confianza", "levels": [1], "by": [[], ["region"]]}
-    # the figures are what the config asks for: the weighted share of 1 among the valid answers
-    df = unseen_frame()
-    valid = df.filter(~pl.col("confianza").is_in([8, 9]))
-    share = valid.select((pl.col("wt_final") * (pl.col("confianza") == 1)).sum() / pl.col("wt_final").sum()).item()
-    mean = df.select((pl.col("wt_final") * pl.col("ingreso")).sum() / pl.col("wt_final").sum()).item()
-    est = estimates(cfg).filter(pl.col("domain") == "All")
-    assert est.filter(pl.col("estimate_id") == "confianza_share").get_column("estimate").item() == pytest.approx(share, rel=1e-12)
-    assert est.filter(pl.col("estimate_id") == "ingreso_mean").get_column("estimate").item() == pytest.approx(mean, rel=1e-12)
+    # the figures are R's for the design the starter config declares (weights = ~wt_final)
+    ref = pl.read_csv(ROOT / "tests" / "reference" / "init_unseen_expected.csv", infer_schema_length=0)
+    est = estimates(cfg)
+    got = est.join(ref.select("estimate_id", "domain"), on=["estimate_id", "domain"], how="semi")
+    assert got.height == ref.height == 8
+    for row in ref.iter_rows(named=True):
+        mine = est.filter((pl.col("estimate_id") == row["estimate_id"]) & (pl.col("domain") == row["domain"])).row(0, named=True)
+        for column in ("estimate", "se", "ci_low", "ci_high"):
+            assert mine[column] == pytest.approx(float(row[column]), rel=1e-9), (row["estimate_id"], row["domain"], column)
     assert "nombre" not in est.get_column("variable").to_list()
 
     # uncommenting the guessed strata and clusters gives a config that validates too
