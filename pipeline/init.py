@@ -13,6 +13,8 @@ module level, so the CLI's ``--help`` stays fast.
 "['Yes', 1, Centro]"
 >>> _slug("Insecure Communities 2012")
 'insecure_communities_2012'
+>>> [bool(_PII.search(n)) for n in ("PHONE", "tel_2", "TELEWORK", "Nombre", "email")]
+[True, True, False, True, True]
 >>> _missing_kind("No sabe"), _missing_kind("Rehusó"), _missing_kind("Not applicable"), _missing_kind("Agree")
 ('dont_know', 'refused', 'other', None)
 """
@@ -37,7 +39,7 @@ _ID = re.compile(r"^(id|respid|resp_?id|respondent_?id|caseid|case_?id|seqn|seri
 _WEIGHT = re.compile(r"(^|_)(wt|wts|wgt|wght|weight|pw|pwt|finalwt|wtfinal)[0-9]*($|_)|weight|wgt", re.I)
 _STRATA = re.compile(r"strat|sdmvstra", re.I)
 _CLUSTER = re.compile(r"(^|_)psu|cluster|sdmvpsu|^clus", re.I)
-_PII = re.compile(r"name|phone|tel(e|ef)?$|^tel|mobile|address|addr|street|e_?mail|ssn|telefono|direcci|correo|nombre", re.I)
+_PII = re.compile(r"name|phone|(^|_)tel(e|ef|efono|ephone)?([0-9_]|$)|mobile|address|addr|street|e_?mail|ssn|tel[eé]fono|direcci|correo|nombre", re.I)
 _YEAR = re.compile(r"(?<![0-9])(19[5-9][0-9]|20[0-9][0-9])(?![0-9])")
 
 
@@ -132,7 +134,8 @@ def starter_config(path: Path | str, *, study: str | None = None, raw: str | Non
     wave = year.group(1) if year else "1"
     slug = _slug(study or _YEAR.sub("", stem) or stem)
 
-    pii = [c.name for c in cols if _PII.search(c.name) and c.kind not in ("categorical", "numeric")]
+    # by the name; a labelled variable (PHONESTAT: cell only, landline only) is an answer, not an identifier
+    pii = [c.name for c in cols if _PII.search(c.name) and c.kind != "categorical"]
 
     def unique(c: _Column) -> bool:
         return c.nulls == 0 and c.distinct == n

@@ -143,11 +143,12 @@ def test_init_on_an_unseen_dta(tmp_path, capsys):
 def test_init_on_a_parquet_and_a_csv_without_codebooks(tmp_path, capsys):
     df = unseen_frame().with_columns(
         pl.col("region").replace_strict({1: "Norte", 2: "Centro", 3: "Sur"}, return_dtype=pl.String)
-    ).drop("wt_final")
+    ).drop("wt_final").with_columns(telefono=pl.int_range(0, 240, eager=True) + 5550100)  # a phone number stored as a number
     df.write_parquet(tmp_path / "sondeo.parquet")
     cfg, text = init_validate_run(tmp_path / "sondeo.parquet", capsys)
     conf = yaml.safe_load(text)
-    assert conf["ingest"]["pii"] == ["nombre"] and "weights" not in conf["design"]
+    assert conf["ingest"]["pii"] == ["nombre", "telefono"] and "weights" not in conf["design"]
+    assert "5550100" not in text  # names only, never an identifier's value
     prop = next(e for e in conf["estimates"] if "proportion" in e)
     assert prop == {"id": "region_share", "title": "region", "proportion": "region", "levels": ["Centro"]}  # text codes, the first in order
     assert conf["clean"]["missing"] == {"dont_know": [], "refused": []} and "no codebook: sondeo.parquet.codebook.json" in text
