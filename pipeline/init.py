@@ -166,7 +166,9 @@ def starter_config(path: Path | str, *, study: str | None = None, raw: str | Non
 
     analysis = [c for c in free if c.name not in design_cols]
     categorical = [c for c in analysis if c.kind in ("categorical", "text") and len(c.codes) >= 2]
-    numeric = [c for c in analysis if c.kind == "numeric" and c.distinct > 2 and not re.search(r"\bid\b", c.label, re.I)]
+    # numbers that are measures: not identifiers (named or labelled like an id, a number or a code)
+    numeric = [c for c in analysis if c.kind == "numeric" and c.distinct > 2
+               and not re.search(r"\bid\b", c.label, re.I) and not re.search(r"(num|_no|code|_id)$", c.name, re.I)]
     # questions (variables with don't-know/refused codes) first for the examples; design-like
     # variables (no missing codes, few levels) for the domain
     questions = sorted(categorical, key=lambda c: not c.missing)

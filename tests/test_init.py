@@ -169,3 +169,16 @@ def test_init_never_overwrites(tmp_path, capsys):
     assert existing.read_text(encoding="utf-8") == "study: mine\n"
     assert main(["init", str(tmp_path / "nothere.sav")]) == 1
     assert "raw file not found" in capsys.readouterr().err
+
+
+def test_init_on_the_api_csv_finds_its_weight_and_leaves_out_numbers_that_name_things(tmp_path, capsys):
+    """raw/api_two_stage.csv, a real delivery without codebook: ``pw`` is its final weight,
+    the school, district and county names are identifiers, and the school/district/county
+    numbers (``snum``, ``dnum``, ``cnum``) are not measures to average."""
+    (tmp_path / "raw").mkdir()
+    raw = Path(shutil.copy(ROOT / "raw" / "api_two_stage.csv", tmp_path / "raw"))
+    cfg, text = init_validate_run(raw, capsys)
+    conf = yaml.safe_load(text)
+    assert conf["design"]["weights"] == "pw" and conf["ingest"]["pii"] == ["name", "sname", "dname", "cname"]
+    measured = {e.get("mean") or e.get("quantile") for e in conf["estimates"]} - {None}
+    assert measured and not measured & {"snum", "dnum", "cnum", "cds"}
