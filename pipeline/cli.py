@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nonrespondents", action="store_true",
                    help="keep the eligible nonrespondents (STATUS = 3, frame and screener variables only), for a nonresponse adjustment; not the demo's files")
     common(p)
+
+    p = sub.add_parser("init", help="write a commented starter config for a labelled raw file")
+    p.add_argument("raw", type=Path, help="the raw file: .sav, .dta, .csv or .parquet (with its codebook), ...")
+    p.add_argument("--out", type=Path, default=None, metavar="YAML", help="the config to write (default configs/<name>.yaml beside a raw/ folder, else next to the file); never overwritten")
+    p.add_argument("--study", default=None, metavar="SLUG", help="the study slug (default: from the file's name)")
+    common(p)
     return parser
 
 
@@ -158,6 +164,34 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    import os
+
+    from pipeline.init import starter_config
+    from pipeline.io import write_text
+
+    raw: Path = args.raw
+    if args.out is not None:
+        out = args.out
+    elif raw.resolve().parent.name == "raw":
+        out = raw.resolve().parent.parent / "configs" / f"{raw.stem}.yaml"
+    else:
+        out = raw.resolve().parent / f"{raw.stem}.yaml"
+    if out.exists():
+        raise UsageError(
+            f"init: {_display(out)} exists; init never overwrites a config",
+            hint=f"write it elsewhere with --out (e.g. --out {_display(out.with_name(out.stem + '_new.yaml'))}), or move the old file away",
+        )
+    rel = Path(os.path.relpath(raw.resolve(), out.resolve().parent)).as_posix()
+    text = starter_config(raw, study=args.study, raw=rel)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # made while we read the file
+        raise UsageError(f"init: {_display(out)} exists; init never overwrites a config", hint="rerun with another --out")
+    write_text(out, text)
+    print(f"wrote {_display(out)}: check the lines marked GUESS, then: survey-pipeline validate {_display(out)}")
+    return 0
+
+
 def _display(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
@@ -165,7 +199,7 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "status": _cmd_status, "simulate": _cmd_simulate}
+_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "status": _cmd_status, "simulate": _cmd_simulate, "init": _cmd_init}
 
 
 if __name__ == "__main__":  # pragma: no cover
