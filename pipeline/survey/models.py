@@ -55,6 +55,7 @@ FAMILIES: dict[str, str] = {
 }
 _EPSILON = 1e-8  # glm.control()$epsilon
 _MAXIT = 25      # glm.control()$maxit
+_REPLICATE_BLOCK = 8  # replicate fits made together
 
 
 def _family(name: str):
@@ -111,8 +112,10 @@ def _irls(fam, kind: str, x: np.ndarray, y: np.ndarray, w: np.ndarray, start: np
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(good, eta[act] + (y - mu[act]) / mue, 0.0)
             wk = np.where(good, w[act] * mue**2 / var, 0.0)
-        a = np.einsum("rn,np,nq->rpq", wk, x, x)
-        b = np.einsum("rn,np->rp", wk * z, x)
+        # X'WX for every weight vector: one BLAS product each (an einsum over (R, n, p, p) is
+        # 2-3x slower), and X'Wz as one product
+        a = np.stack([(x * wk_r[:, None]).T @ x for wk_r in wk])
+        b = (wk * z) @ x
         try:
             new = np.linalg.solve(a, b[..., None])[..., 0]
         except np.linalg.LinAlgError as exc:
@@ -372,8 +375,15 @@ def glm(
         reps = sub.replicates
         rw = np.asarray(reps.weights, dtype=np.float64)[used].T
         rw = rw / rw.sum(axis=1, keepdims=True)
-        rfit = _irls(fam, kind, xu, yu, rw, beta)
-        thetas = np.where(rfit.converged[:, None], rfit.coef, np.nan)
+        # the replicates in blocks: the fit's (R, n) arrays stay bounded (80 replicates of 10^6
+        # rows at once took 10 GB); every replicate starts from the full-sample fit
+        coefs, converged = [], []
+        for start in range(0, rw.shape[0], _REPLICATE_BLOCK):
+            block = _irls(fam, kind, xu, yu, rw[start:start + _REPLICATE_BLOCK], beta)
+            coefs.append(block.coef)
+            converged.append(block.converged)
+        rcoef, rconv = np.concatenate(coefs), np.concatenate(converged)
+        thetas = np.where(rconv[:, None], rcoef, np.nan)
         vcov = replicate_vcov(thetas, beta, scale=reps.scale, rscales=reps.rscales, mse=reps.mse)
         df_resid = float(d.degf + 1 - p)
     else:
