@@ -38,6 +38,12 @@ replicate weight and takes the JK1 spread of the coefficients around the full-sa
 ``svyglm`` on a ``svrepdesign``), so both scenarios compute the same coefficients and SEs; the
 largest relative differences are printed as the check, with the ratio svy / ours of the best
 times. svy is skipped above ``--svy-max-rows``.
+
+``--write-check DIR`` instead writes, for the first ``--rows``, the data with the replicate
+weights (``DIR/data.csv``) and both engines' coefficients and SEs (``DIR/python.csv``);
+``Rscript tests/benchmarks/bench_glm_check.R DIR`` then fits the model with R ``survey``
+(``svyglm`` on ``svydesign`` and on ``svrepdesign(type = "JK1")``) and prints the largest
+relative differences of each engine from R.
 """
 
 from __future__ import annotations
@@ -151,6 +157,23 @@ def compare(fit, theirs) -> dict:
     }
 
 
+def write_check(rows: int, directory: str) -> None:
+    """The data and both engines' coefficients and SEs as CSV, for ``bench_glm_check.R``."""
+    import polars as pl
+
+    os.makedirs(directory, exist_ok=True)
+    frame, reps = make_data(rows, replicates=True)
+    frame.hstack(pl.DataFrame(reps, schema=[f"rep{r}" for r in range(1, reps.shape[1] + 1)])).write_csv(
+        os.path.join(directory, "data.csv"))
+    out = []
+    for scenario in ("taylor", "jk1"):
+        fit = ours_run(ours_design(frame, reps, scenario))
+        theirs = {c.term: (c.est, c.se) for c in svy_run(svy_sample(frame, reps, scenario), scenario).coefs}
+        out += [(scenario, t, c, s, *theirs[_svy_name(t)]) for t, c, s in zip(fit.terms, fit.coef, fit.se)]
+    pl.DataFrame(out, schema=["scenario", "term", "ours_coef", "ours_se", "svy_coef", "svy_se"], orient="row").write_csv(
+        os.path.join(directory, "python.csv"))
+
+
 # ------------------------------------------------------------------ worker
 def _best(run, repeat: int, memory) -> tuple[float, list[float], object, object]:
     times, result, mem = [], None, None
@@ -209,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--svy-max-rows", default="1e6", help="largest row count at which svy runs (0: never)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--write-check", metavar="DIR", help="write data and coefficients for bench_glm_check.R")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -217,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in scenarios if s not in ("taylor", "jk1")]
     if unknown:
         parser.error(f"--scenarios: expected taylor and/or jk1, found {','.join(unknown)}")
+    if args.write_check:
+        write_check(base._rows(args.rows)[0], args.write_check)
+        return 0
     if args.worker:
         (rows,) = base._rows(args.rows)
         result = worker(rows, scenarios[0], args.repeat, run_svy=rows <= svy_max)
