@@ -361,7 +361,7 @@ class TablesConfig(_Model):
         return json.loads(self.model_dump_json(include={"significance": True, "banners": {"__all__": {"id", "estimates", "columns"}}}))
 
 
-ExportFormat = Literal["csv", "markdown", "xlsx", "html", "latex", "sav", "dta", "png", "svg", "methods", "report", "codebook"]
+ExportFormat = Literal["csv", "markdown", "xlsx", "docx", "html", "latex", "sav", "dta", "png", "svg", "methods", "report", "codebook"]
 
 
 class ExportConfig(_Model):

@@ -83,3 +83,35 @@ def test_trend_table_and_chart(project):
     assert "2012" in svg and "2014" in svg and "contact_police_less_likely" not in svg
     assert "Less likely to contact police if a victim of a crime, for…" in svg
     assert (trends / "trend_chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trend_word_document_numbers_trace_to_the_trend_estimates(project):
+    """``trends/tables.docx`` (issue 14, item 3), read back with python-docx: its body rows are the
+    tidy ``trends/trend.csv`` rows, and every share and change of shares is the rounding of the
+    ``trends/estimates.csv`` row that file names, computed here independently (tables.decimals 0)."""
+    import docx
+    from docx.oxml.ns import qn
+
+    trends = project / "outputs" / "insecure_communities" / "trends"
+    (wt,) = docx.Document(str(trends / "tables.docx")).tables
+    header = [r._tr for r in wt.rows if r._tr.trPr is not None and r._tr.trPr.find(qn("w:tblHeader")) is not None]
+    assert header == [r._tr for r in wt.rows[:2]]  # the "Wave" spanner, then the column labels
+    body = [[c.text for c in r.cells] for r in wt.rows[2:] if len({id(c._tc) for c in r.cells}) > 1]
+    tidy = pl.read_csv(trends / "trend.csv", infer_schema_length=None, schema_overrides={"by": pl.String, "flag": pl.String})
+    est = pl.read_csv(trends / "estimates.csv", infer_schema_length=None).to_dicts()
+    cells = [part.to_dicts() for _, part in tidy.group_by("row", maintain_order=True)]
+    assert len(body) == len(cells)
+    checked = 0
+    for shown, row in zip(body, cells, strict=True):
+        assert shown[0] == row[0]["row_label"] and len(shown) == len(row) + 1
+        for text, c in zip(shown[1:], row, strict=True):
+            assert text == c["text"]
+            src = est[c["source_row"]] if c["source_row"] is not None else None
+            shares = src is not None and (src["statistic"] == "proportion" or (src["statistic"] == "difference" and src["difference_of"] == "proportion"))
+            if not shares or text in ("*", "–"):
+                continue
+            value = re.match(r"^[+-]?\d+", text).group(0)
+            expected = f"{100 * src['estimate']:{'+' if src['statistic'] == 'difference' else ''}.0f}"
+            assert value == ("0" if expected.lstrip("+-") == "0" else expected), (text, src)  # no sign on a zero change
+            checked += 1
+    assert checked >= 15

@@ -5,7 +5,8 @@ Both the wave export stage (``tables/``, ``analysis/``, ``charts/``, ``methods.m
 ``report.html``) and the trends stage (``trends/``) render tables through
 :func:`render_tables`, so a new table format is one module (its render function) and one entry
 here: ``kind='table'`` renders each table to ``<folder>/<id><suffix>``; ``kind='workbook'`` all
-tables to one ``<folder>/<suffix>`` file. The other kinds are the export stage's:
+tables to one ``<folder>/<suffix>`` file (``tables.xlsx``,
+``tables.docx``). The other kinds are the export stage's:
 ``analysis`` (the weighted respondents, ``analysis/<study>_<wave><suffix>``), ``chart``
 (``charts/<estimate id><suffix>``, and ``trends/trend_chart<suffix>``), ``document``
 (``methods.md``, ``report.html``, ``codebook/``: the codebook writes ``codebook.md``, ``.xlsx`` and
@@ -46,7 +47,8 @@ class Format:
         ``methods.md``).
     render : callable
         ``table``: ``(table, estimates) -> str | bytes | DataFrame``; ``workbook``: ``(tables,
-        estimates, *, title, wave, notice, created) -> bytes``; ``analysis``: ``(data, *,
+        estimates, *, title, wave, notice, created, methods_markdown) -> bytes`` (the Word
+        document ends with the methods statement's Markdown, when given); ``analysis``: ``(data, *,
         timestamp) -> bytes``; ``chart``: ``(figure) -> bytes``; ``document``: the
         document's own function (:func:`pipeline.exporters.methods.methods_markdown`,
         :func:`pipeline.exporters.report.report_html`).
@@ -97,10 +99,16 @@ def _latex(table: Table, estimates: pl.DataFrame | None) -> str:
     return table_latex(table)
 
 
-def _xlsx(tables: Sequence[Table], estimates: pl.DataFrame | None, **meta: Any) -> bytes:
+def _xlsx(tables: Sequence[Table], estimates: pl.DataFrame | None, *, methods_markdown: str | None = None, **meta: Any) -> bytes:
     from pipeline.exporters.xlsx import workbook_bytes
 
-    return workbook_bytes(tuple(tables), estimates=estimates, **meta)
+    return workbook_bytes(tuple(tables), estimates=estimates, **meta)  # the methods statement is not a sheet
+
+
+def _docx(tables: Sequence[Table], estimates: pl.DataFrame | None, **meta: Any) -> bytes:
+    from pipeline.exporters.docx import document_bytes
+
+    return document_bytes(tuple(tables), **meta)
 
 
 def _sav(data: Any, *, timestamp: dt.datetime | None = None) -> bytes:
@@ -156,6 +164,7 @@ FORMATS: dict[str, Format] = {
         Format("html", "table", ".html", _html),
         Format("latex", "table", ".tex", _latex),
         Format("xlsx", "workbook", "tables.xlsx", _xlsx),
+        Format("docx", "workbook", "tables.docx", _docx),
         Format("sav", "analysis", ".sav", _sav),
         Format("dta", "analysis", ".dta", _dta),
         Format("png", "chart", ".png", _png),
@@ -178,13 +187,15 @@ def render_tables(
     notice: str | None = None,
     created: dt.datetime | None = None,
     sources: Mapping[str, pl.DataFrame] | None = None,
+    methods_markdown: str | None = None,
 ) -> dict[str, Any]:
     """Every table in every table and workbook format of ``formats``: ``{relative path: content}``.
 
     Per-table formats come table by table (each table's files in the registry's order), then
     the workbooks. ``estimates`` are the rows the tables' cells point to (``_row``); ``sources``
     (table id -> rows) names other rows for some tables (a crosstab's cells are rows of
-    ``estimate/crosstabs.csv``).
+    ``estimate/crosstabs.csv``); ``methods_markdown`` is the methods statement, which the Word
+    document (``docx``) ends with.
     """
     chosen = [f for f in FORMATS.values() if f.name in set(formats)]
     files: dict[str, Any] = {}
@@ -194,5 +205,7 @@ def render_tables(
                 files[f"{folder}/{t.id}{f.suffix}"] = f.render(t, (sources or {}).get(t.id, estimates))
     for f in chosen:
         if f.kind == "workbook":
-            files[f"{folder}/{f.suffix}"] = f.render(tables, estimates, title=title, wave=wave, notice=notice, created=created)
+            files[f"{folder}/{f.suffix}"] = f.render(
+                tables, estimates, title=title, wave=wave, notice=notice, created=created, methods_markdown=methods_markdown
+            )
     return files

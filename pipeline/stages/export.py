@@ -11,6 +11,7 @@ wave never reruns an earlier wave's export):
   source of their letters);
 - ``markdown``, ``html``, ``latex``: ``tables/<id>.md``, ``.html``, ``.tex`` (great_tables);
 - ``xlsx``: ``tables/tables.xlsx``, one sheet per table;
+- ``docx``: ``tables/tables.docx``, a Word document of every table, then the methods statement;
 - ``sav``, ``dta``: ``analysis/<study>_<wave>.sav``, ``.dta``, the weighted respondents with labels;
 - ``png``, ``svg``: ``charts/<estimate id>.*`` (by subgroup) and ``charts/weighting.*`` (targets);
 - ``methods``: ``methods.md``, the AAPOR Transparency Initiative statement;
@@ -201,7 +202,7 @@ def run(ctx: StageContext) -> StageOutput:
     cb_path = ctx.path("estimate/codebook.json")
     codebook = Codebook.from_json(cb_path.read_text(encoding="utf-8")) if cb_path.is_file() else None
 
-    need_data = bool({"sav", "dta", "methods", "report", "codebook"} & formats)
+    need_data = bool({"sav", "dta", "methods", "report", "codebook", "docx"} & formats)
     frame = ctx.read_frame("weight/data.parquet") if need_data and ctx.path("weight/data.parquet").is_file() else None
     comparisons = read_comparisons(ctx.path("estimate/comparisons.csv"), est) if config.tables.banners else None
     tests_path = ctx.path("estimate/association_tests.csv")
@@ -223,9 +224,19 @@ def run(ctx: StageContext) -> StageOutput:
         models=models, model_tests=model_tests, model_margins=model_margins,
     )
 
+    qa = _read_json(ctx, "weight/qa.json")
+    clean_report = _read_json(ctx, "clean/report.json")
+    statement = None
+    if {"methods", "report", "docx"} & formats:  # the Word document ends with the methods statement
+        from pipeline.exporters.methods import methods_markdown, methods_statement
+
+        statement = methods_statement(
+            config, wave, qa=qa, clean_report=clean_report, estimates=est, frame=frame, codebook=codebook,
+            target_sources=_target_sources(config, wave),
+        )
     files: dict[str, Any] = render_tables(
         pub.tables, formats, "tables", est, title=config.title or config.study, wave=wave.id, notice=config.notice, created=file_timestamp([wave]),
-        sources=pub.sources,
+        sources=pub.sources, methods_markdown=methods_markdown(statement) if statement is not None else None,
     )
     if "csv" in formats and config.tables.banners:
         files["tables/comparisons.csv"] = pub.comparisons.select(*COMPARISON_COLUMNS, "table")
@@ -245,8 +256,6 @@ def run(ctx: StageContext) -> StageOutput:
             (path,) = fmt.files([f"{config.study}_{wave.id}"], "analysis")
             files[path] = fmt.render(data, timestamp=file_timestamp([wave]))
 
-    qa = _read_json(ctx, "weight/qa.json")
-    clean_report = _read_json(ctx, "clean/report.json")
     margins = ctx.read_frame("weight/margins.csv") if ctx.path("weight/margins.csv").is_file() and ctx.path("weight/margins.csv").stat().st_size > 1 else None
     if margins is not None and codebook is not None:
         margins = _labelled_groups(margins, codebook)
@@ -254,16 +263,8 @@ def run(ctx: StageContext) -> StageOutput:
     weighting = None
     if {"png", "svg", "report"} & formats:
         charts, weighting = _charts(config, est, codebook, margins, files, formats)
-    statement = None
-    if {"methods", "report"} & formats:
-        from pipeline.exporters.methods import methods_statement
-
-        statement = methods_statement(
-            config, wave, qa=qa, clean_report=clean_report, estimates=est, frame=frame, codebook=codebook,
-            target_sources=_target_sources(config, wave),
-        )
-        if "methods" in formats:
-            files["methods.md"] = FORMATS["methods"].render(statement)
+    if statement is not None and "methods" in formats:
+        files["methods.md"] = FORMATS["methods"].render(statement)
     codebook_section = _codebook(ctx, frame, files) if "codebook" in formats and frame is not None else ""
     if "report" in formats:
         from pipeline.exporters.methods import methods_html

@@ -9,7 +9,8 @@ when either wave's estimate is suppressed.
 
 The stage also renders the trend tables (``tables.trends``; by default one table of every
 estimate overall) with :func:`pipeline.exporters.tables.trend_table`, in the formats of
-``export.formats``, under ``trends/``, and, with two or more waves and ``png``/``svg`` among the
+``export.formats``, under ``trends/`` (``trends/tables.docx``: the Word document, without a
+methods statement), and, with two or more waves and ``png``/``svg`` among the
 formats, the trend chart (``trends/trend_chart.*``: the charted estimates across waves).
 """
 

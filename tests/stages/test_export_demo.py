@@ -1,13 +1,16 @@
 """The export stage on the demo study: every output is there, and every number in the Markdown,
-HTML and Excel tables traces back to one row of estimates.csv; the analysis files read back; the
-report renders in headless Chromium with the headline numbers and no console errors."""
+HTML, Excel and Word tables traces back to one row of estimates.csv; the analysis files read back; the
+report renders in headless Chromium with the headline numbers and no console errors; LibreOffice
+converts the Word document to PDF."""
 
 from __future__ import annotations
 
 import html.parser
 import json
 import math
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
+#: LibreOffice (Debian's libreoffice-writer-nogui, installed by .ci/run) opens the Word document
+SOFFICE = shutil.which("soffice")
 HEADLINES = ("contact_police_less_likely", "afraid_leave_home")
 #: xlsxwriter writes numbers with 16 significant digits (Excel keeps 15): the last bit may differ
 EXCEL_REL_TOL = 1e-14
@@ -38,7 +43,7 @@ def test_every_output_is_written(wave_dir):
     expected = [
         "tables/topline.csv", "tables/topline.md", "tables/topline.html", "tables/topline.tex",
         "tables/banner.csv", "tables/banner.md", "tables/banner.html", "tables/banner.tex",
-        "tables/comparisons.csv", "tables/tables.xlsx",
+        "tables/comparisons.csv", "tables/tables.xlsx", "tables/tables.docx",
         "analysis/insecure_communities_2012.sav", "analysis/insecure_communities_2012.dta",
         *[f"charts/{c}.{x}" for c in (*HEADLINES, "weighting") for x in ("png", "svg")],
         "methods.md", "report.html",
@@ -327,3 +332,122 @@ def test_report_renders_in_headless_chromium(wave_dir, estimates, tmp_path):
     for log in (dom.stderr, run.stderr):
         assert "Uncaught" not in log
         assert not re.search(r"console error|CONSOLE\(\d+\)", log, re.I), log[-2000:]
+
+
+# ------------------------------------------------------------------ the Word document (issue 14, item 3)
+
+
+def _header_row(row) -> bool:
+    return row._tr.trPr is not None and row._tr.trPr.find(qn("w:tblHeader")) is not None
+
+
+def qn(tag: str) -> str:
+    from docx.oxml.ns import qn as _qn
+
+    return _qn(tag)
+
+
+def word_rows(wt) -> list[list[str]]:
+    """A Word table's body rows as texts: its repeated header rows and the bold full-width rows of
+    the row groups (one cell merged across the table) left out."""
+    out = []
+    for row in wt.rows:
+        if _header_row(row) or len({id(c._tc) for c in row.cells}) == 1:
+            continue
+        out.append([c.text for c in row.cells])
+    return out
+
+
+@pytest.fixture(scope="module")
+def word(wave_dir):
+    import docx
+
+    return docx.Document(str(wave_dir / "tables" / "tables.docx"))
+
+
+@pytest.mark.parametrize("index,table,n_labels", [(0, "topline", 3), (1, "banner", 1)])
+def test_word_numbers_trace_to_estimates(word, wave_dir, estimates, index, table, n_labels):
+    """Every number of the document's topline and banner, read back with python-docx, is the rounding
+    of the estimates.csv row its tidy ``tables/<id>.csv`` cell names (computed here independently)."""
+    assert check_rows(word_rows(word.tables[index]), wave_dir, table, estimates, n_labels) > 30
+
+
+def test_word_tables_have_repeated_headers_spanners_and_right_aligned_numbers(word, wave_dir):
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+
+    topline, banner, crosstab = word.tables[:3]
+    for wt in (topline, banner, crosstab):
+        assert _header_row(wt.rows[0])
+    assert [_header_row(r) for r in banner.rows[:3]] == [True, True, False]  # spanners, then labels
+    spanners = banner.rows[0]._tr.findall(qn("w:tc"))
+    spans = [int(tc.tcPr.find(qn("w:gridSpan")).get(qn("w:val"))) if tc.tcPr is not None and tc.tcPr.find(qn("w:gridSpan")) is not None else 1
+             for tc in spanners]
+    assert [tc.xpath("string(.)") for tc in spanners] == ["", "County", "Immigration status"] and spans == [2, 4, 5]
+    labels = [c.text for c in banner.rows[1].cells]
+    assert "Cook (A)" in labels and labels[0] == ""
+    lettered = [t for r in word_rows(banner) for t in r[1:] if re.fullmatch(r"[\d.,]+ [A-I]+", t)]
+    md = (wave_dir / "tables" / "banner.md").read_text(encoding="utf-8")
+    assert lettered and all(f"| {t} |" in md for t in lettered)  # the letters of the other formats
+    body = word_rows(topline)[0]
+    cells = next(r for r in topline.rows if not _header_row(r) and len({id(c._tc) for c in r.cells}) > 1).cells
+    assert [c.paragraphs[0].alignment for c in cells[3:]] == [WD_ALIGN_PARAGRAPH.RIGHT] * 4 and body[3].replace(",", "").isdigit()
+    assert cells[0].paragraphs[0].alignment is None
+    groups = [r for r in topline.rows if len({id(c._tc) for c in r.cells}) == 1]
+    assert groups and all(p.runs[0].bold for p in (r.cells[0].paragraphs[0] for r in groups))
+    text = "\n".join(p.text for p in word.paragraphs)
+    assert "SYNTHETIC DATA" in text and "Suppressed:" in text and "Methods" in text and "Margin of sampling error by subgroup" in text
+    assert word.core_properties.created.year == 2012  # the field period's end, not the clock
+
+
+def test_word_document_is_byte_identical_on_rerun(demo_project, wave_dir):
+    """The export and trends stages rerun (more than the ZIP format's two-second resolution later)
+    write the same bytes: the core properties and the ZIP entries carry the field period's end."""
+    import time
+
+    from pipeline.cli import main
+
+    paths = [wave_dir / "tables" / "tables.docx", wave_dir.parent / "trends" / "tables.docx"]
+    before = [p.read_bytes() for p in paths]
+    time.sleep(2.1)
+    cfg = str(demo_project / "configs" / "insecure_communities.yaml")
+    assert main(["run", cfg, "--only", "export", "--wave", "2012", "--quiet"]) == 0
+    assert main(["run", cfg, "--only", "trends", "--quiet"]) == 0
+    assert [p.read_bytes() for p in paths] == before
+
+
+def test_ci_has_libreoffice():
+    """CI (``.ci/run`` sets ``CI=true`` and installs libreoffice-writer-nogui) must run the LibreOffice test."""
+    if os.environ.get("CI") != "true":
+        pytest.skip("not CI: the LibreOffice test runs where soffice is installed")
+    assert SOFFICE is not None, "soffice is missing on CI: .ci/run installs libreoffice-writer-nogui"
+
+
+def _pdf_pages(data: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page(?![A-Za-z])", data))
+
+
+@pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) is not installed: .ci/run installs libreoffice-writer-nogui")
+def test_word_document_opens_in_libreoffice(wave_dir, estimates, tmp_path):
+    """A real reader opens the document: LibreOffice headless converts it to PDF, whose pages and text
+    (pdftotext, where poppler-utils is installed) hold the tables, the headline numbers and the methods."""
+    profile = (tmp_path / "profile").as_uri()
+    run = subprocess.run(
+        [SOFFICE, f"-env:UserInstallation={profile}", "--headless", "--norestore", "--convert-to", "pdf", "--outdir", str(tmp_path),
+         str(wave_dir / "tables" / "tables.docx")],
+        capture_output=True, text=True, timeout=300,
+    )
+    pdf = tmp_path / "tables.pdf"
+    assert run.returncode == 0 and pdf.is_file(), run.stdout[-2000:] + run.stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data[:5] == b"%PDF-" and len(data) > 30_000
+    assert 6 <= _pdf_pages(data) <= 30  # title page, three tables over several landscape pages, the methods
+    if shutil.which("pdftotext") is None:
+        return
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    for est_id in HEADLINES:
+        row = estimates.filter((pl.col("estimate_id") == est_id) & (pl.col("domain") == "All")).row(0, named=True)
+        assert re.search(rf"\b{row['n']:,}\s+{pct(row['estimate'])}\s+{pct(row['ci_low'])}–{pct(row['ci_high'])}\b", text), est_id
+    lettered = re.findall(r"\| (\d+ [A-I]+) \|", (wave_dir / "tables" / "banner.md").read_text(encoding="utf-8"))
+    assert lettered
+    for phrase in ("SYNTHETIC DATA", "Topline", "Attitudes by county and immigration status", "Margin of sampling error by subgroup", *lettered):
+        assert phrase in " ".join(text.split()), phrase
