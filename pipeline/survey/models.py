@@ -143,11 +143,14 @@ def _check_rank(xw: np.ndarray, mm: ModelMatrix) -> None:
 
     tol = min(1e-7, _EPSILON / 1000)  # glm.fit's tolerance for Cdqrls
     p = xw.shape[1]
-    if qr_rank(xw, tol) == p:
+    # R's limited-pivoting QR run on the triangle of a LAPACK QR (p x p, not n x p): the
+    # orthogonal factor keeps every column's norm and the norms' ratios the pivoting tests
+    small = np.linalg.qr(xw, mode="r") if xw.shape[0] > p else xw
+    if qr_rank(small, tol) == p:
         return
     aliased, rank = [], 0
     for j in range(p):
-        r = qr_rank(xw[:, : j + 1], tol)
+        r = qr_rank(small[:, : j + 1], tol)
         if r == rank:
             aliased.append(mm.columns[j])
         rank = r
