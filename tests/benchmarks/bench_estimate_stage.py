@@ -68,7 +68,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -406,41 +405,14 @@ def check(stage_path: str, engine_path: str, tolerance: float = 1e-12) -> dict:
 
 
 # ------------------------------------------------------------------ memory
-def _status() -> dict[str, int]:
-    out = {}
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(("VmHWM", "VmRSS")):
-                    key, value = line.split(":")
-                    out[key] = int(value.split()[0]) * 1024
-    except OSError:
-        pass
-    return out
+def PeakMemory():  # noqa: N802 - the class of bench_estimation.py, shared
+    """``bench_estimation.PeakMemory``: the high-water mark of the process's memory over a block."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import bench_estimation
 
-
-class PeakMemory:
-    """High-water mark of the process's resident memory over a block (bytes)."""
-
-    def __enter__(self):
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-            self.exact = True
-        except OSError:
-            self.exact = False
-        st = _status()
-        self.before = st.get("VmRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-        self.maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return self
-
-    def __exit__(self, *exc):
-        if self.exact:
-            self.peak = _status()["VmHWM"]
-        else:  # ru_maxrss only grows: the block's peak is visible only above the earlier one
-            self.peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, self.maxrss_before)
-        self.extra = max(self.peak - self.before, 0)
-        return False
+    return bench_estimation.PeakMemory()
 
 
 # ------------------------------------------------------------------ worker
