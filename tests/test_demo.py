@@ -206,3 +206,13 @@ def test_the_readme_quotes_the_demo_margins(demo):
     share = {r["label"]: r["estimate"] for r in margins.filter((pl.col("model_id") == "contact_police_model") & (pl.col("variable") == "STATUS4")).iter_rows(named=True)}
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"is {100 * share['Foreign-born undocumented']:.0f}% for the undocumented against {100 * share['U.S.-born']:.0f}% for the U.S.-born" in readme
+
+
+def test_no_output_reveals_the_machine_s_layout(demo):
+    """Issue 14, item 5: no output (codebooks, manifests, reports, workbooks, data files) holds
+    the project's absolute path; sources are named relative to the project."""
+    root = str(demo.resolve()).encode()
+    leaks = [str(p.relative_to(demo)) for p in outputs(demo).rglob("*") if p.is_file() and root in p.read_bytes()]
+    assert leaks == []
+    codebook = json.loads((outputs(demo) / "2012" / "ingest" / "codebook.json").read_text(encoding="utf-8"))
+    assert codebook["source"] == "raw/insecure_communities_2012.sav"
